@@ -439,3 +439,20 @@ fn secret(meta: Meta, n: Node<'_>) -> Field<Secret> {
         data,
     })
 }
+
+impl ImagePolicy {
+    /// The policy as the selection crate takes it (validated there).
+    pub fn policy_spec(&self) -> tagwarden_policy::PolicySpec {
+        let mut spec = tagwarden_policy::PolicySpec::default();
+        match &self.policy {
+            PolicyChoice::SemVer { range } => spec.semver_range = Some(range.clone()),
+            PolicyChoice::Numerical { order } => spec.numerical_order = Some(order.clone()),
+            PolicyChoice::Alphabetical { order } => spec.alphabetical_order = Some(order.clone()),
+        }
+        if let Some(f) = &self.filter_tags {
+            spec.filter_pattern = Some(f.pattern.clone()).filter(|p| !p.is_empty());
+            spec.filter_extract = Some(f.extract.clone()).filter(|e| !e.is_empty());
+        }
+        spec
+    }
+}

@@ -1,1 +1,38 @@
-fn main(){}
+//! The `tagwarden` binary: parses flags, calls the libraries, prints.
+
+mod cmd;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Keep container image references in Git up to date: Flux image automation,
+/// rebuilt. Reads the Flux manifests you already have.
+#[derive(Parser)]
+#[command(name = "tagwarden", version, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Work with ImagePolicies offline.
+    Policy {
+        #[command(subcommand)]
+        command: cmd::policy::PolicyCommand,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Policy { command } => cmd::policy::run(command),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -81,13 +81,13 @@ pub enum PolicyError {
     #[error("spec.policy: {0} are all set: expected exactly one policy")]
     TooManyPolicies(String),
     #[error("spec.policy.semver.range: {0}")]
-    Range(#[from] RangeError),
+    Range(RangeError),
     #[error("spec.policy.{kind}.order: invalid order '{value}': expected asc or desc")]
     Order { kind: &'static str, value: String },
     #[error("spec.filterTags.extract is set but spec.filterTags.pattern is not")]
     ExtractWithoutPattern,
     #[error("spec.filterTags: {0}")]
-    Filter(#[from] FilterError),
+    Filter(FilterError),
 }
 
 /// Why no tag could be selected from a list.
@@ -170,7 +170,7 @@ impl Policy {
             })
         };
         let choice = if let Some(r) = &spec.semver_range {
-            Choice::SemVer(Range::parse(r)?)
+            Choice::SemVer(Range::parse(r).map_err(PolicyError::Range)?)
         } else if let Some(o) = &spec.numerical_order {
             Choice::Numerical(order("numerical", o)?)
         } else if let Some(o) = &spec.alphabetical_order {
@@ -183,7 +183,7 @@ impl Policy {
         let filter = match (pattern.is_empty(), extract.is_empty()) {
             (true, true) => None,
             (true, false) => return Err(PolicyError::ExtractWithoutPattern),
-            (false, _) => Some(TagFilter::new(pattern, extract)?),
+            (false, _) => Some(TagFilter::new(pattern, extract).map_err(PolicyError::Filter)?),
         };
         Ok(Policy { filter, choice })
     }
