@@ -16,14 +16,18 @@ pub fn parse(s: &str) -> Option<Duration> {
     let mut rest = s;
     let mut total = 0f64;
     while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
         let num = &rest[..num_len];
         if num.is_empty() || num == "." || num.matches('.').count() > 1 {
             return None;
         }
         let value: f64 = num.parse().ok()?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let nanos = match &rest[..unit_len] {
             "ns" => 1.0,
             "us" | "µs" | "μs" => 1e3,
@@ -61,7 +65,11 @@ pub fn format(d: Duration) -> String {
     let secs = nanos / 1_000_000_000;
     let sub = nanos % 1_000_000_000;
     let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    let sec = if sub == 0 { s.to_string() } else { fraction(s * 1_000_000_000 + sub, 1_000_000_000) };
+    let sec = if sub == 0 {
+        s.to_string()
+    } else {
+        fraction(s * 1_000_000_000 + sub, 1_000_000_000)
+    };
     match (h, m) {
         (0, 0) => format!("{sec}s"),
         (0, m) => format!("{m}m{sec}s"),

@@ -172,7 +172,10 @@ impl Manifests {
     }
 
     /// Objects of one kind.
-    pub fn iter<'a, T: 'a>(&'a self, pick: impl Fn(&'a Object) -> Option<&'a T> + 'a) -> impl Iterator<Item = &'a T> + 'a {
+    pub fn iter<'a, T: 'a>(
+        &'a self,
+        pick: impl Fn(&'a Object) -> Option<&'a T> + 'a,
+    ) -> impl Iterator<Item = &'a T> + 'a {
         self.objects.iter().filter_map(pick)
     }
 }
@@ -188,7 +191,10 @@ fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
         .collect();
     entries.sort();
     for p in entries {
-        let hidden = p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'));
+        let hidden = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with('.'));
         if hidden {
             continue;
         }

@@ -150,7 +150,7 @@ pub struct Secret {
 pub enum Object {
     ImageRepository(ImageRepository),
     ImagePolicy(ImagePolicy),
-    ImageUpdateAutomation(ImageUpdateAutomation),
+    ImageUpdateAutomation(Box<ImageUpdateAutomation>),
     GitRepository(GitRepository),
     Receiver(Receiver),
     Secret(Secret),
@@ -190,7 +190,9 @@ pub(crate) fn read_object(
 ) -> Field<Option<Object>> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
     let versions: &[&str] = match (group, kind) {
-        (IMAGE_GROUP, "ImageRepository" | "ImagePolicy" | "ImageUpdateAutomation") => &["v1beta1", "v1beta2", "v1"],
+        (IMAGE_GROUP, "ImageRepository" | "ImagePolicy" | "ImageUpdateAutomation") => {
+            &["v1beta1", "v1beta2", "v1"]
+        }
         (SOURCE_GROUP, "GitRepository") => &["v1beta1", "v1beta2", "v1"],
         (NOTIFICATION_GROUP, "Receiver") => &["v1beta1", "v1beta2", "v1beta3", "v1"],
         ("", "Secret") => &["v1"],
@@ -199,7 +201,10 @@ pub(crate) fn read_object(
     if !versions.contains(&version) {
         return Err(n.err(
             "apiVersion",
-            format!("unsupported version '{api_version}': expected one of {}", versions.join(", ")),
+            format!(
+                "unsupported version '{api_version}': expected one of {}",
+                versions.join(", ")
+            ),
         ));
     }
     let meta = read_meta(n, api_version, source, opts)?;
@@ -207,7 +212,9 @@ pub(crate) fn read_object(
     Ok(Some(match kind {
         "ImageRepository" => Object::ImageRepository(image_repository(meta, spec()?.node())?),
         "ImagePolicy" => Object::ImagePolicy(image_policy(meta, spec()?.node())?),
-        "ImageUpdateAutomation" => Object::ImageUpdateAutomation(automation(meta, spec()?.node())?),
+        "ImageUpdateAutomation" => {
+            Object::ImageUpdateAutomation(Box::new(automation(meta, spec()?.node())?))
+        }
         "GitRepository" => Object::GitRepository(git_repository(meta, spec()?.node())?),
         "Receiver" => Object::Receiver(receiver(meta, spec()?.node())?),
         _ => Object::Secret(secret(meta, n)?),
@@ -220,7 +227,9 @@ fn read_meta(n: Node<'_>, api_version: &str, source: Source, opts: &LoadOptions)
     Ok(Meta {
         api_version: api_version.to_string(),
         name: m.required_str("name")?,
-        namespace: m.str("namespace")?.unwrap_or_else(|| opts.default_namespace.clone()),
+        namespace: m
+            .str("namespace")?
+            .unwrap_or_else(|| opts.default_namespace.clone()),
         labels: m.string_map("labels")?,
         source,
     })
@@ -252,7 +261,9 @@ fn image_repository(meta: Meta, s: Node<'_>) -> Field<ImageRepository> {
     Ok(ImageRepository {
         meta,
         image,
-        interval: s.duration("interval")?.ok_or_else(|| s.err("interval", "required field is missing"))?,
+        interval: s
+            .duration("interval")?
+            .ok_or_else(|| s.err("interval", "required field is missing"))?,
         timeout: s.duration("timeout")?,
         secret_ref: local_ref(s, "secretRef")?,
         cert_secret_ref: local_ref(s, "certSecretRef")?,
@@ -274,18 +285,34 @@ fn image_policy(meta: Meta, s: Node<'_>) -> Field<ImagePolicy> {
     let p = p.node();
     let mut choices = Vec::new();
     if let Some(sv) = p.map("semver")? {
-        choices.push(PolicyChoice::SemVer { range: sv.node().required_str("range")? });
+        choices.push(PolicyChoice::SemVer {
+            range: sv.node().required_str("range")?,
+        });
     }
     if let Some(num) = p.map("numerical")? {
-        choices.push(PolicyChoice::Numerical { order: num.node().one_of("order", &["asc", "desc"], "asc")? });
+        choices.push(PolicyChoice::Numerical {
+            order: num.node().one_of("order", &["asc", "desc"], "asc")?,
+        });
     }
     if let Some(a) = p.map("alphabetical")? {
-        choices.push(PolicyChoice::Alphabetical { order: a.node().one_of("order", &["asc", "desc"], "asc")? });
+        choices.push(PolicyChoice::Alphabetical {
+            order: a.node().one_of("order", &["asc", "desc"], "asc")?,
+        });
     }
     let policy = match choices.len() {
         1 => choices.remove(0),
-        0 => return Err(s.err("policy", "expected one of semver, numerical or alphabetical")),
-        _ => return Err(s.err("policy", "expected exactly one of semver, numerical or alphabetical, found several")),
+        0 => {
+            return Err(s.err(
+                "policy",
+                "expected one of semver, numerical or alphabetical",
+            ));
+        }
+        _ => {
+            return Err(s.err(
+                "policy",
+                "expected exactly one of semver, numerical or alphabetical, found several",
+            ));
+        }
     };
     let filter_tags = match s.map("filterTags")? {
         None => None,
@@ -297,14 +324,21 @@ fn image_policy(meta: Meta, s: Node<'_>) -> Field<ImagePolicy> {
             })
         }
     };
-    let digest_reflection_policy = s.one_of("digestReflectionPolicy", &["Never", "IfNotPresent", "Always"], "Never")?;
+    let digest_reflection_policy = s.one_of(
+        "digestReflectionPolicy",
+        &["Never", "IfNotPresent", "Always"],
+        "Never",
+    )?;
     let interval = s.duration("interval")?;
     if digest_reflection_policy == "Always" && interval.is_none() {
         return Err(s.err("interval", "required when digestReflectionPolicy is Always"));
     }
     Ok(ImagePolicy {
         meta,
-        image_repository_ref: ObjectRef { name: repo.required_str("name")?, namespace: repo.str("namespace")? },
+        image_repository_ref: ObjectRef {
+            name: repo.required_str("name")?,
+            namespace: repo.str("namespace")?,
+        },
         policy,
         filter_tags,
         digest_reflection_policy,
@@ -333,21 +367,30 @@ fn automation(meta: Meta, s: Node<'_>) -> Field<ImageUpdateAutomation> {
     let (push_branch, push_refspec, push_options) = match git.map("push")? {
         Some(p) => {
             let p = p.node();
-            (p.str("branch")?, p.str("refspec")?, p.string_map("options")?)
+            (
+                p.str("branch")?,
+                p.str("refspec")?,
+                p.string_map("options")?,
+            )
         }
         None => (None, None, BTreeMap::new()),
     };
     let (update_path, update_strategy) = match s.map("update")? {
         Some(u) => {
             let u = u.node();
-            (u.str("path")?.unwrap_or_default(), u.one_of("strategy", &["Setters"], "Setters")?)
+            (
+                u.str("path")?.unwrap_or_default(),
+                u.one_of("strategy", &["Setters"], "Setters")?,
+            )
         }
         None => (String::new(), "Setters".to_string()),
     };
     Ok(ImageUpdateAutomation {
         meta,
         source_ref,
-        interval: s.duration("interval")?.ok_or_else(|| s.err("interval", "required field is missing"))?,
+        interval: s
+            .duration("interval")?
+            .ok_or_else(|| s.err("interval", "required field is missing"))?,
         checkout_ref,
         author_name: author.str("name")?.unwrap_or_default(),
         author_email: author.required_str("email")?,
@@ -372,9 +415,14 @@ fn automation(meta: Meta, s: Node<'_>) -> Field<ImageUpdateAutomation> {
 
 fn git_repository(meta: Meta, s: Node<'_>) -> Field<GitRepository> {
     let url = s.required_str("url")?;
-    let scheme_ok = ["http://", "https://", "ssh://", "file://"].iter().any(|p| url.starts_with(p));
+    let scheme_ok = ["http://", "https://", "ssh://", "file://"]
+        .iter()
+        .any(|p| url.starts_with(p));
     if !scheme_ok {
-        return Err(s.err("url", format!("invalid URL '{url}': expected an http://, https://, ssh:// or file:// URL")));
+        return Err(s.err(
+            "url",
+            format!("invalid URL '{url}': expected an http://, https://, ssh:// or file:// URL"),
+        ));
     }
     Ok(GitRepository {
         meta,
@@ -390,7 +438,18 @@ fn git_repository(meta: Meta, s: Node<'_>) -> Field<GitRepository> {
 }
 
 const RECEIVER_TYPES: &[&str] = &[
-    "generic", "generic-hmac", "github", "gitlab", "bitbucket", "harbor", "dockerhub", "quay", "gcr", "nexus", "acr", "cdevents",
+    "generic",
+    "generic-hmac",
+    "github",
+    "gitlab",
+    "bitbucket",
+    "harbor",
+    "dockerhub",
+    "quay",
+    "gcr",
+    "nexus",
+    "acr",
+    "cdevents",
 ];
 
 fn receiver(meta: Meta, s: Node<'_>) -> Field<Receiver> {
@@ -417,7 +476,8 @@ fn receiver(meta: Meta, s: Node<'_>) -> Field<Receiver> {
         receiver_type,
         events: s.string_list("events")?.unwrap_or_default(),
         resources,
-        secret_ref: local_ref(s, "secretRef")?.ok_or_else(|| s.err("secretRef", "required field is missing"))?,
+        secret_ref: local_ref(s, "secretRef")?
+            .ok_or_else(|| s.err("secretRef", "required field is missing"))?,
         suspend: s.bool("suspend")?,
     })
 }

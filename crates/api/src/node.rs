@@ -35,11 +35,17 @@ pub struct Owned<'y> {
 
 impl<'y> Owned<'y> {
     pub fn root(yaml: &'y Yaml) -> Self {
-        Owned { yaml, path: String::new() }
+        Owned {
+            yaml,
+            path: String::new(),
+        }
     }
 
     pub fn node(&self) -> Node<'_> {
-        Node { yaml: self.yaml, path: &self.path }
+        Node {
+            yaml: self.yaml,
+            path: &self.path,
+        }
     }
 }
 
@@ -59,11 +65,18 @@ fn describe(y: &Yaml) -> &'static str {
 
 impl<'y> Node<'y> {
     fn child_path(&self, key: &str) -> String {
-        if self.path.is_empty() { key.to_string() } else { format!("{}.{key}", self.path) }
+        if self.path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{}.{key}", self.path)
+        }
     }
 
     pub fn err(&self, key: &str, message: impl Into<String>) -> FieldError {
-        FieldError { field: self.child_path(key), message: message.into() }
+        FieldError {
+            field: self.child_path(key),
+            message: message.into(),
+        }
     }
 
     fn wrong(&self, key: &str, expected: &str, got: &Yaml) -> FieldError {
@@ -85,13 +98,17 @@ impl<'y> Node<'y> {
     pub fn map(&self, key: &str) -> Field<Option<Owned<'y>>> {
         match self.raw(key) {
             None => Ok(None),
-            Some(y @ Yaml::Hash(_)) => Ok(Some(Owned { yaml: y, path: self.child_path(key) })),
+            Some(y @ Yaml::Hash(_)) => Ok(Some(Owned {
+                yaml: y,
+                path: self.child_path(key),
+            })),
             Some(y) => Err(self.wrong(key, "a mapping", y)),
         }
     }
 
     pub fn required_map(&self, key: &str) -> Field<Owned<'y>> {
-        self.map(key)?.ok_or_else(|| self.err(key, "required field is missing"))
+        self.map(key)?
+            .ok_or_else(|| self.err(key, "required field is missing"))
     }
 
     pub fn str(&self, key: &str) -> Field<Option<String>> {
@@ -141,7 +158,10 @@ impl<'y> Node<'y> {
                 .iter()
                 .enumerate()
                 .map(|(i, y)| match y {
-                    Yaml::Hash(_) => Ok(Owned { yaml: y, path: self.child_path(&format!("{key}[{i}]")) }),
+                    Yaml::Hash(_) => Ok(Owned {
+                        yaml: y,
+                        path: self.child_path(&format!("{key}[{i}]")),
+                    }),
                     other => Err(self.wrong(&format!("{key}[{i}]"), "a mapping", other)),
                 })
                 .collect(),
@@ -174,9 +194,12 @@ impl<'y> Node<'y> {
     pub fn duration(&self, key: &str) -> Field<Option<Duration>> {
         match self.str(key)? {
             None => Ok(None),
-            Some(s) => crate::duration::parse(&s)
-                .map(Some)
-                .ok_or_else(|| self.err(key, format!("invalid duration '{s}': expected a duration like 30s, 1m or 1h30m"))),
+            Some(s) => crate::duration::parse(&s).map(Some).ok_or_else(|| {
+                self.err(
+                    key,
+                    format!("invalid duration '{s}': expected a duration like 30s, 1m or 1h30m"),
+                )
+            }),
         }
     }
 
@@ -185,7 +208,13 @@ impl<'y> Node<'y> {
         match self.str(key)? {
             None => Ok(default.to_string()),
             Some(s) if allowed.contains(&s.as_str()) => Ok(s),
-            Some(s) => Err(self.err(key, format!("invalid value '{s}': expected one of {}", allowed.join(", ")))),
+            Some(s) => Err(self.err(
+                key,
+                format!(
+                    "invalid value '{s}': expected one of {}",
+                    allowed.join(", ")
+                ),
+            )),
         }
     }
 }

@@ -35,12 +35,17 @@ impl LabelSelector {
                 _ => return Err(e.err("operator", "required field is missing")),
             });
         }
-        Ok(LabelSelector { match_labels, match_expressions })
+        Ok(LabelSelector {
+            match_labels,
+            match_expressions,
+        })
     }
 
     /// Whether an object with `labels` is selected. An empty selector selects all.
     pub fn matches(&self, labels: &BTreeMap<String, String>) -> bool {
-        self.match_labels.iter().all(|(k, v)| labels.get(k) == Some(v))
+        self.match_labels
+            .iter()
+            .all(|(k, v)| labels.get(k) == Some(v))
             && self.match_expressions.iter().all(|r| match r {
                 Requirement::In(k, vs) => labels.get(k).is_some_and(|v| vs.contains(v)),
                 Requirement::NotIn(k, vs) => labels.get(k).is_none_or(|v| !vs.contains(v)),

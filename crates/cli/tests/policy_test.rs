@@ -11,7 +11,12 @@ fn run(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn tagwarden");
-    child.stdin.take().expect("stdin").write_all(stdin.as_bytes()).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
     child.wait_with_output().expect("wait")
 }
 
@@ -29,7 +34,10 @@ fn temp_file(name: &str, content: &str) -> std::path::PathBuf {
 
 #[test]
 fn prints_the_selected_tag_alone() {
-    let out = run(&["policy", "test", "--select-semver", "5.0.x", "--tags", "-"], "5.0.0\n5.0.3\n5.1.0\nlatest\n");
+    let out = run(
+        &["policy", "test", "--select-semver", "5.0.x", "--tags", "-"],
+        "5.0.0\n5.0.3\n5.1.0\nlatest\n",
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "5.0.3\n");
     assert_eq!(text(&out.stderr), "");
@@ -37,9 +45,15 @@ fn prints_the_selected_tag_alone() {
 
 #[test]
 fn lines_are_verbatim_but_for_the_line_ending() {
-    let out = run(&["policy", "test", "--select-alpha", "asc", "--tags", "-"], "a \r\nb\r\n\n a\n");
+    let out = run(
+        &["policy", "test", "--select-alpha", "asc", "--tags", "-"],
+        "a \r\nb\r\n\n a\n",
+    );
     assert_eq!(text(&out.stdout), "b\n", "CRLF stripped, spaces kept");
-    let out = run(&["policy", "test", "--select-alpha", "desc", "--tags", "-"], "a \r\nb\r\n\n a\n");
+    let out = run(
+        &["policy", "test", "--select-alpha", "desc", "--tags", "-"],
+        "a \r\nb\r\n\n a\n",
+    );
     assert_eq!(text(&out.stdout), " a\n");
 }
 
@@ -47,12 +61,22 @@ fn lines_are_verbatim_but_for_the_line_ending() {
 fn the_lab_seed_numerical_policy() {
     let out = run(
         &[
-            "policy", "test", "--select-numeric=asc",
-            "--filter-regex=^main-[a-f0-9]+-(?P<ts>[0-9]+)", "--filter-extract=$ts", "--tags", "-",
+            "policy",
+            "test",
+            "--select-numeric=asc",
+            "--filter-regex=^main-[a-f0-9]+-(?P<ts>[0-9]+)",
+            "--filter-extract=$ts",
+            "--tags",
+            "-",
         ],
         "main-e5d27a2c-1619063680\nmain-2d3fcbd-1611906956\nfeature-x-1719999999\n",
     );
-    assert_eq!(text(&out.stdout), "main-e5d27a2c-1619063680\n", "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "main-e5d27a2c-1619063680\n",
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -66,17 +90,46 @@ fn reads_the_policy_from_a_flux_manifest_and_flags_override_it() {
     let t = tags.to_str().expect("utf8");
     let out = run(&["policy", "test", "-f", f, "--tags", t], "");
     assert_eq!(text(&out.stdout), "5.0.3\n", "{}", text(&out.stderr));
-    let out = run(&["policy", "test", "-f", f, "--select-semver", ">=6", "--tags", t], "");
+    let out = run(
+        &[
+            "policy",
+            "test",
+            "-f",
+            f,
+            "--select-semver",
+            ">=6",
+            "--tags",
+            t,
+        ],
+        "",
+    );
     assert_eq!(text(&out.stdout), "6.0.0\n");
-    let out = run(&["policy", "test", "-f", f, "--name", "other", "--tags", t], "");
+    let out = run(
+        &["policy", "test", "-f", f, "--name", "other", "--tags", t],
+        "",
+    );
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("no ImagePolicy named 'other'"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("no ImagePolicy named 'other'"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
 fn explain_goes_to_stderr_and_says_why() {
     let out = run(
-        &["policy", "test", "--select-semver", "5.0.x", "--filter-regex", "^5", "--tags", "-", "--explain"],
+        &[
+            "policy",
+            "test",
+            "--select-semver",
+            "5.0.x",
+            "--filter-regex",
+            "^5",
+            "--tags",
+            "-",
+            "--explain",
+        ],
         "5.0.0\n5.0.3\n5.1.0\nlatest\n",
     );
     assert_eq!(text(&out.stdout), "5.0.3\n");
@@ -89,13 +142,48 @@ fn explain_goes_to_stderr_and_says_why() {
 #[test]
 fn failures_print_nothing_on_stdout_and_exit_non_zero() {
     let cases: &[(&[&str], &str, &str)] = &[
-        (&["--select-semver", "5.0.x"], "6.0.0\nlatest\n", "no tag satisfies semver range '5.0.x'"),
-        (&["--select-semver", ">= bar"], "1.0.0\n", "spec.policy.semver.range: improper constraint '>= bar'"),
-        (&["--select-numeric", "asc"], "1\nlatest\n", "failed to parse invalid numeric value 'latest'"),
-        (&["--select-numeric", "up"], "1\n", "spec.policy.numerical.order: invalid order 'up'"),
-        (&["--select-alpha", "asc", "--filter-regex", "^("], "a\n", "invalid regular expression pattern '^('"),
-        (&["--select-alpha", "asc", "--filter-regex", "^(a)$", "--filter-extract", "$2"], "a\n", "refers to group 2"),
-        (&["--select-alpha", "asc", "--filter-regex", "^v"], "a\n", "none of the 1 tags matches filterTags pattern '^v'"),
+        (
+            &["--select-semver", "5.0.x"],
+            "6.0.0\nlatest\n",
+            "no tag satisfies semver range '5.0.x'",
+        ),
+        (
+            &["--select-semver", ">= bar"],
+            "1.0.0\n",
+            "spec.policy.semver.range: improper constraint '>= bar'",
+        ),
+        (
+            &["--select-numeric", "asc"],
+            "1\nlatest\n",
+            "failed to parse invalid numeric value 'latest'",
+        ),
+        (
+            &["--select-numeric", "up"],
+            "1\n",
+            "spec.policy.numerical.order: invalid order 'up'",
+        ),
+        (
+            &["--select-alpha", "asc", "--filter-regex", "^("],
+            "a\n",
+            "invalid regular expression pattern '^('",
+        ),
+        (
+            &[
+                "--select-alpha",
+                "asc",
+                "--filter-regex",
+                "^(a)$",
+                "--filter-extract",
+                "$2",
+            ],
+            "a\n",
+            "refers to group 2",
+        ),
+        (
+            &["--select-alpha", "asc", "--filter-regex", "^v"],
+            "a\n",
+            "none of the 1 tags matches filterTags pattern '^v'",
+        ),
         (&["--select-alpha", "asc"], "", "no tags to select from"),
         (&[], "a\n", "no policy: give -f"),
     ];
@@ -113,7 +201,23 @@ fn failures_print_nothing_on_stdout_and_exit_non_zero() {
 
 #[test]
 fn two_policy_kinds_are_refused_by_the_flags() {
-    let out = run(&["policy", "test", "--select-semver", "*", "--select-alpha", "asc", "--tags", "-"], "a\n");
+    let out = run(
+        &[
+            "policy",
+            "test",
+            "--select-semver",
+            "*",
+            "--select-alpha",
+            "asc",
+            "--tags",
+            "-",
+        ],
+        "a\n",
+    );
     assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("cannot be used with"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("cannot be used with"),
+        "{}",
+        text(&out.stderr)
+    );
 }

@@ -186,7 +186,11 @@ fn resolve(name: &str, extract: &str, pattern: &str, re: &Regex) -> Result<usize
             name: name.to_string(),
             known: {
                 let known: Vec<&str> = re.capture_names().flatten().collect();
-                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                if known.is_empty() {
+                    "none".to_string()
+                } else {
+                    known.join(", ")
+                }
             },
         })
 }
@@ -198,7 +202,10 @@ mod tests {
     #[test]
     fn extract_follows_go_expand() {
         let f = TagFilter::new(r"^main-(?P<sha>[a-f0-9]+)-(?P<ts>[0-9]+)", "$ts").expect("valid");
-        assert_eq!(f.apply("main-e5d27a2c-1619063680").as_deref(), Some("1619063680"));
+        assert_eq!(
+            f.apply("main-e5d27a2c-1619063680").as_deref(),
+            Some("1619063680")
+        );
         assert_eq!(f.apply("dev-e5d27a2c-1619063680"), None);
         let table = [
             ("${ts}", "1619063680"),
@@ -215,7 +222,11 @@ mod tests {
         for (extract, want) in table {
             let f = TagFilter::new(r"^main-(?P<sha>[a-f0-9]+)-(?P<ts>[0-9]+)", extract)
                 .unwrap_or_else(|e| panic!("{extract}: {e}"));
-            assert_eq!(f.apply("main-abc-1619063680").as_deref(), Some(want), "{extract}");
+            assert_eq!(
+                f.apply("main-abc-1619063680").as_deref(),
+                Some(want),
+                "{extract}"
+            );
         }
     }
 
@@ -237,9 +248,19 @@ mod tests {
 
     #[test]
     fn missing_groups_are_errors_that_say_which() {
-        let e = TagFilter::new(r"^v(\d+)$", "$2").expect_err("one group").to_string();
-        assert_eq!(e, "filterTags.extract '$2' refers to group 2, but the pattern '^v(\\d+)$' has 1 capture group(s)");
-        let e = TagFilter::new(r"^(?P<run>\d+)$", "$ts").expect_err("no ts").to_string();
-        assert_eq!(e, "filterTags.extract '$ts' refers to ${ts}, but the pattern '^(?P<run>\\d+)$' has no group named 'ts' (named groups: run)");
+        let e = TagFilter::new(r"^v(\d+)$", "$2")
+            .expect_err("one group")
+            .to_string();
+        assert_eq!(
+            e,
+            "filterTags.extract '$2' refers to group 2, but the pattern '^v(\\d+)$' has 1 capture group(s)"
+        );
+        let e = TagFilter::new(r"^(?P<run>\d+)$", "$ts")
+            .expect_err("no ts")
+            .to_string();
+        assert_eq!(
+            e,
+            "filterTags.extract '$ts' refers to ${ts}, but the pattern '^(?P<run>\\d+)$' has no group named 'ts' (named groups: run)"
+        );
     }
 }

@@ -131,8 +131,7 @@ fn class_char(
             Ok(i + 1)
         }
         '-' if chars.get(i + 1) == Some(&'-') && i > start => Err(
-            "'--' inside a character class is ambiguous here; escape the '-' as '\\-'"
-                .to_string(),
+            "'--' inside a character class is ambiguous here; escape the '-' as '\\-'".to_string(),
         ),
         _ => {
             out.push(c);
@@ -249,7 +248,9 @@ fn octal(chars: &[char], i: usize, out: &mut String) -> Result<usize, String> {
 /// `(?` at `i`: named groups and flags. Returns the index after what it copied.
 fn group_open(chars: &[char], i: usize, out: &mut String) -> Result<usize, String> {
     let rest: String = chars[i + 2..].iter().collect();
-    if rest.starts_with("P<") || (rest.starts_with('<') && !rest.starts_with("<=") && !rest.starts_with("<!")) {
+    if rest.starts_with("P<")
+        || (rest.starts_with('<') && !rest.starts_with("<=") && !rest.starts_with("<!"))
+    {
         out.push_str("(?");
         return Ok(i + 2);
     }
@@ -265,9 +266,13 @@ fn group_open(chars: &[char], i: usize, out: &mut String) -> Result<usize, Strin
             }
             other => {
                 return Err(if other.is_ascii_alphabetic() {
-                    format!("flag '{other}' is not part of Go's regexp syntax (Go knows i, m, s, U)")
+                    format!(
+                        "flag '{other}' is not part of Go's regexp syntax (Go knows i, m, s, U)"
+                    )
                 } else {
-                    format!("invalid or unsupported group syntax '(?{other}' (Go has no look-around or backreferences)")
+                    format!(
+                        "invalid or unsupported group syntax '(?{other}' (Go has no look-around or backreferences)"
+                    )
                 });
             }
         }
@@ -295,7 +300,9 @@ fn brace(chars: &[char], i: usize, out: &mut String) -> Result<usize, String> {
     }
     for n in std::iter::once(lo).chain(hi.filter(|h| !h.is_empty())) {
         if n.parse::<u32>().map_or(true, |n| n > MAX_REPEAT) {
-            return Err(format!("invalid repeat count: {{{body}}} (Go allows at most {MAX_REPEAT})"));
+            return Err(format!(
+                "invalid repeat count: {{{body}}} (Go allows at most {MAX_REPEAT})"
+            ));
         }
     }
     out.push('{');
@@ -371,7 +378,10 @@ mod tests {
         for (p, needle) in table {
             let err = compile(p).expect_err(p).to_string();
             assert!(err.contains(needle), "{p}: {err}");
-            assert!(err.contains(&format!("'{p}'")), "message names the pattern: {err}");
+            assert!(
+                err.contains(&format!("'{p}'")),
+                "message names the pattern: {err}"
+            );
         }
     }
 }

@@ -131,14 +131,26 @@ pub enum Verdict {
     /// The filter pattern does not match it.
     FilteredOut,
     /// A later tag extracted the same value and stands for it.
-    Shadowed { value: String, by: String },
+    Shadowed {
+        value: String,
+        by: String,
+    },
     /// Not a version (semver) or not a number (numerical).
-    Unparsable { value: String, reason: String },
+    Unparsable {
+        value: String,
+        reason: String,
+    },
     /// A version outside the semver range.
-    OutOfRange { value: String },
+    OutOfRange {
+        value: String,
+    },
     /// In the running, but not the winner.
-    Candidate { value: String },
-    Selected { value: String },
+    Candidate {
+        value: String,
+    },
+    Selected {
+        value: String,
+    },
 }
 
 struct Candidate<'t> {
@@ -231,13 +243,13 @@ impl Policy {
                 let Some(v) = f.apply(t.as_ref()) else {
                     continue;
                 };
-                if let Some(&ci) = by_value.get(v.as_str()) {
-                    if candidates[ci].index != i {
-                        verdicts[i] = Verdict::Shadowed {
-                            by: candidates[ci].tag.to_string(),
-                            value: v,
-                        };
-                    }
+                if let Some(&ci) = by_value.get(v.as_str())
+                    && candidates[ci].index != i
+                {
+                    verdicts[i] = Verdict::Shadowed {
+                        by: candidates[ci].tag.to_string(),
+                        value: v,
+                    };
                 }
             }
         }
@@ -264,7 +276,10 @@ impl Policy {
         }
         let err = match self.select(tags) {
             Ok(sel) => {
-                if let Some(c) = candidates.iter().find(|c| c.tag == sel.tag && c.value == sel.value) {
+                if let Some(c) = candidates
+                    .iter()
+                    .find(|c| c.tag == sel.tag && c.value == sel.value)
+                {
                     verdicts[c.index] = Verdict::Selected {
                         value: c.value.to_string(),
                     };
@@ -338,7 +353,10 @@ impl Policy {
                         continue;
                     }
                     // Strictly greater: on a tie the first seen stays.
-                    if best.as_ref().is_none_or(|(_, b)| version::precedence(&v, b).is_gt()) {
+                    if best
+                        .as_ref()
+                        .is_none_or(|(_, b)| version::precedence(&v, b).is_gt())
+                    {
                         best = Some((i, v));
                     }
                 }

@@ -13,7 +13,11 @@ pub fn parse_go_float(s: &str) -> Option<f64> {
     };
     let lower = body.to_ascii_lowercase();
     if lower == "inf" || lower == "infinity" {
-        return Some(if neg { f64::NEG_INFINITY } else { f64::INFINITY });
+        return Some(if neg {
+            f64::NEG_INFINITY
+        } else {
+            f64::INFINITY
+        });
     }
     // Go takes NaN only unsigned.
     if lower == "nan" {
@@ -41,7 +45,11 @@ fn strip_underscores(s: &str, prefix_counts: bool, is_digit: fn(u8) -> bool) -> 
     let mut out = String::with_capacity(s.len());
     for (i, &c) in b.iter().enumerate() {
         if c == b'_' {
-            let before = if i == 0 { prefix_counts } else { is_digit(b[i - 1]) };
+            let before = if i == 0 {
+                prefix_counts
+            } else {
+                is_digit(b[i - 1])
+            };
             let after = b.get(i + 1).is_some_and(|&n| is_digit(n));
             if !before || !after {
                 return None;
@@ -144,9 +152,32 @@ mod tests {
         assert!(parse_go_float("NaN").is_some_and(f64::is_nan));
         assert!(parse_go_float("nan").is_some_and(f64::is_nan));
         let bad = [
-            "", " 1", "1 ", "+nan", "-NaN", "1e", "e1", ".", "1.2.3", "1__0", "_1", "1_", "0x1",
-            "0x", "0xp1", "1e400", "-1e400", "0x1p99999", "abc", "1,0", "infinite", "1.0.0",
-            "main-abc-1", "v1", "0b101", "١",
+            "",
+            " 1",
+            "1 ",
+            "+nan",
+            "-NaN",
+            "1e",
+            "e1",
+            ".",
+            "1.2.3",
+            "1__0",
+            "_1",
+            "1_",
+            "0x1",
+            "0x",
+            "0xp1",
+            "1e400",
+            "-1e400",
+            "0x1p99999",
+            "abc",
+            "1,0",
+            "infinite",
+            "1.0.0",
+            "main-abc-1",
+            "v1",
+            "0b101",
+            "١",
         ];
         for s in bad {
             assert_eq!(parse_go_float(s), None, "{s:?}");

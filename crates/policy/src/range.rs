@@ -150,7 +150,9 @@ impl Comparator {
         };
         let whole = caps.get(0).map_or("", |m| m.as_str());
         let bad = |reason: NotAVersion| RangeError::BadVersion {
-            version: whole.trim_start_matches(['!', '=', '<', '>', '~', '^', ' ', '\t']).to_string(),
+            version: whole
+                .trim_start_matches(['!', '=', '<', '>', '~', '^', ' ', '\t'])
+                .to_string(),
             reason: reason.to_string(),
         };
         let part = |i: usize| caps.get(i).map(|m| m.as_str().trim_start_matches('.'));

@@ -90,7 +90,10 @@ mod tests {
             ("1.2.3", (1, 2, 3, "", "")),
             ("v1.2.3", (1, 2, 3, "", "")),
             ("v1.2.0-x.Y.0+metadata", (1, 2, 0, "x.Y.0", "metadata")),
-            ("v1.2.0-x.Y.0+metadata-width-hypen", (1, 2, 0, "x.Y.0", "metadata-width-hypen")),
+            (
+                "v1.2.0-x.Y.0+metadata-width-hypen",
+                (1, 2, 0, "x.Y.0", "metadata-width-hypen"),
+            ),
             ("v1.2.3-rc1-with-hypen", (1, 2, 3, "rc1-with-hypen", "")),
             ("1.2.3+a-b", (1, 2, 3, "", "a-b")),
             ("2024.01.05", (2024, 1, 5, "", "")),
@@ -152,7 +155,13 @@ mod tests {
             "10.0.0",
         ];
         for w in ordered.windows(2) {
-            assert_eq!(precedence(&p(w[0]), &p(w[1])), Ordering::Less, "{} < {}", w[0], w[1]);
+            assert_eq!(
+                precedence(&p(w[0]), &p(w[1])),
+                Ordering::Less,
+                "{} < {}",
+                w[0],
+                w[1]
+            );
         }
     }
 }

@@ -5,7 +5,12 @@ use std::cmp::Ordering;
 use tagwarden_policy::{Policy, PolicySpec, Range, parse_go_float, parse_tag};
 
 fn version() -> impl Strategy<Value = (u64, u64, u64, Option<String>)> {
-    (0u64..4, 0u64..4, 0u64..4, proptest::option::of("(alpha|beta|rc)(\\.[0-9])?"))
+    (
+        0u64..4,
+        0u64..4,
+        0u64..4,
+        proptest::option::of("(alpha|beta|rc)(\\.[0-9])?"),
+    )
 }
 
 fn render((a, b, c, pre): &(u64, u64, u64, Option<String>), v: bool) -> String {
@@ -27,7 +32,10 @@ fn tag_list() -> impl Strategy<Value = Vec<String>> {
 }
 
 fn spec_semver(range: &str) -> PolicySpec {
-    PolicySpec { semver_range: Some(range.to_string()), ..PolicySpec::default() }
+    PolicySpec {
+        semver_range: Some(range.to_string()),
+        ..PolicySpec::default()
+    }
 }
 
 proptest! {
@@ -117,7 +125,9 @@ proptest! {
 /// A deterministic Fisher-Yates shuffle, so failures reproduce from the seed.
 fn shuffle<T>(v: &mut [T], mut seed: u64) {
     for i in (1..v.len()).rev() {
-        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        seed = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let j = usize::try_from(seed >> 33).unwrap_or(0) % (i + 1);
         v.swap(i, j);
     }

@@ -33,7 +33,16 @@ fn select(spec: &PolicySpec, tags: &[&str]) -> Result<String, SelectError> {
 
 #[test]
 fn semver_table() {
-    let podinfo = ["5.0.0", "5.0.1", "5.0.2", "5.0.3", "5.1.0", "6.0.0", "latest", "master-1a2b3c"];
+    let podinfo = [
+        "5.0.0",
+        "5.0.1",
+        "5.0.2",
+        "5.0.3",
+        "5.1.0",
+        "6.0.0",
+        "latest",
+        "master-1a2b3c",
+    ];
     let rows: &[(&str, &[&str], &str)] = &[
         // the seed: podinfo 5.0.x resolves to 5.0.3
         ("5.0.x", &podinfo, "5.0.3"),
@@ -57,7 +66,11 @@ fn semver_table() {
         ("*", &["1.0.0+b", "v1.0.0", "1.0.0"], "1.0.0+b"),
     ];
     for (range, tags, want) in rows {
-        assert_eq!(select(&semver(range), tags).as_deref(), Ok(*want), "{range} over {tags:?}");
+        assert_eq!(
+            select(&semver(range), tags).as_deref(),
+            Ok(*want),
+            "{range} over {tags:?}"
+        );
     }
 }
 
@@ -76,15 +89,25 @@ fn numerical_table() {
         ("desc", &["1", "1.0", "2"], "1.0"),
     ];
     for (order, tags, want) in rows {
-        assert_eq!(select(&numerical(order), tags).as_deref(), Ok(*want), "{order} over {tags:?}");
+        assert_eq!(
+            select(&numerical(order), tags).as_deref(),
+            Ok(*want),
+            "{order} over {tags:?}"
+        );
     }
 }
 
 #[test]
 fn numerical_needs_every_value_to_be_a_number() {
     let err = select(&numerical("asc"), &["1", "latest", "2"]).expect_err("latest");
-    assert_eq!(err.to_string(), "failed to parse invalid numeric value 'latest' (from tag 'latest')");
-    assert!(select(&numerical("asc"), &["1", "1e400"]).is_err(), "out of range is an error, as in Go");
+    assert_eq!(
+        err.to_string(),
+        "failed to parse invalid numeric value 'latest' (from tag 'latest')"
+    );
+    assert!(
+        select(&numerical("asc"), &["1", "1e400"]).is_err(),
+        "out of range is an error, as in Go"
+    );
 }
 
 #[test]
@@ -92,7 +115,11 @@ fn alphabetical_table() {
     let rows: &[(&str, &[&str], &str)] = &[
         ("asc", &["a", "c", "b"], "c"),
         ("desc", &["a", "c", "b"], "a"),
-        ("", &["RELEASE.2021-01-01", "RELEASE.2021-06-30"], "RELEASE.2021-06-30"),
+        (
+            "",
+            &["RELEASE.2021-01-01", "RELEASE.2021-06-30"],
+            "RELEASE.2021-06-30",
+        ),
         // bytewise: uppercase sorts before lowercase, '9' before 'a'
         ("asc", &["Zeta", "alpha"], "alpha"),
         ("asc", &["9", "a"], "a"),
@@ -100,7 +127,11 @@ fn alphabetical_table() {
         ("desc", &["b", "a", "a"], "a"),
     ];
     for (order, tags, want) in rows {
-        assert_eq!(select(&alphabetical(order), tags).as_deref(), Ok(*want), "{order} over {tags:?}");
+        assert_eq!(
+            select(&alphabetical(order), tags).as_deref(),
+            Ok(*want),
+            "{order} over {tags:?}"
+        );
     }
 }
 
@@ -115,20 +146,57 @@ fn filter_tags_table() {
     ];
     // the seed lab: newest main build by timestamp
     let spec = filtered(numerical("asc"), r"^main-[a-f0-9]+-(?P<ts>[0-9]+)", "$ts");
-    assert_eq!(select(&spec, &ci).as_deref(), Ok("main-8b1f3a01-1619063999"));
-    // the v1 reference: dev builds by run id, prod by semver, staging by sha
-    let dev = filtered(numerical("asc"), r"^dev-[0-9a-fA-F]{7,40}-(?P<run>[0-9]+)$", "$run");
     assert_eq!(
-        select(&dev, &["dev-abc1234-12345678", "dev-abc1234-9", "dev-fff0000-12345679", "prod-1"]).as_deref(),
+        select(&spec, &ci).as_deref(),
+        Ok("main-8b1f3a01-1619063999")
+    );
+    // the v1 reference: dev builds by run id, prod by semver, staging by sha
+    let dev = filtered(
+        numerical("asc"),
+        r"^dev-[0-9a-fA-F]{7,40}-(?P<run>[0-9]+)$",
+        "$run",
+    );
+    assert_eq!(
+        select(
+            &dev,
+            &[
+                "dev-abc1234-12345678",
+                "dev-abc1234-9",
+                "dev-fff0000-12345679",
+                "prod-1"
+            ]
+        )
+        .as_deref(),
         Ok("dev-fff0000-12345679")
     );
-    let prod = filtered(semver(">=1.0.0"), r"^v(?P<version>[0-9]+\.[0-9]+\.[0-9]+)$", "$version");
-    assert_eq!(select(&prod, &["v1.2.3", "v1.10.0", "1.11.0", "v0.9.0"]).as_deref(), Ok("v1.10.0"));
-    let staging = filtered(alphabetical("desc"), r"^staging-(?P<sha>[0-9a-fA-F]{7,40})$", "$sha");
-    assert_eq!(select(&staging, &["staging-bbbbbbb", "staging-aaaaaaa", "staging-x"]).as_deref(), Ok("staging-aaaaaaa"));
+    let prod = filtered(
+        semver(">=1.0.0"),
+        r"^v(?P<version>[0-9]+\.[0-9]+\.[0-9]+)$",
+        "$version",
+    );
+    assert_eq!(
+        select(&prod, &["v1.2.3", "v1.10.0", "1.11.0", "v0.9.0"]).as_deref(),
+        Ok("v1.10.0")
+    );
+    let staging = filtered(
+        alphabetical("desc"),
+        r"^staging-(?P<sha>[0-9a-fA-F]{7,40})$",
+        "$sha",
+    );
+    assert_eq!(
+        select(
+            &staging,
+            &["staging-bbbbbbb", "staging-aaaaaaa", "staging-x"]
+        )
+        .as_deref(),
+        Ok("staging-aaaaaaa")
+    );
     // a pattern without extract only filters
     let only = filtered(alphabetical("asc"), r"^rel-", "");
-    assert_eq!(select(&only, &["rel-1", "zzz", "rel-2"]).as_deref(), Ok("rel-2"));
+    assert_eq!(
+        select(&only, &["rel-1", "zzz", "rel-2"]).as_deref(),
+        Ok("rel-2")
+    );
     // the pattern is unanchored, as Go's FindStringSubmatch
     let loose = filtered(alphabetical("asc"), r"abc", "");
     assert_eq!(select(&loose, &["xabcx", "zzz"]).as_deref(), Ok("xabcx"));
@@ -137,16 +205,26 @@ fn filter_tags_table() {
 #[test]
 fn same_extracted_value_is_the_later_tag() {
     let spec = filtered(semver("*"), r"^(?:a|b)-(?P<v>.*)$", "$v");
-    assert_eq!(select(&spec, &["a-1.0.0", "b-1.0.0", "a-0.1.0"]).as_deref(), Ok("b-1.0.0"));
+    assert_eq!(
+        select(&spec, &["a-1.0.0", "b-1.0.0", "a-0.1.0"]).as_deref(),
+        Ok("b-1.0.0")
+    );
     let p = Policy::new(&spec).expect("valid");
     let (verdicts, err) = p.explain(&["a-1.0.0", "b-1.0.0", "a-0.1.0", "zzz"]);
     assert!(err.is_none());
     assert_eq!(
         verdicts,
         vec![
-            Verdict::Shadowed { value: "1.0.0".into(), by: "b-1.0.0".into() },
-            Verdict::Selected { value: "1.0.0".into() },
-            Verdict::Candidate { value: "0.1.0".into() },
+            Verdict::Shadowed {
+                value: "1.0.0".into(),
+                by: "b-1.0.0".into()
+            },
+            Verdict::Selected {
+                value: "1.0.0".into()
+            },
+            Verdict::Candidate {
+                value: "0.1.0".into()
+            },
             Verdict::FilteredOut,
         ]
     );
@@ -157,18 +235,43 @@ fn explain_says_why_each_tag_lost() {
     let p = Policy::new(&semver("5.0.x")).expect("valid");
     let (verdicts, err) = p.explain(&["5.0.0", "5.0.3", "5.1.0", "latest", "5.0.4-rc.1"]);
     assert!(err.is_none());
-    assert_eq!(verdicts[0], Verdict::Candidate { value: "5.0.0".into() });
-    assert_eq!(verdicts[1], Verdict::Selected { value: "5.0.3".into() });
-    assert_eq!(verdicts[2], Verdict::OutOfRange { value: "5.1.0".into() });
-    assert!(matches!(&verdicts[3], Verdict::Unparsable { reason, .. } if reason == "not MAJOR.MINOR.PATCH"));
-    assert_eq!(verdicts[4], Verdict::OutOfRange { value: "5.0.4-rc.1".into() });
+    assert_eq!(
+        verdicts[0],
+        Verdict::Candidate {
+            value: "5.0.0".into()
+        }
+    );
+    assert_eq!(
+        verdicts[1],
+        Verdict::Selected {
+            value: "5.0.3".into()
+        }
+    );
+    assert_eq!(
+        verdicts[2],
+        Verdict::OutOfRange {
+            value: "5.1.0".into()
+        }
+    );
+    assert!(
+        matches!(&verdicts[3], Verdict::Unparsable { reason, .. } if reason == "not MAJOR.MINOR.PATCH")
+    );
+    assert_eq!(
+        verdicts[4],
+        Verdict::OutOfRange {
+            value: "5.0.4-rc.1".into()
+        }
+    );
 }
 
 #[test]
 fn selection_errors_say_what_happened() {
     assert_eq!(select(&semver("*"), &[]), Err(SelectError::NoTags));
     let e = select(&filtered(semver("*"), "^v", ""), &["1.0.0", "latest"]).expect_err("no match");
-    assert_eq!(e.to_string(), "none of the 2 tags matches filterTags pattern '^v'");
+    assert_eq!(
+        e.to_string(),
+        "none of the 2 tags matches filterTags pattern '^v'"
+    );
     let e = select(&semver("5.0.x"), &["6.0.0", "latest"]).expect_err("none in range");
     assert_eq!(
         e.to_string(),
@@ -179,26 +282,64 @@ fn selection_errors_say_what_happened() {
 #[test]
 fn invalid_policies_fail_at_construction() {
     let cases: Vec<(PolicySpec, &str)> = vec![
-        (PolicySpec::default(), "spec.policy: no policy set: expected one of semver, numerical or alphabetical"),
         (
-            PolicySpec { semver_range: Some("1.x".into()), numerical_order: Some("asc".into()), ..PolicySpec::default() },
+            PolicySpec::default(),
+            "spec.policy: no policy set: expected one of semver, numerical or alphabetical",
+        ),
+        (
+            PolicySpec {
+                semver_range: Some("1.x".into()),
+                numerical_order: Some("asc".into()),
+                ..PolicySpec::default()
+            },
             "spec.policy: semver and numerical are all set: expected exactly one policy",
         ),
-        (semver(""), "spec.policy.semver.range: semver range is empty"),
-        (semver(">= bar"), "spec.policy.semver.range: improper constraint '>= bar'"),
-        (numerical("up"), "spec.policy.numerical.order: invalid order 'up': expected asc or desc"),
-        (alphabetical("sideways"), "spec.policy.alphabetical.order: invalid order 'sideways': expected asc or desc"),
-        (filtered(semver("*"), "^(v", ""), "spec.filterTags: invalid regular expression pattern '^(v'"),
-        (filtered(semver("*"), r"^(?x) v", ""), "flag 'x' is not part of Go's regexp syntax"),
-        (filtered(semver("*"), r"^v(\d+)$", "$2"), "refers to group 2, but the pattern '^v(\\d+)$' has 1 capture group(s)"),
-        (filtered(semver("*"), r"^(?P<ts>\d+)$", "$tss"), "has no group named 'tss' (named groups: ts)"),
         (
-            PolicySpec { semver_range: Some("*".into()), filter_extract: Some("$1".into()), ..PolicySpec::default() },
+            semver(""),
+            "spec.policy.semver.range: semver range is empty",
+        ),
+        (
+            semver(">= bar"),
+            "spec.policy.semver.range: improper constraint '>= bar'",
+        ),
+        (
+            numerical("up"),
+            "spec.policy.numerical.order: invalid order 'up': expected asc or desc",
+        ),
+        (
+            alphabetical("sideways"),
+            "spec.policy.alphabetical.order: invalid order 'sideways': expected asc or desc",
+        ),
+        (
+            filtered(semver("*"), "^(v", ""),
+            "spec.filterTags: invalid regular expression pattern '^(v'",
+        ),
+        (
+            filtered(semver("*"), r"^(?x) v", ""),
+            "flag 'x' is not part of Go's regexp syntax",
+        ),
+        (
+            filtered(semver("*"), r"^v(\d+)$", "$2"),
+            "refers to group 2, but the pattern '^v(\\d+)$' has 1 capture group(s)",
+        ),
+        (
+            filtered(semver("*"), r"^(?P<ts>\d+)$", "$tss"),
+            "has no group named 'tss' (named groups: ts)",
+        ),
+        (
+            PolicySpec {
+                semver_range: Some("*".into()),
+                filter_extract: Some("$1".into()),
+                ..PolicySpec::default()
+            },
             "spec.filterTags.extract is set but spec.filterTags.pattern is not",
         ),
     ];
     for (spec, needle) in cases {
         let err: PolicyError = Policy::new(&spec).expect_err(needle);
-        assert!(err.to_string().contains(needle), "{spec:?}\n got: {err}\nwant: {needle}");
+        assert!(
+            err.to_string().contains(needle),
+            "{spec:?}\n got: {err}\nwant: {needle}"
+        );
     }
 }

@@ -210,8 +210,14 @@ fn bad_ranges_are_errors_with_the_reason() {
         ("12.3.34~ 1.2.3", "improper constraint"),
         (">>1.0.0", "improper constraint"),
         ("1.2.3 - ", "improper constraint"),
-        ("1x.2.3", "invalid version '1x.2.3' in constraint: major is not a number"),
-        ("1.2.3-01", "invalid version '1.2.3-01' in constraint: invalid prerelease"),
+        (
+            "1x.2.3",
+            "invalid version '1x.2.3' in constraint: major is not a number",
+        ),
+        (
+            "1.2.3-01",
+            "invalid version '1.2.3-01' in constraint: invalid prerelease",
+        ),
         (">=1|2.0.0", "major is not a number"),
         ("99999999999999999999.0.0", "major is not a number"),
     ];

@@ -75,7 +75,9 @@ fn test(args: TestArgs) -> Result<ExitCode> {
         for (tag, v) in tags.iter().zip(&verdicts) {
             let line = match v {
                 Verdict::FilteredOut => "filtered out: the pattern does not match".to_string(),
-                Verdict::Shadowed { value, by } => format!("shadowed: '{by}' extracts the same value '{value}'"),
+                Verdict::Shadowed { value, by } => {
+                    format!("shadowed: '{by}' extracts the same value '{value}'")
+                }
                 Verdict::Unparsable { value, reason } => format!("unparsable '{value}': {reason}"),
                 Verdict::OutOfRange { value } => format!("outside the range: '{value}'"),
                 Verdict::Candidate { value } => format!("candidate '{value}'"),
@@ -94,9 +96,12 @@ fn test(args: TestArgs) -> Result<ExitCode> {
 fn read_tags(path: &PathBuf) -> Result<String> {
     let mut text = String::new();
     if path.as_os_str() == "-" {
-        std::io::stdin().read_to_string(&mut text).context("reading tags from stdin")?;
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading tags from stdin")?;
     } else {
-        text = std::fs::read_to_string(path).with_context(|| format!("reading tags from {}", path.display()))?;
+        text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading tags from {}", path.display()))?;
     }
     Ok(text)
 }
@@ -107,13 +112,19 @@ fn policy_spec(args: &TestArgs) -> Result<PolicySpec> {
         Some(file) => policy_from_file(file, args.name.as_deref())?,
         None => PolicySpec::default(),
     };
-    let select = [&args.select_semver, &args.select_numeric, &args.select_alpha];
+    let select = [
+        &args.select_semver,
+        &args.select_numeric,
+        &args.select_alpha,
+    ];
     if select.iter().any(|s| s.is_some()) {
         spec.semver_range = args.select_semver.clone();
         spec.numerical_order = args.select_numeric.clone();
         spec.alphabetical_order = args.select_alpha.clone();
     } else if args.file.is_none() {
-        bail!("no policy: give -f IMAGEPOLICY.yaml or one of --select-semver, --select-numeric, --select-alpha");
+        bail!(
+            "no policy: give -f IMAGEPOLICY.yaml or one of --select-semver, --select-numeric, --select-alpha"
+        );
     }
     if let Some(re) = &args.filter_regex {
         spec.filter_pattern = Some(re.clone());
@@ -134,7 +145,10 @@ fn policy_from_file(file: &PathBuf, name: Option<&str>) -> Result<PolicySpec> {
             _ => None,
         })
         .collect();
-    let chosen: Vec<_> = policies.iter().filter(|p| name.is_none_or(|n| p.meta.name == n)).collect();
+    let chosen: Vec<_> = policies
+        .iter()
+        .filter(|p| name.is_none_or(|n| p.meta.name == n))
+        .collect();
     match (chosen.as_slice(), name) {
         ([one], _) => Ok(one.policy_spec()),
         ([], _) => {
@@ -151,7 +165,10 @@ fn policy_from_file(file: &PathBuf, name: Option<&str>) -> Result<PolicySpec> {
             "{}: {} ImagePolicies ({}); choose one with --name",
             file.display(),
             many.len(),
-            many.iter().map(|p| p.meta.name.as_str()).collect::<Vec<_>>().join(", ")
+            many.iter()
+                .map(|p| p.meta.name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     }
 }
