@@ -8,6 +8,7 @@
 //! document and the field, and never stops the other documents.
 
 pub mod duration;
+pub mod image;
 mod model;
 mod node;
 mod selector;
