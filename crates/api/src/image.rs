@@ -51,7 +51,8 @@ impl ImageRef {
             return Err(ImageRefError::Digest(err_image(), d.to_string()));
         }
         let (first, remainder) = rest.split_once('/').unwrap_or(("", rest));
-        let is_host = !first.is_empty() && (first.contains('.') || first.contains(':') || first == "localhost");
+        let is_host = !first.is_empty()
+            && (first.contains('.') || first.contains(':') || first == "localhost");
         let (registry, path) = if is_host {
             (first.to_string(), remainder)
         } else {
@@ -78,7 +79,10 @@ impl ImageRef {
         if !valid_repository(&repository) {
             return Err(ImageRefError::Repository(err_image(), path.to_string()));
         }
-        Ok(ImageRef { registry, repository })
+        Ok(ImageRef {
+            registry,
+            repository,
+        })
     }
 
     /// `registry/repository`, as Flux's `status.canonicalImageName`.
@@ -125,8 +129,12 @@ fn valid_host(registry: &str) -> bool {
             None => (registry, None),
         }
     };
-    let port_ok = port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
-    let host_ok = !host.is_empty() && host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
+    let port_ok =
+        port.is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    let host_ok = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
     port_ok && host_ok
 }
 
@@ -135,7 +143,8 @@ fn valid_repository(repo: &str) -> bool {
     repo.len() <= 255
         && repo.split('/').all(|c| {
             !c.is_empty()
-                && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
                 && c.starts_with(|ch: char| ch.is_ascii_alphanumeric())
                 && c.ends_with(|ch: char| ch.is_ascii_alphanumeric())
         })
@@ -152,13 +161,25 @@ mod tests {
             ("library/alpine", "index.docker.io/library/alpine"),
             ("docker.io/alpine", "index.docker.io/library/alpine"),
             ("docker.io/org/app-name", "index.docker.io/org/app-name"),
-            ("stefanprodan/podinfo", "index.docker.io/stefanprodan/podinfo"),
-            ("ghcr.io/stefanprodan/podinfo", "ghcr.io/stefanprodan/podinfo"),
+            (
+                "stefanprodan/podinfo",
+                "index.docker.io/stefanprodan/podinfo",
+            ),
+            (
+                "ghcr.io/stefanprodan/podinfo",
+                "ghcr.io/stefanprodan/podinfo",
+            ),
             ("localhost/app", "localhost/app"),
             ("localhost:5000/app", "localhost:5000/app"),
             ("127.0.0.1:35000/team/app", "127.0.0.1:35000/team/app"),
-            ("123456789012.dkr.ecr.me-central-1.amazonaws.com/app-name", "123456789012.dkr.ecr.me-central-1.amazonaws.com/app-name"),
-            ("region-docker.pkg.dev/project-id/repo/app-name", "region-docker.pkg.dev/project-id/repo/app-name"),
+            (
+                "123456789012.dkr.ecr.me-central-1.amazonaws.com/app-name",
+                "123456789012.dkr.ecr.me-central-1.amazonaws.com/app-name",
+            ),
+            (
+                "region-docker.pkg.dev/project-id/repo/app-name",
+                "region-docker.pkg.dev/project-id/repo/app-name",
+            ),
             ("[::1]:5000/app", "[::1]:5000/app"),
         ];
         for (input, want) in table {
@@ -170,11 +191,20 @@ mod tests {
     #[test]
     fn tags_digests_and_schemes_are_refused() {
         let table = [
-            ("ghcr.io/stefanprodan/podinfo:5.0.0", "should not contain a tag; remove ':5.0.0'"),
+            (
+                "ghcr.io/stefanprodan/podinfo:5.0.0",
+                "should not contain a tag; remove ':5.0.0'",
+            ),
             ("alpine:3", "should not contain a tag; remove ':3'"),
             ("localhost:5000/app:v1", "remove ':v1'"),
-            ("alpine@sha256:abc", "should not contain a digest; remove '@sha256:abc'"),
-            ("https://ghcr.io/a/b", "should not start with URL scheme; remove 'https://'"),
+            (
+                "alpine@sha256:abc",
+                "should not contain a digest; remove '@sha256:abc'",
+            ),
+            (
+                "https://ghcr.io/a/b",
+                "should not start with URL scheme; remove 'https://'",
+            ),
             ("ghcr.io/Upper/case", "invalid repository 'Upper/case'"),
             ("ghcr.io/a//b", "invalid repository"),
             ("ghcr.io/a/b-", "invalid repository"),

@@ -22,7 +22,7 @@ mod range;
 mod version;
 
 pub use filter::{FilterError, TagFilter};
-pub use goregex::PatternError;
+pub use goregex::{PatternError, compile as go_regex};
 pub use numeric::parse_go_float;
 pub use range::{Range, RangeError};
 pub use version::{NotAVersion, parse_tag};

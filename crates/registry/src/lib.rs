@@ -1,1 +1,534 @@
+//! A Distribution API client for what an ImageRepository scan needs: the tag
+//! list (paginated, authenticated, retried politely) and manifest digests.
 
+mod auth;
+mod scan;
+
+pub use auth::{Credentials, credentials_from_docker_config};
+pub use scan::{ScanResult, scan_result};
+
+use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, LINK, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::{Method, StatusCode};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+use tagwarden_api::image::ImageRef;
+use tokio::sync::Semaphore;
+
+/// Manifest media types accepted for digest lookups.
+pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
+
+/// What went wrong talking to a registry; messages say what to check.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    #[error(
+        "{registry}: authentication failed (HTTP {status}): check the credentials in secretRef and their scope for '{repository}'"
+    )]
+    Authentication {
+        registry: String,
+        repository: String,
+        status: u16,
+    },
+    #[error("{registry}: repository '{repository}' not found (HTTP 404): check spec.image")]
+    NotFound {
+        registry: String,
+        repository: String,
+    },
+    #[error("{registry}: HTTP {status} for {url}: {body}")]
+    Status {
+        registry: String,
+        url: String,
+        status: u16,
+        body: String,
+    },
+    #[error("{registry}: cannot connect: {message}")]
+    Connect { registry: String, message: String },
+    #[error("{registry}: malformed response for {url}: {message}")]
+    Malformed {
+        registry: String,
+        url: String,
+        message: String,
+    },
+    #[error("{registry}: response for {url} exceeds {limit} bytes")]
+    TooLarge {
+        registry: String,
+        url: String,
+        limit: usize,
+    },
+    #[error("{registry}: tag list exceeds {limit} pages")]
+    TooManyPages { registry: String, limit: usize },
+    #[error("invalid client configuration: {0}")]
+    Config(String),
+}
+
+impl RegistryError {
+    /// Worth retrying later without a change by the user.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            RegistryError::Connect { .. } | RegistryError::TooLarge { .. } => true,
+            RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
+            _ => false,
+        }
+    }
+
+    /// Flux's condition reason for this failure.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            RegistryError::Authentication { .. } => "AuthenticationFailed",
+            RegistryError::Config(_) => "InvalidConfiguration",
+            _ => "ReadOperationFailed",
+        }
+    }
+}
+
+/// Client settings, from an ImageRepository and its secrets.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Plain HTTP (`spec.insecure`).
+    pub insecure: bool,
+    /// Per request (`spec.timeout`).
+    pub timeout: Duration,
+    /// Extra CA certificates, PEM (`certSecretRef` `ca.crt`).
+    pub ca_pem: Option<Vec<u8>>,
+    /// Client certificate and key, PEM (`tls.crt` + `tls.key`).
+    pub identity_pem: Option<Vec<u8>>,
+    /// Proxy URL with optional user and password (`proxySecretRef`).
+    pub proxy: Option<String>,
+    pub page_size: usize,
+    pub max_pages: usize,
+    pub max_body: usize,
+    /// Attempts for a request that fails transiently.
+    pub attempts: u32,
+    /// First backoff; doubled per attempt, with jitter.
+    pub backoff: Duration,
+    /// Requests in flight per registry host, across all clients.
+    pub per_registry: usize,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            insecure: false,
+            timeout: Duration::from_secs(60),
+            ca_pem: None,
+            identity_pem: None,
+            proxy: None,
+            page_size: 1000,
+            max_pages: 1000,
+            max_body: 32 << 20,
+            attempts: 4,
+            backoff: Duration::from_millis(200),
+            per_registry: 4,
+        }
+    }
+}
+
+/// One registry client; cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    opts: Arc<ClientOptions>,
+    tokens: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+}
+
+fn limiter(registry: &str, permits: usize) -> Arc<Semaphore> {
+    static LIMITS: OnceLock<Mutex<HashMap<String, Arc<Semaphore>>>> = OnceLock::new();
+    let map = LIMITS.get_or_init(Default::default);
+    let mut map = map.lock().unwrap_or_else(|p| p.into_inner());
+    map.entry(registry.to_string())
+        .or_insert_with(|| Arc::new(Semaphore::new(permits.max(1))))
+        .clone()
+}
+
+enum Auth<'a> {
+    None,
+    Basic(&'a Credentials),
+    Bearer(String),
+}
+
+impl Client {
+    pub fn new(opts: ClientOptions) -> Result<Client, RegistryError> {
+        let cfg = |e: reqwest::Error| RegistryError::Config(e.to_string());
+        let mut b = reqwest::Client::builder()
+            .timeout(opts.timeout)
+            .user_agent(concat!("tagwarden/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::limited(5));
+        if let Some(ca) = &opts.ca_pem {
+            for cert in reqwest::Certificate::from_pem_bundle(ca).map_err(cfg)? {
+                b = b.add_root_certificate(cert);
+            }
+        }
+        if let Some(id) = &opts.identity_pem {
+            b = b.identity(reqwest::Identity::from_pem(id).map_err(cfg)?);
+        }
+        b = match &opts.proxy {
+            Some(p) => b.proxy(reqwest::Proxy::all(p).map_err(cfg)?),
+            None => b.no_proxy(),
+        };
+        Ok(Client {
+            http: b.build().map_err(cfg)?,
+            opts: Arc::new(opts),
+            tokens: Arc::default(),
+        })
+    }
+
+    fn base(&self, image: &ImageRef) -> String {
+        let scheme = if self.opts.insecure || image.defaults_to_http() {
+            "http"
+        } else {
+            "https"
+        };
+        let host = if image.registry == tagwarden_api::image::DOCKER_HUB {
+            "registry-1.docker.io"
+        } else {
+            &image.registry
+        };
+        format!("{scheme}://{host}")
+    }
+
+    /// Every tag of the repository, in the order the registry lists them.
+    pub async fn list_tags(
+        &self,
+        image: &ImageRef,
+        creds: Option<&Credentials>,
+    ) -> Result<Vec<String>, RegistryError> {
+        let base = self.base(image);
+        let n = self.opts.page_size;
+        let mut url = format!("{base}/v2/{}/tags/list?n={n}", image.repository);
+        let mut tags: Vec<String> = Vec::new();
+        let mut seen_last: Vec<String> = Vec::new();
+        for _ in 0..self.opts.max_pages {
+            let (headers, body) = self.get(image, creds, Method::GET, &url, None).await?;
+            #[derive(serde::Deserialize)]
+            struct Page {
+                tags: Option<Vec<String>>,
+            }
+            let page: Page =
+                serde_json::from_slice(&body).map_err(|e| RegistryError::Malformed {
+                    registry: image.registry.clone(),
+                    url: url.clone(),
+                    message: e.to_string(),
+                })?;
+            let page = page.tags.unwrap_or_default();
+            let short = page.len() < n;
+            let last = page.last().cloned();
+            tags.extend(page);
+            let next = headers
+                .get(LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(next_link);
+            let (Some(next), Some(last)) = (next, last) else {
+                return Ok(tags);
+            };
+            // An empty or short page is the end; so is a `last` seen before
+            // (a registry that loops its Link header).
+            if short || seen_last.contains(&last) {
+                return Ok(tags);
+            }
+            seen_last.push(last);
+            url = if next.starts_with("http://") || next.starts_with("https://") {
+                next
+            } else {
+                format!("{base}{next}")
+            };
+        }
+        Err(RegistryError::TooManyPages {
+            registry: image.registry.clone(),
+            limit: self.opts.max_pages,
+        })
+    }
+
+    /// The digest of `tag`'s manifest (index or image), by HEAD.
+    pub async fn digest(
+        &self,
+        image: &ImageRef,
+        tag: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<String, RegistryError> {
+        let url = format!(
+            "{}/v2/{}/manifests/{tag}",
+            self.base(image),
+            image.repository
+        );
+        let (headers, _) = self
+            .get(image, creds, Method::HEAD, &url, Some(MANIFEST_TYPES))
+            .await?;
+        headers
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| RegistryError::Malformed {
+                registry: image.registry.clone(),
+                url,
+                message: "no Docker-Content-Digest header".to_string(),
+            })
+    }
+
+    /// One request with auth negotiation, retries, and the body size cap.
+    async fn get(
+        &self,
+        image: &ImageRef,
+        creds: Option<&Credentials>,
+        method: Method,
+        url: &str,
+        accept: Option<&str>,
+    ) -> Result<(HeaderMap, Vec<u8>), RegistryError> {
+        let scope = format!("repository:{}:pull", image.repository);
+        let token_key = format!(
+            "{}|{scope}|{}",
+            image.registry,
+            creds.map_or("", |c| c.username.as_str())
+        );
+        let cached = {
+            let t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+            t.get(&token_key)
+                .filter(|(_, exp)| *exp > Instant::now())
+                .map(|(tok, _)| tok.clone())
+        };
+        let mut auth = match (cached, creds) {
+            (Some(tok), _) => Auth::Bearer(tok),
+            // Basic up front saves a round trip; a token registry answers with its challenge.
+            (None, Some(c)) => Auth::Basic(c),
+            _ => Auth::None,
+        };
+        let mut challenged = false;
+        loop {
+            let resp = self.send(image, method.clone(), url, accept, &auth).await?;
+            let status = resp.status();
+            if status == StatusCode::UNAUTHORIZED && !challenged {
+                challenged = true;
+                let challenge = resp
+                    .headers()
+                    .get(WWW_AUTHENTICATE)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                auth = match auth::parse_challenge(&challenge) {
+                    Some(auth::Challenge::Bearer { realm, service }) => {
+                        let (tok, ttl) = self
+                            .fetch_token(image, creds, &realm, service.as_deref(), &scope)
+                            .await?;
+                        let mut t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+                        // Renew a little early so a token never expires mid-scan.
+                        t.insert(
+                            token_key.clone(),
+                            (
+                                tok.clone(),
+                                Instant::now() + ttl.saturating_sub(Duration::from_secs(10)),
+                            ),
+                        );
+                        Auth::Bearer(tok)
+                    }
+                    Some(auth::Challenge::Basic) if creds.is_some() => {
+                        Auth::Basic(creds.expect("checked"))
+                    }
+                    _ => return Err(auth_error(image, status)),
+                };
+                continue;
+            }
+            return match status {
+                s if s.is_success() => {
+                    let headers = resp.headers().clone();
+                    let body = self.read_body(image, url, resp).await?;
+                    Ok((headers, body))
+                }
+                StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(auth_error(image, status)),
+                StatusCode::NOT_FOUND => Err(RegistryError::NotFound {
+                    registry: image.registry.clone(),
+                    repository: image.repository.clone(),
+                }),
+                s => {
+                    let body = resp.text().await.unwrap_or_default();
+                    Err(RegistryError::Status {
+                        registry: image.registry.clone(),
+                        url: url.to_string(),
+                        status: s.as_u16(),
+                        body: body.chars().take(200).collect(),
+                    })
+                }
+            };
+        }
+    }
+
+    /// Sends with retries: connection errors and 5xx back off exponentially
+    /// with jitter; 429 waits as `Retry-After` says.
+    async fn send(
+        &self,
+        image: &ImageRef,
+        method: Method,
+        url: &str,
+        accept: Option<&str>,
+        auth: &Auth<'_>,
+    ) -> Result<reqwest::Response, RegistryError> {
+        let permit = limiter(&image.registry, self.opts.per_registry)
+            .acquire_owned()
+            .await;
+        let _permit = permit.map_err(|e| RegistryError::Config(e.to_string()))?;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut req = self.http.request(method.clone(), url);
+            if let Some(a) = accept {
+                req = req.header(ACCEPT, a);
+            }
+            req = match auth {
+                Auth::None => req,
+                Auth::Basic(c) => req.basic_auth(&c.username, Some(&c.password)),
+                Auth::Bearer(t) => req.header(AUTHORIZATION, format!("Bearer {t}")),
+            };
+            let wait = match req.send().await {
+                Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => {
+                    let after = r
+                        .headers()
+                        .get(RETRY_AFTER)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|s| s.trim().parse::<u64>().ok());
+                    if attempt >= self.opts.attempts {
+                        return Ok(r);
+                    }
+                    after.map_or_else(|| self.backoff(attempt), |s| Duration::from_secs(s.min(60)))
+                }
+                Ok(r) if r.status().is_server_error() && attempt < self.opts.attempts => {
+                    self.backoff(attempt)
+                }
+                Ok(r) => return Ok(r),
+                Err(e)
+                    if attempt < self.opts.attempts
+                        && (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()) =>
+                {
+                    self.backoff(attempt)
+                }
+                Err(e) => {
+                    return Err(RegistryError::Connect {
+                        registry: image.registry.clone(),
+                        message: error_chain(&e),
+                    });
+                }
+            };
+            tracing::debug!(registry = %image.registry, url, attempt, wait_ms = wait.as_millis() as u64, "retrying registry request");
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    fn backoff(&self, attempt: u32) -> Duration {
+        let base = self
+            .opts
+            .backoff
+            .saturating_mul(1 << attempt.min(10).saturating_sub(1));
+        // Jitter from the clock's nanoseconds: enough to spread synchronized clients.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let jitter = f64::from(nanos % 1000) / 1000.0 * 0.5 + 0.75;
+        base.mul_f64(jitter).min(Duration::from_secs(30))
+    }
+
+    async fn read_body(
+        &self,
+        image: &ImageRef,
+        url: &str,
+        mut resp: reqwest::Response,
+    ) -> Result<Vec<u8>, RegistryError> {
+        let limit = self.opts.max_body;
+        let too_large = || RegistryError::TooLarge {
+            registry: image.registry.clone(),
+            url: url.to_string(),
+            limit,
+        };
+        if resp.content_length().is_some_and(|l| l > limit as u64) {
+            return Err(too_large());
+        }
+        let mut body = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| RegistryError::Connect {
+            registry: image.registry.clone(),
+            message: error_chain(&e),
+        })? {
+            if body.len() + chunk.len() > limit {
+                return Err(too_large());
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    }
+
+    async fn fetch_token(
+        &self,
+        image: &ImageRef,
+        creds: Option<&Credentials>,
+        realm: &str,
+        service: Option<&str>,
+        scope: &str,
+    ) -> Result<(String, Duration), RegistryError> {
+        let mut req = self.http.get(realm).query(&[("scope", scope)]);
+        if let Some(s) = service {
+            req = req.query(&[("service", s)]);
+        }
+        if let Some(c) = creds {
+            req = req.basic_auth(&c.username, Some(&c.password));
+        }
+        let resp = req.send().await.map_err(|e| RegistryError::Connect {
+            registry: image.registry.clone(),
+            message: format!("token endpoint {realm}: {}", error_chain(&e)),
+        })?;
+        if !resp.status().is_success() {
+            return Err(auth_error(image, resp.status()));
+        }
+        let body = resp.bytes().await.map_err(|e| RegistryError::Connect {
+            registry: image.registry.clone(),
+            message: error_chain(&e),
+        })?;
+        auth::parse_token(&body).ok_or_else(|| RegistryError::Malformed {
+            registry: image.registry.clone(),
+            url: realm.to_string(),
+            message: "no token in response".into(),
+        })
+    }
+}
+
+fn auth_error(image: &ImageRef, status: StatusCode) -> RegistryError {
+    RegistryError::Authentication {
+        registry: image.registry.clone(),
+        repository: image.repository.clone(),
+        status: status.as_u16(),
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// The `rel="next"` target of a `Link` header.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        params
+            .split(';')
+            .any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next")
+            .then(|| target.to_string())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn link_header() {
+        assert_eq!(
+            super::next_link(r#"</v2/a/tags/list?n=2&last=b>; rel="next""#).as_deref(),
+            Some("/v2/a/tags/list?n=2&last=b")
+        );
+        assert_eq!(
+            super::next_link(r#"<https://r/x>; rel=next"#).as_deref(),
+            Some("https://r/x")
+        );
+        assert_eq!(super::next_link(r#"</x>; rel="prev""#), None);
+        assert_eq!(super::next_link("garbage"), None);
+    }
+}
