@@ -21,12 +21,15 @@ enum Command {
         #[command(subcommand)]
         command: cmd::policy::PolicyCommand,
     },
+    /// List an image's tags as an ImageRepository scan sees them.
+    Scan(cmd::scan::ScanArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Policy { command } => cmd::policy::run(command),
+        Command::Scan(args) => cmd::scan::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,0 +1,96 @@
+//! `tagwarden scan` against a real docker-registry on 127.0.0.1.
+
+use std::process::{Command, Output};
+use tagwarden_testkit::{Registry, RegistryAuth, TempDir, base64};
+
+fn scan(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tagwarden"))
+        .arg("scan")
+        .args(args)
+        .output()
+        .expect("run tagwarden")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn prints_tags_descending_without_signatures() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish(
+        "stefanprodan/podinfo",
+        &["5.0.0", "5.0.3", "5.0.1", "sha256-1.sig"],
+        None,
+    );
+    let image = format!("{}/stefanprodan/podinfo", reg.host());
+    let out = scan(&[&image]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "5.0.3\n5.0.1\n5.0.0\n");
+    assert!(
+        text(&out.stderr).contains("successful scan: found 3 tags"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = scan(&[&image, "--exclude", "^5\\.0\\.0$", "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        v["tagCount"], 3,
+        "a user list replaces the default .sig exclusion"
+    );
+    assert_eq!(v["latestTags"][0], "sha256-1.sig");
+    assert_eq!(v["canonicalImageName"], image);
+}
+
+#[test]
+fn credentials_from_a_docker_config() {
+    let reg = Registry::start(RegistryAuth::Basic {
+        user: "u".into(),
+        password: "p".into(),
+    });
+    reg.publish("team/app", &["v1"], Some(("u", "p")));
+    let image = format!("{}/team/app", reg.host());
+    let out = scan(&[&image]);
+    assert!(!out.status.success());
+    assert_eq!(text(&out.stdout), "");
+    assert!(
+        text(&out.stderr).contains("authentication failed (HTTP 401)"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let dir = TempDir::new("scan-cli");
+    let cfg = dir.path().join("config.json");
+    std::fs::write(
+        &cfg,
+        format!(
+            r#"{{"auths":{{"{}":{{"auth":"{}"}}}}}}"#,
+            reg.host(),
+            base64("u:p")
+        ),
+    )
+    .expect("write");
+    let out = scan(&[&image, "--docker-config", cfg.to_str().expect("utf8")]);
+    assert_eq!(text(&out.stdout), "v1\n", "{}", text(&out.stderr));
+}
+
+#[test]
+fn bad_references_are_refused_before_any_request() {
+    for (image, needle) in [
+        (
+            "ghcr.io/stefanprodan/podinfo:5.0.0",
+            "should not contain a tag; remove ':5.0.0'",
+        ),
+        ("https://ghcr.io/a/b", "should not start with URL scheme"),
+        ("ghcr.io/A/b", "invalid repository"),
+    ] {
+        let out = scan(&[image]);
+        assert!(!out.status.success());
+        assert!(
+            text(&out.stderr).contains(needle),
+            "{image}: {}",
+            text(&out.stderr)
+        );
+    }
+}
