@@ -210,22 +210,27 @@ impl Policy {
 
     /// The latest tag under this policy.
     pub fn select<'t, T: AsRef<str>>(&self, tags: &'t [T]) -> Result<Selected<'t>, SelectError> {
-        if tags.is_empty() {
-            return Err(SelectError::NoTags);
-        }
         let candidates = self.candidates(tags);
-        if candidates.is_empty() {
-            return Err(SelectError::NoMatch {
-                pattern: self.filter.as_ref().map_or("", |f| f.pattern()).to_string(),
-                total: tags.len(),
-            });
-        }
-        let winner = self.pick(&candidates)?;
+        let winner = self.winner(tags.len(), &candidates)?;
         let c = &candidates[winner];
         Ok(Selected {
             tag: c.tag,
             value: c.value.clone(),
         })
+    }
+
+    /// Index of the winning candidate, or why there is none.
+    fn winner(&self, total: usize, candidates: &[Candidate<'_>]) -> Result<usize, SelectError> {
+        if total == 0 {
+            return Err(SelectError::NoTags);
+        }
+        if candidates.is_empty() {
+            return Err(SelectError::NoMatch {
+                pattern: self.filter.as_ref().map_or("", |f| f.pattern()).to_string(),
+                total,
+            });
+        }
+        self.pick(candidates)
     }
 
     /// One verdict per input tag, in input order; the selection error, if
@@ -274,16 +279,11 @@ impl Policy {
                 Choice::Alphabetical(_) => Verdict::Candidate { value },
             };
         }
-        let err = match self.select(tags) {
-            Ok(sel) => {
-                if let Some(c) = candidates
-                    .iter()
-                    .find(|c| c.tag == sel.tag && c.value == sel.value)
-                {
-                    verdicts[c.index] = Verdict::Selected {
-                        value: c.value.to_string(),
-                    };
-                }
+        let err = match self.winner(tags.len(), &candidates) {
+            Ok(w) => {
+                verdicts[candidates[w].index] = Verdict::Selected {
+                    value: candidates[w].value.to_string(),
+                };
                 None
             }
             Err(e) => Some(e),
