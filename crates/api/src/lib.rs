@@ -171,14 +171,6 @@ impl Manifests {
             }),
         }
     }
-
-    /// Objects of one kind.
-    pub fn iter<'a, T: 'a>(
-        &'a self,
-        pick: impl Fn(&'a Object) -> Option<&'a T> + 'a,
-    ) -> impl Iterator<Item = &'a T> + 'a {
-        self.objects.iter().filter_map(pick)
-    }
 }
 
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
