@@ -129,6 +129,7 @@ pub struct Client {
     http: reqwest::Client,
     opts: Arc<ClientOptions>,
     tokens: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+    schemes: Arc<Mutex<HashMap<String, &'static str>>>,
 }
 
 fn limiter(registry: &str, permits: usize) -> Arc<Semaphore> {
@@ -169,21 +170,59 @@ impl Client {
             http: b.build().map_err(cfg)?,
             opts: Arc::new(opts),
             tokens: Arc::default(),
+            schemes: Arc::default(),
         })
     }
 
-    fn base(&self, image: &ImageRef) -> String {
-        let scheme = if self.opts.insecure || image.defaults_to_http() {
-            "http"
-        } else {
-            "https"
-        };
+    /// `scheme://host` for the registry. Loopback, private-network and
+    /// `insecure` registries try HTTPS first and fall back to plain HTTP, as
+    /// go-containerregistry does; the answer is remembered per client.
+    async fn base(&self, image: &ImageRef) -> Result<String, RegistryError> {
         let host = if image.registry == tagwarden_api::image::DOCKER_HUB {
             "registry-1.docker.io"
         } else {
             &image.registry
         };
-        format!("{scheme}://{host}")
+        if !(self.opts.insecure || image.defaults_to_http()) {
+            return Ok(format!("https://{host}"));
+        }
+        let known = self
+            .schemes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(host)
+            .copied();
+        let scheme = match known {
+            Some(s) => s,
+            None => {
+                let s = self.probe_scheme(image, host).await?;
+                self.schemes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(host.to_string(), s);
+                s
+            }
+        };
+        Ok(format!("{scheme}://{host}"))
+    }
+
+    async fn probe_scheme(
+        &self,
+        image: &ImageRef,
+        host: &str,
+    ) -> Result<&'static str, RegistryError> {
+        let https_err = match self.http.get(format!("https://{host}/v2/")).send().await {
+            Ok(_) => return Ok("https"),
+            Err(e) => e,
+        };
+        match self.http.get(format!("http://{host}/v2/")).send().await {
+            // Only a registry's answer counts: a TLS server answers plain HTTP with 400.
+            Ok(r) if matches!(r.status().as_u16(), 200 | 401 | 403) => Ok("http"),
+            _ => Err(RegistryError::Connect {
+                registry: image.registry.clone(),
+                message: error_chain(&https_err),
+            }),
+        }
     }
 
     /// Every tag of the repository, in the order the registry lists them.
@@ -192,37 +231,49 @@ impl Client {
         image: &ImageRef,
         creds: Option<&Credentials>,
     ) -> Result<Vec<String>, RegistryError> {
-        let base = self.base(image);
-        let n = self.opts.page_size;
+        let base = self.base(image).await?;
+        // A registry may cap the page below what we ask for (and send a Link
+        // anyway): the first page with a Link tells us the real page size.
+        let mut n = self.opts.page_size;
         let mut url = format!("{base}/v2/{}/tags/list?n={n}", image.repository);
         let mut tags: Vec<String> = Vec::new();
         let mut seen_last: Vec<String> = Vec::new();
-        for _ in 0..self.opts.max_pages {
-            let (headers, body) = self.get(image, creds, Method::GET, &url, None).await?;
+        for page_no in 0..self.opts.max_pages {
+            let resp = self.get(image, creds, Method::GET, &url, None).await?;
             #[derive(serde::Deserialize)]
             struct Page {
                 tags: Option<Vec<String>>,
             }
             let page: Page =
-                serde_json::from_slice(&body).map_err(|e| RegistryError::Malformed {
+                serde_json::from_slice(&resp.body).map_err(|e| RegistryError::Malformed {
                     registry: image.registry.clone(),
                     url: url.clone(),
                     message: e.to_string(),
                 })?;
             let page = page.tags.unwrap_or_default();
-            let short = page.len() < n;
-            let last = page.last().cloned();
-            tags.extend(page);
-            let next = headers
+            let next = resp
+                .headers
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let (Some(next), Some(last)) = (next, last) else {
+            let Some(last) = page.last().cloned() else {
                 return Ok(tags);
             };
-            // An empty or short page is the end; so is a `last` seen before
-            // (a registry that loops its Link header).
-            if short || seen_last.contains(&last) {
+            // A `last` seen before means the registry loops its Link header:
+            // this page repeats one we have.
+            if seen_last.contains(&last) {
+                tracing::warn!(registry = %image.registry, url, "registry repeats a tag page; stopping");
+                return Ok(tags);
+            }
+            if page_no == 0 && next.is_some() {
+                n = n.min(page.len());
+            }
+            let short = page.len() < n;
+            tags.extend(page);
+            let Some(next) = next else {
+                return Ok(tags);
+            };
+            if short {
                 return Ok(tags);
             }
             seen_last.push(last);
@@ -247,13 +298,13 @@ impl Client {
     ) -> Result<String, RegistryError> {
         let url = format!(
             "{}/v2/{}/manifests/{tag}",
-            self.base(image),
+            self.base(image).await?,
             image.repository
         );
-        let (headers, _) = self
+        let resp = self
             .get(image, creds, Method::HEAD, &url, Some(MANIFEST_TYPES))
             .await?;
-        headers
+        resp.headers
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
@@ -272,7 +323,7 @@ impl Client {
         method: Method,
         url: &str,
         accept: Option<&str>,
-    ) -> Result<(HeaderMap, Vec<u8>), RegistryError> {
+    ) -> Result<Fetched, RegistryError> {
         let scope = format!("repository:{}:pull", image.repository);
         let token_key = format!(
             "{}|{scope}|{}",
@@ -294,16 +345,15 @@ impl Client {
         let mut challenged = false;
         loop {
             let resp = self.send(image, method.clone(), url, accept, &auth).await?;
-            let status = resp.status();
+            let status = resp.status;
             if status == StatusCode::UNAUTHORIZED && !challenged {
                 challenged = true;
                 let challenge = resp
-                    .headers()
+                    .headers
                     .get(WWW_AUTHENTICATE)
                     .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                auth = match auth::parse_challenge(&challenge) {
+                    .unwrap_or("");
+                auth = match auth::parse_challenge(challenge) {
                     Some(auth::Challenge::Bearer { realm, service }) => {
                         let (tok, ttl) = self
                             .fetch_token(image, creds, &realm, service.as_deref(), &scope)
@@ -327,31 +377,28 @@ impl Client {
                 continue;
             }
             return match status {
-                s if s.is_success() => {
-                    let headers = resp.headers().clone();
-                    let body = self.read_body(image, url, resp).await?;
-                    Ok((headers, body))
-                }
+                s if s.is_success() => Ok(resp),
                 StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN => Err(auth_error(image, status)),
                 StatusCode::NOT_FOUND => Err(RegistryError::NotFound {
                     registry: image.registry.clone(),
                     repository: image.repository.clone(),
                 }),
-                s => {
-                    let body = resp.text().await.unwrap_or_default();
-                    Err(RegistryError::Status {
-                        registry: image.registry.clone(),
-                        url: url.to_string(),
-                        status: s.as_u16(),
-                        body: body.chars().take(200).collect(),
-                    })
-                }
+                s => Err(RegistryError::Status {
+                    registry: image.registry.clone(),
+                    url: url.to_string(),
+                    status: s.as_u16(),
+                    body: String::from_utf8_lossy(&resp.body)
+                        .chars()
+                        .take(200)
+                        .collect(),
+                }),
             };
         }
     }
 
-    /// Sends with retries: connection errors and 5xx back off exponentially
-    /// with jitter; 429 waits as `Retry-After` says.
+    /// Sends and reads the body with retries: connection errors, timeouts,
+    /// cut bodies and 5xx back off exponentially with jitter; 429 waits as
+    /// `Retry-After` says.
     async fn send(
         &self,
         image: &ImageRef,
@@ -359,7 +406,7 @@ impl Client {
         url: &str,
         accept: Option<&str>,
         auth: &Auth<'_>,
-    ) -> Result<reqwest::Response, RegistryError> {
+    ) -> Result<Fetched, RegistryError> {
         let permit = limiter(&image.registry, self.opts.per_registry)
             .acquire_owned()
             .await;
@@ -367,6 +414,7 @@ impl Client {
         let mut attempt = 0;
         loop {
             attempt += 1;
+            let last_try = attempt >= self.opts.attempts;
             let mut req = self.http.request(method.clone(), url);
             if let Some(a) = accept {
                 req = req.header(ACCEPT, a);
@@ -376,29 +424,42 @@ impl Client {
                 Auth::Basic(c) => req.basic_auth(&c.username, Some(&c.password)),
                 Auth::Bearer(t) => req.header(AUTHORIZATION, format!("Bearer {t}")),
             };
-            let wait = match req.send().await {
-                Ok(r) if r.status() == StatusCode::TOO_MANY_REQUESTS => {
-                    let after = r
-                        .headers()
+            let outcome = match req.send().await {
+                Ok(r) => self.read(image, url, r).await,
+                Err(e) => Err(ReadError::Http(e)),
+            };
+            let wait = match outcome {
+                Ok(f) if f.status == StatusCode::TOO_MANY_REQUESTS => {
+                    let after = f
+                        .headers
                         .get(RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|s| s.trim().parse::<u64>().ok());
-                    if attempt >= self.opts.attempts {
-                        return Ok(r);
+                        .and_then(retry_after);
+                    match after {
+                        // Waiting longer than a scan should take is the
+                        // scheduler's job, not ours: give up for now.
+                        Some(d) if d > MAX_RETRY_AFTER => return Ok(f),
+                        _ if last_try => return Ok(f),
+                        Some(d) => d,
+                        None => self.backoff(attempt),
                     }
-                    after.map_or_else(|| self.backoff(attempt), |s| Duration::from_secs(s.min(60)))
                 }
-                Ok(r) if r.status().is_server_error() && attempt < self.opts.attempts => {
-                    self.backoff(attempt)
+                Ok(f) if f.status.is_server_error() && !last_try => self.backoff(attempt),
+                Ok(f) => return Ok(f),
+                Err(ReadError::TooLarge) => {
+                    return Err(RegistryError::TooLarge {
+                        registry: image.registry.clone(),
+                        url: url.to_string(),
+                        limit: self.opts.max_body,
+                    });
                 }
-                Ok(r) => return Ok(r),
-                Err(e)
-                    if attempt < self.opts.attempts
+                Err(ReadError::Http(e))
+                    if !last_try
                         && (e.is_connect() || e.is_timeout() || e.is_request() || e.is_body()) =>
                 {
                     self.backoff(attempt)
                 }
-                Err(e) => {
+                Err(ReadError::Http(e)) => {
                     return Err(RegistryError::Connect {
                         registry: image.registry.clone(),
                         message: error_chain(&e),
@@ -423,32 +484,32 @@ impl Client {
         base.mul_f64(jitter).min(Duration::from_secs(30))
     }
 
-    async fn read_body(
+    /// The whole response, its body capped at `max_body`.
+    async fn read(
         &self,
         image: &ImageRef,
         url: &str,
         mut resp: reqwest::Response,
-    ) -> Result<Vec<u8>, RegistryError> {
+    ) -> Result<Fetched, ReadError> {
         let limit = self.opts.max_body;
-        let too_large = || RegistryError::TooLarge {
-            registry: image.registry.clone(),
-            url: url.to_string(),
-            limit,
-        };
         if resp.content_length().is_some_and(|l| l > limit as u64) {
-            return Err(too_large());
+            tracing::debug!(registry = %image.registry, url, limit, "response announces a body over the cap");
+            return Err(ReadError::TooLarge);
         }
+        let status = resp.status();
+        let headers = std::mem::take(resp.headers_mut());
         let mut body = Vec::new();
-        while let Some(chunk) = resp.chunk().await.map_err(|e| RegistryError::Connect {
-            registry: image.registry.clone(),
-            message: error_chain(&e),
-        })? {
+        while let Some(chunk) = resp.chunk().await? {
             if body.len() + chunk.len() > limit {
-                return Err(too_large());
+                return Err(ReadError::TooLarge);
             }
             body.extend_from_slice(&chunk);
         }
-        Ok(body)
+        Ok(Fetched {
+            status,
+            headers,
+            body,
+        })
     }
 
     async fn fetch_token(
@@ -485,6 +546,40 @@ impl Client {
     }
 }
 
+/// The longest `Retry-After` we sleep through inside one scan.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// A response read to the end.
+struct Fetched {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+enum ReadError {
+    Http(reqwest::Error),
+    TooLarge,
+}
+
+impl From<reqwest::Error> for ReadError {
+    fn from(e: reqwest::Error) -> Self {
+        ReadError::Http(e)
+    }
+}
+
+/// `Retry-After` as delay-seconds or an HTTP date.
+fn retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(s) = v.parse::<u64>() {
+        return Some(Duration::from_secs(s));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or(Duration::ZERO),
+    )
+}
+
 fn auth_error(image: &ImageRef, status: StatusCode) -> RegistryError {
     RegistryError::Authentication {
         registry: image.registry.clone(),
@@ -518,6 +613,23 @@ fn next_link(header: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn retry_after_seconds_and_dates() {
+        use std::time::{Duration, SystemTime};
+        assert_eq!(super::retry_after(" 7 "), Some(Duration::from_secs(7)));
+        assert_eq!(
+            super::retry_after("Wed, 21 Oct 2015 07:28:00 GMT"),
+            Some(Duration::ZERO)
+        );
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(120));
+        let d = super::retry_after(&later).expect("date");
+        assert!(
+            d > Duration::from_secs(100) && d <= Duration::from_secs(120),
+            "{d:?}"
+        );
+        assert_eq!(super::retry_after("soon"), None);
+    }
+
     #[test]
     fn link_header() {
         assert_eq!(

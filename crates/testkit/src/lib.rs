@@ -2,6 +2,12 @@
 //! benchmarks. Each server gets a free port and a temporary directory and is
 //! stopped (and its directory removed) on drop.
 
+mod pki;
+mod proxy;
+
+pub use pki::{Pki, TokenServer};
+pub use proxy::{Action, FaultProxy, Request};
+
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -46,6 +52,7 @@ pub struct Registry {
     child: Child,
     pub port: u16,
     dir: TempDir,
+    tls: bool,
 }
 
 /// How the registry authenticates clients.
@@ -56,47 +63,59 @@ pub enum RegistryAuth {
         user: String,
         password: String,
     },
+    /// `auth: token:` trusting the JWTs of a [`TokenServer`].
+    Token {
+        realm: String,
+        service: String,
+        issuer: String,
+        cert_file: PathBuf,
+    },
+}
+
+impl RegistryAuth {
+    pub fn token(server: &TokenServer) -> RegistryAuth {
+        RegistryAuth::Token {
+            realm: server.realm(),
+            service: server.service.clone(),
+            issuer: server.issuer.clone(),
+            cert_file: server.cert_file.clone(),
+        }
+    }
+}
+
+/// Serve HTTPS with these PEM files; with `client_ca`, demand a client
+/// certificate signed by it.
+pub struct RegistryTls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub client_ca: Option<PathBuf>,
 }
 
 impl Registry {
-    /// Starts a registry, or panics with the install hint when it is missing.
+    /// Starts a plain-HTTP registry, or panics with the install hint when it is missing.
     pub fn start(auth: RegistryAuth) -> Registry {
-        let bin = std::env::var("TAGWARDEN_DOCKER_REGISTRY")
-            .unwrap_or_else(|_| "docker-registry".to_string());
         let dir = TempDir::new("registry");
         let port = free_port();
-        let auth_section = match &auth {
-            RegistryAuth::None => String::new(),
-            RegistryAuth::Basic { user, password } => {
-                let hash = bcrypt::hash(password, 4).expect("bcrypt");
-                let file = dir.path().join("htpasswd");
-                std::fs::write(&file, format!("{user}:{hash}\n")).expect("write htpasswd");
-                format!(
-                    "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
-                    file.display()
-                )
-            }
+        let child = spawn_registry(&dir, port, &auth, None);
+        let r = Registry {
+            child,
+            port,
+            dir,
+            tls: false,
         };
-        let config = format!(
-            "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: tagwarden-test\n{auth_section}",
-            dir.path().join("data").display()
-        );
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).expect("write registry config");
-        let child = Command::new(&bin)
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "cannot start {bin}: {e}; install it with: sudo apt-get install docker-registry"
-                )
-            });
-        let r = Registry { child, port, dir };
         r.wait_ready();
         r
+    }
+
+    /// Stops and starts again on the same port and storage with other
+    /// settings. The harness publishes over plain HTTP without auth, so tests
+    /// of TLS and token auth publish first and lock the door after.
+    pub fn restart(&mut self, auth: RegistryAuth, tls: Option<RegistryTls>) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        self.tls = tls.is_some();
+        self.child = spawn_registry(&self.dir, self.port, &auth, tls.as_ref());
+        self.wait_ready();
     }
 
     pub fn host(&self) -> String {
@@ -111,8 +130,11 @@ impl Registry {
     fn wait_ready(&self) {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
-            if let Ok((200 | 401, _, _)) = http(self.port, "GET", "/v2/", &[], b"") {
-                return;
+            match http(self.port, "GET", "/v2/", &[], b"") {
+                Ok((200 | 401, _, _)) => return,
+                // A TLS listener answers plain HTTP with 400: it is up.
+                Ok((400, _, _)) if self.tls => return,
+                _ => {}
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -223,6 +245,63 @@ impl Registry {
     }
 }
 
+fn spawn_registry(
+    dir: &TempDir,
+    port: u16,
+    auth: &RegistryAuth,
+    tls: Option<&RegistryTls>,
+) -> Child {
+    let bin = std::env::var("TAGWARDEN_DOCKER_REGISTRY")
+        .unwrap_or_else(|_| "docker-registry".to_string());
+    let auth_section = match auth {
+        RegistryAuth::None => String::new(),
+        RegistryAuth::Basic { user, password } => {
+            let hash = bcrypt::hash(password, 4).expect("bcrypt");
+            let file = dir.path().join("htpasswd");
+            std::fs::write(&file, format!("{user}:{hash}\n")).expect("write htpasswd");
+            format!(
+                "auth:\n  htpasswd:\n    realm: basic-realm\n    path: {}\n",
+                file.display()
+            )
+        }
+        RegistryAuth::Token {
+            realm,
+            service,
+            issuer,
+            cert_file,
+        } => format!(
+            "auth:\n  token:\n    realm: {realm}\n    service: {service}\n    issuer: {issuer}\n    rootcertbundle: {}\n",
+            cert_file.display()
+        ),
+    };
+    let tls_section = tls.map_or(String::new(), |t| {
+        let mut s = format!(
+            "  tls:\n    certificate: {}\n    key: {}\n",
+            t.cert.display(),
+            t.key.display()
+        );
+        if let Some(ca) = &t.client_ca {
+            s.push_str(&format!("    clientcas:\n      - {}\n", ca.display()));
+        }
+        s
+    });
+    let config = format!(
+        "version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: tagwarden-test\n{tls_section}{auth_section}",
+        dir.path().join("data").display()
+    );
+    let config_path = dir.path().join("config.yml");
+    std::fs::write(&config_path, config).expect("write registry config");
+    Command::new(&bin)
+        .arg("serve")
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("cannot start {bin}: {e}; install it with: sudo apt-get install docker-registry")
+        })
+}
+
 impl Drop for Registry {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -230,7 +309,7 @@ impl Drop for Registry {
     }
 }
 
-type Response = (u16, Vec<(String, String)>, Vec<u8>);
+pub(crate) type Response = (u16, Vec<(String, String)>, Vec<u8>);
 
 /// A one-shot HTTP/1.1 request to 127.0.0.1:port.
 pub fn http(
