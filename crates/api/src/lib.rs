@@ -13,6 +13,7 @@ mod model;
 mod node;
 mod selector;
 
+pub mod status;
 pub use model::*;
 pub use node::FieldError;
 pub use selector::{LabelSelector, Requirement};

@@ -94,3 +94,65 @@ fn bad_references_are_refused_before_any_request() {
         );
     }
 }
+
+#[test]
+fn scans_the_image_repository_of_a_flux_manifest() {
+    let reg = Registry::start(RegistryAuth::Basic {
+        user: "ci".into(),
+        password: "pw".into(),
+    });
+    reg.publish("org/svc", &["v2.0.0", "v1.0.0"], Some(("ci", "pw")));
+    let dir = TempDir::new("cli-manifest");
+    let file = dir.path().join("registry.yaml");
+    std::fs::write(
+        &file,
+        format!(
+            r#"apiVersion: image.toolkit.fluxcd.io/v1beta1
+kind: ImageRepository
+metadata: {{name: svc, namespace: flux-system}}
+spec:
+  image: {host}/org/svc
+  interval: 1m
+  secretRef: {{name: creds}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta1
+kind: ImageRepository
+metadata: {{name: broken, namespace: flux-system}}
+spec:
+  image: {host}/org/svc:latest
+  interval: 1m
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: creds, namespace: flux-system}}
+type: kubernetes.io/dockerconfigjson
+stringData:
+  .dockerconfigjson: '{{"auths":{{"{host}":{{"username":"ci","password":"pw"}}}}}}'
+"#,
+            host = reg.host()
+        ),
+    )
+    .expect("write manifest");
+    let f = file.to_str().expect("utf-8 path");
+
+    let out = scan(&["-f", f, "--name", "svc"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "v2.0.0\nv1.0.0\n");
+
+    let out = scan(&["-f", f]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr)
+            .contains("2 ImageRepository objects (svc, broken); choose one with --name"),
+        "{}",
+        text(&out.stderr)
+    );
+
+    let out = scan(&["-f", f, "--name", "broken"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("ImageRepository 'broken'") && err.contains("spec.image"),
+        "{err}"
+    );
+}

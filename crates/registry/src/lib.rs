@@ -3,9 +3,11 @@
 
 mod auth;
 mod scan;
+mod settings;
 
 pub use auth::{Credentials, credentials_from_docker_config};
-pub use scan::{ScanResult, scan_result};
+pub use scan::{RepositoryStatus, ScanResult, record_scan, scan_result};
+pub use settings::{ScanSettings, scan_settings};
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, LINK, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
@@ -59,6 +61,12 @@ pub enum RegistryError {
     TooManyPages { registry: String, limit: usize },
     #[error("invalid client configuration: {0}")]
     Config(String),
+    #[error("spec.image: {0}")]
+    ImageUrl(String),
+    #[error("{field}: {message}")]
+    Secret { field: String, message: String },
+    #[error("spec.exclusionList[{index}]: {message}")]
+    Exclusion { index: usize, message: String },
 }
 
 impl RegistryError {
@@ -71,11 +79,22 @@ impl RegistryError {
         }
     }
 
+    /// Nothing changes until the user edits the object: retrying is pointless.
+    pub fn is_stalled(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::ImageUrl(_) | RegistryError::Exclusion { .. } | RegistryError::Config(_)
+        )
+    }
+
     /// Flux's condition reason for this failure.
     pub fn reason(&self) -> &'static str {
         match self {
-            RegistryError::Authentication { .. } => "AuthenticationFailed",
-            RegistryError::Config(_) => "InvalidConfiguration",
+            RegistryError::Authentication { .. } | RegistryError::Secret { .. } => {
+                "AuthenticationFailed"
+            }
+            RegistryError::ImageUrl(_) => "ImageURLInvalid",
+            RegistryError::Config(_) | RegistryError::Exclusion { .. } => "InvalidConfiguration",
             _ => "ReadOperationFailed",
         }
     }

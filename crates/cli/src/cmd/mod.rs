@@ -1,2 +1,45 @@
 pub mod policy;
 pub mod scan;
+
+use anyhow::{Result, bail};
+use std::path::Path;
+use tagwarden_api::{Manifests, Object};
+
+/// The one object of `kind` in `m` (named `name` when given), or an error
+/// that lists what the file holds instead.
+pub fn one_object<'a, T>(
+    m: &'a Manifests,
+    file: &Path,
+    name: Option<&str>,
+    kind: &str,
+    pick: impl Fn(&'a Object) -> Option<&'a T>,
+) -> Result<&'a T> {
+    let chosen: Vec<(&Object, &T)> = m
+        .objects
+        .iter()
+        .filter_map(|o| pick(o).map(|t| (o, t)))
+        .filter(|(o, _)| name.is_none_or(|n| o.meta().name == n))
+        .collect();
+    match chosen.as_slice() {
+        [(_, one)] => Ok(one),
+        [] => {
+            let mut msg = match name {
+                Some(n) => format!("{}: no {kind} named '{n}'", file.display()),
+                None => format!("{}: no {kind} found", file.display()),
+            };
+            for e in &m.errors {
+                msg.push_str(&format!("\n  {e}"));
+            }
+            bail!(msg)
+        }
+        many => bail!(
+            "{}: {} {kind} objects ({}); choose one with --name",
+            file.display(),
+            many.len(),
+            many.iter()
+                .map(|(o, _)| o.meta().name.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}

@@ -137,38 +137,9 @@ fn policy_spec(args: &TestArgs) -> Result<PolicySpec> {
 
 fn policy_from_file(file: &PathBuf, name: Option<&str>) -> Result<PolicySpec> {
     let m = Manifests::load_paths(std::slice::from_ref(file), &LoadOptions::default());
-    let policies: Vec<_> = m
-        .objects
-        .iter()
-        .filter_map(|o| match o {
-            Object::ImagePolicy(p) => Some(p),
-            _ => None,
-        })
-        .collect();
-    let chosen: Vec<_> = policies
-        .iter()
-        .filter(|p| name.is_none_or(|n| p.meta.name == n))
-        .collect();
-    match (chosen.as_slice(), name) {
-        ([one], _) => Ok(one.policy_spec()),
-        ([], _) => {
-            let mut msg = match name {
-                Some(n) => format!("{}: no ImagePolicy named '{n}'", file.display()),
-                None => format!("{}: no ImagePolicy found", file.display()),
-            };
-            for e in &m.errors {
-                msg.push_str(&format!("\n  {e}"));
-            }
-            bail!(msg)
-        }
-        (many, _) => bail!(
-            "{}: {} ImagePolicies ({}); choose one with --name",
-            file.display(),
-            many.len(),
-            many.iter()
-                .map(|p| p.meta.name.as_str())
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
-    }
+    let policy = super::one_object(&m, file, name, "ImagePolicy", |o| match o {
+        Object::ImagePolicy(p) => Some(p),
+        _ => None,
+    })?;
+    Ok(policy.policy_spec())
 }

@@ -1,22 +1,34 @@
-//! `tagwarden scan IMAGE`: the tags an ImageRepository scan would record.
+//! `tagwarden scan`: the tags an ImageRepository scan would record.
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use tagwarden_api::image::ImageRef;
-use tagwarden_registry::{Client, ClientOptions, credentials_from_docker_config, scan_result};
+use tagwarden_api::{LoadOptions, Manifests, Object};
+use tagwarden_registry::{
+    Client, ClientOptions, ScanSettings, credentials_from_docker_config, scan_result, scan_settings,
+};
 
 #[derive(Args)]
 #[command(
     after_help = "Examples:\n  tagwarden scan ghcr.io/stefanprodan/podinfo\n  \
-    tagwarden scan localhost:5000/team/app --docker-config ~/.docker/config.json --json"
+    tagwarden scan localhost:5000/team/app --docker-config ~/.docker/config.json --json\n  \
+    tagwarden scan -f clusters/my-cluster/podinfo-registry.yaml --name podinfo"
 )]
 pub struct ScanArgs {
     /// Image repository without tag, e.g. ghcr.io/stefanprodan/podinfo.
-    image: String,
-    /// Talk plain HTTP (ImageRepository spec.insecure).
+    #[arg(required_unless_present = "file", conflicts_with = "file")]
+    image: Option<String>,
+    /// Scan the ImageRepository of this Flux manifest (file or folder), with
+    /// the secretRef, certSecretRef and proxySecretRef Secrets found beside it.
+    #[arg(short = 'f', long, value_name = "PATH")]
+    file: Option<PathBuf>,
+    /// Which ImageRepository of --file, when it holds several.
+    #[arg(long, requires = "file")]
+    name: Option<String>,
+    /// Try HTTPS, then plain HTTP (ImageRepository spec.insecure).
     #[arg(long)]
     insecure: bool,
     /// A docker config.json / .dockerconfigjson holding credentials.
@@ -25,6 +37,15 @@ pub struct ScanArgs {
     /// Extra CA certificates (PEM) to trust, as certSecretRef's ca.crt.
     #[arg(long, value_name = "FILE")]
     ca_file: Option<PathBuf>,
+    /// Client certificate (PEM) for mutual TLS, as certSecretRef's tls.crt.
+    #[arg(long, value_name = "FILE", requires = "key_file")]
+    cert_file: Option<PathBuf>,
+    /// Client key (PEM), as certSecretRef's tls.key.
+    #[arg(long, value_name = "FILE", requires = "cert_file")]
+    key_file: Option<PathBuf>,
+    /// Proxy URL, with credentials if needed (proxySecretRef).
+    #[arg(long, value_name = "URL")]
+    proxy: Option<String>,
     /// Go regular expression of tags to drop; repeatable. Replaces the
     /// default '^.*\.sig$' as a user exclusionList does.
     #[arg(long = "exclude", value_name = "RE")]
@@ -38,46 +59,16 @@ pub struct ScanArgs {
 }
 
 pub fn run(args: ScanArgs) -> Result<ExitCode> {
-    let image = ImageRef::parse(&args.image)?;
-    let timeout = tagwarden_api::duration::parse(&args.timeout).with_context(|| {
-        format!(
-            "--timeout '{}': expected a duration like 30s or 1m",
-            args.timeout
-        )
-    })?;
-    let exclusions: Vec<&str> = if args.exclude.is_empty() {
-        vec![tagwarden_api::DEFAULT_EXCLUSION]
-    } else {
-        args.exclude.iter().map(String::as_str).collect()
+    let settings = match &args.file {
+        Some(file) => from_manifest(file, args.name.as_deref())?,
+        None => from_flags(&args)?,
     };
-    let exclusions = exclusions
-        .into_iter()
-        .map(|re| tagwarden_policy::go_regex(re).map_err(|e| anyhow::anyhow!("--exclude: {e}")))
-        .collect::<Result<Vec<_>>>()?;
-    let creds = match &args.docker_config {
-        Some(f) => {
-            let json = std::fs::read(f).with_context(|| format!("reading {}", f.display()))?;
-            credentials_from_docker_config(&json, &image.registry)
-                .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?
-        }
-        None => None,
-    };
-    let ca_pem = match &args.ca_file {
-        Some(f) => Some(std::fs::read(f).with_context(|| format!("reading {}", f.display()))?),
-        None => None,
-    };
-    let client = Client::new(ClientOptions {
-        insecure: args.insecure,
-        timeout,
-        ca_pem,
-        ..ClientOptions::default()
-    })?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+    let client = Client::new(settings.options.clone())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let tags = rt.block_on(client.list_tags(&image, creds.as_ref()))?;
-    let result = scan_result(&image.canonical(), tags, &exclusions);
+    let tags = rt.block_on(client.list_tags(&settings.image, settings.credentials.as_ref()))?;
+    let result = scan_result(&settings.image.canonical(), tags, &settings.exclusions);
 
     let mut out = std::io::stdout().lock();
     if args.json {
@@ -96,4 +87,74 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     }
     eprintln!("✔ {} ({})", result.message(), result.canonical_image_name);
     Ok(ExitCode::SUCCESS)
+}
+
+fn from_manifest(file: &Path, name: Option<&str>) -> Result<ScanSettings> {
+    let m = Manifests::load_paths(&[file.to_path_buf()], &LoadOptions::default());
+    let repo = super::one_object(&m, file, name, "ImageRepository", |o| match o {
+        Object::ImageRepository(r) => Some(r),
+        _ => None,
+    })?;
+    let settings = scan_settings(repo, |secret| {
+        m.objects.iter().find_map(|o| match o {
+            Object::Secret(s)
+                if s.meta.name == secret && s.meta.namespace == repo.meta.namespace =>
+            {
+                Some(s)
+            }
+            _ => None,
+        })
+    })
+    .with_context(|| format!("{}: ImageRepository '{}'", file.display(), repo.meta.name))?;
+    Ok(settings)
+}
+
+fn from_flags(args: &ScanArgs) -> Result<ScanSettings> {
+    let Some(image) = &args.image else {
+        bail!("give an IMAGE or --file");
+    };
+    let image = ImageRef::parse(image)?;
+    let timeout = tagwarden_api::duration::parse(&args.timeout).with_context(|| {
+        format!(
+            "--timeout '{}': expected a duration like 30s or 1m",
+            args.timeout
+        )
+    })?;
+    let exclusions: Vec<&str> = if args.exclude.is_empty() {
+        vec![tagwarden_api::DEFAULT_EXCLUSION]
+    } else {
+        args.exclude.iter().map(String::as_str).collect()
+    };
+    let exclusions = exclusions
+        .into_iter()
+        .map(|re| tagwarden_policy::go_regex(re).map_err(|e| anyhow::anyhow!("--exclude: {e}")))
+        .collect::<Result<Vec<_>>>()?;
+    let read = |f: &PathBuf| std::fs::read(f).with_context(|| format!("reading {}", f.display()));
+    let credentials = match &args.docker_config {
+        Some(f) => credentials_from_docker_config(&read(f)?, &image.registry)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", f.display()))?,
+        None => None,
+    };
+    let identity_pem = match (&args.cert_file, &args.key_file) {
+        (Some(c), Some(k)) => {
+            let mut pem = read(c)?;
+            pem.push(b'\n');
+            pem.extend(read(k)?);
+            Some(pem)
+        }
+        _ => None,
+    };
+    Ok(ScanSettings {
+        image,
+        options: ClientOptions {
+            insecure: args.insecure,
+            timeout,
+            ca_pem: args.ca_file.as_ref().map(read).transpose()?,
+            identity_pem,
+            proxy: args.proxy.clone(),
+            ..ClientOptions::default()
+        },
+        credentials,
+        exclusions,
+    })
 }

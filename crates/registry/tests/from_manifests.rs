@@ -1,0 +1,276 @@
+//! Scans configured the way a Flux user writes them: an ImageRepository and
+//! its Secrets, read from YAML, against the real registry.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+use tagwarden_api::status::{ConditionStatus, find};
+use tagwarden_api::{LoadOptions, Manifests, Object};
+use tagwarden_registry::{
+    Client, RegistryError, RepositoryStatus, ScanSettings, record_scan, scan_result, scan_settings,
+};
+use tagwarden_testkit::{
+    Action, FaultProxy, Pki, Registry, RegistryAuth, RegistryTls, TempDir, base64,
+};
+
+/// Loads `yaml` and builds the scan settings of its one ImageRepository.
+fn settings(yaml: &str) -> Result<ScanSettings, RegistryError> {
+    let m = Manifests::load_str(yaml, Path::new("test.yaml"), &LoadOptions::default());
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+    let repo = m
+        .objects
+        .iter()
+        .find_map(|o| match o {
+            Object::ImageRepository(r) => Some(r),
+            _ => None,
+        })
+        .expect("an ImageRepository");
+    scan_settings(repo, |name| {
+        m.objects.iter().find_map(|o| match o {
+            Object::Secret(s) if s.meta.name == name && s.meta.namespace == repo.meta.namespace => {
+                Some(s)
+            }
+            _ => None,
+        })
+    })
+}
+
+async fn scan(s: &ScanSettings) -> Result<tagwarden_registry::ScanResult, RegistryError> {
+    let mut opts = s.options.clone();
+    opts.backoff = Duration::from_millis(10);
+    opts.attempts = 2;
+    let tags = Client::new(opts)?
+        .list_tags(&s.image, s.credentials.as_ref())
+        .await?;
+    Ok(scan_result(&s.image.canonical(), tags, &s.exclusions))
+}
+
+#[tokio::test]
+async fn docker_config_secret_and_a_failed_scan_keeping_the_tags() {
+    let reg = Registry::start(RegistryAuth::Basic {
+        user: "bot".into(),
+        password: "pa55".into(),
+    });
+    reg.publish(
+        "team/web",
+        &["1.0.0", "1.1.0", "1.1.0.sig", "nightly"],
+        Some(("bot", "pa55")),
+    );
+    let auth = base64("bot:pa55");
+    let yaml = format!(
+        r#"
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageRepository
+metadata: {{name: web, namespace: apps}}
+spec:
+  image: {host}/team/web
+  interval: 5m
+  secretRef: {{name: regcred}}
+  exclusionList: ["^nightly$", "\\.sig$"]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: regcred, namespace: apps}}
+type: kubernetes.io/dockerconfigjson
+stringData:
+  .dockerconfigjson: '{{"auths":{{"http://{host}":{{"auth":"{auth}"}}}}}}'
+"#,
+        host = reg.host()
+    );
+    let s = settings(&yaml).expect("settings");
+    assert_eq!(
+        s.options.timeout,
+        Duration::from_secs(300),
+        "timeout defaults to the interval"
+    );
+    let result = scan(&s).await.expect("scan");
+    assert_eq!(result.tags, ["1.1.0", "1.0.0"]);
+
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000);
+    let ok = record_scan(None, Ok(result.clone()), t0);
+    let ready = find(&ok.conditions, "Ready").expect("Ready");
+    assert_eq!(ready.status, ConditionStatus::True);
+    assert_eq!(ready.message, "successful scan: found 2 tags");
+
+    // The registry goes away: the scan fails, the tags stay.
+    drop(reg);
+    let err = scan(&s).await.expect_err("registry gone");
+    let t1 = t0 + Duration::from_secs(300);
+    let failed = record_scan(Some(&ok), Err(&err), t1);
+    assert_eq!(
+        failed.last_scan,
+        Some((result, t0)),
+        "previous tag list kept"
+    );
+    let ready = find(&failed.conditions, "Ready").expect("Ready");
+    assert_eq!(ready.status, ConditionStatus::False);
+    assert_eq!(ready.reason, "ReadOperationFailed");
+    assert_eq!(ready.last_transition, t1);
+    assert!(
+        find(&failed.conditions, "Stalled").is_none(),
+        "a dead registry is retried"
+    );
+
+    // A second failure keeps the transition time of the first.
+    let again = record_scan(Some(&failed), Err(&err), t1 + Duration::from_secs(60));
+    assert_eq!(
+        find(&again.conditions, "Ready")
+            .expect("Ready")
+            .last_transition,
+        t1
+    );
+    assert!(again.last_scan.is_some());
+}
+
+#[tokio::test]
+async fn cert_secret_ref_with_a_ca_and_a_client_certificate() {
+    let dir = TempDir::new("pki");
+    let pki = Pki::generate(dir.path());
+    let mut reg = Registry::start(RegistryAuth::None);
+    reg.publish("tls/app", &["0.1.0"], None);
+    reg.restart(
+        RegistryAuth::None,
+        Some(RegistryTls {
+            cert: pki.server_cert.clone(),
+            key: pki.server_key.clone(),
+            client_ca: Some(pki.ca_file.clone()),
+        }),
+    );
+    let b64 = |s: &str| base64(s);
+    let yaml = format!(
+        r#"
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: app}}
+spec:
+  image: {host}/tls/app
+  interval: 1m
+  certSecretRef: {{name: tls}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: tls}}
+type: kubernetes.io/tls
+data:
+  ca.crt: {ca}
+  tls.crt: {crt}
+  tls.key: {key}
+"#,
+        host = reg.host(),
+        ca = b64(&pki.ca_pem),
+        crt = b64(&pki.client_cert_pem),
+        key = b64(&pki.client_key_pem),
+    );
+    let s = settings(&yaml).expect("settings");
+    assert_eq!(scan(&s).await.expect("scan over mTLS").tags, ["0.1.0"]);
+}
+
+#[tokio::test]
+async fn proxy_secret_ref_sends_proxy_credentials() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("via/proxy", &["3.2.1"], None);
+    let want = format!("Basic {}", base64("proxyuser:proxypass"));
+    let proxy = FaultProxy::start(reg.port, move |r| {
+        let authorized = r
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("proxy-authorization") && *v == want);
+        if authorized {
+            Action::Forward
+        } else {
+            Action::Respond {
+                status: 407,
+                headers: vec![("Proxy-Authenticate".into(), "Basic realm=\"p\"".into())],
+                body: vec![],
+            }
+        }
+    });
+    let yaml = format!(
+        r#"
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: app}}
+spec:
+  image: {host}/via/proxy
+  interval: 1m
+  insecure: true
+  proxySecretRef: {{name: proxy}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: proxy}}
+stringData:
+  address: http://{proxy}
+  username: proxyuser
+  password: proxypass
+"#,
+        host = reg.host(),
+        proxy = proxy.host()
+    );
+    let s = settings(&yaml).expect("settings");
+    assert_eq!(
+        scan(&s).await.expect("scan through the proxy").tags,
+        ["3.2.1"]
+    );
+    let seen = proxy.requests();
+    assert!(
+        seen.iter().any(|r| r
+            .target
+            .starts_with(&format!("http://{}/v2/via/proxy/tags/list", reg.host()))),
+        "the registry was reached through the proxy: {seen:?}"
+    );
+}
+
+#[test]
+fn configuration_errors_say_which_field_and_whether_retrying_helps() {
+    let repo = |spec: &str| {
+        format!(
+            "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {{name: r}}\nspec:\n  interval: 1m\n{spec}"
+        )
+    };
+    let cases = [
+        (
+            repo("  image: ghcr.io/org/app:1.0\n"),
+            "ImageURLInvalid",
+            true,
+            "spec.image",
+        ),
+        (
+            repo("  image: ghcr.io/org/app\n  secretRef: {name: missing}\n"),
+            "AuthenticationFailed",
+            false,
+            "spec.secretRef: secret 'flux-system/missing' not found",
+        ),
+        (
+            repo("  image: ghcr.io/org/app\n  exclusionList: ['^ok$', '^(']\n"),
+            "InvalidConfiguration",
+            true,
+            "spec.exclusionList[1]",
+        ),
+        (
+            repo("  image: ghcr.io/org/app\n  certSecretRef: {name: c}\n")
+                + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: c}\nstringData: {tls.crt: x}\n",
+            "AuthenticationFailed",
+            false,
+            "'tls.crt' and 'tls.key' go together",
+        ),
+        (
+            repo("  image: ghcr.io/org/app\n  proxySecretRef: {name: p}\n")
+                + "---\napiVersion: v1\nkind: Secret\nmetadata: {name: p}\nstringData: {username: u}\n",
+            "AuthenticationFailed",
+            false,
+            "has no 'address' key",
+        ),
+    ];
+    for (yaml, reason, stalled, needle) in cases {
+        let err = settings(&yaml).expect_err(&yaml);
+        assert_eq!(err.reason(), reason, "{err}");
+        assert_eq!(err.is_stalled(), stalled, "{err}");
+        assert!(err.to_string().contains(needle), "{err}");
+        let status = record_scan(
+            Some(&RepositoryStatus::default()),
+            Err(&err),
+            SystemTime::now(),
+        );
+        assert_eq!(find(&status.conditions, "Stalled").is_some(), stalled);
+    }
+}
