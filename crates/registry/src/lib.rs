@@ -194,8 +194,8 @@ impl Client {
     }
 
     /// `scheme://host` for the registry. Loopback, private-network and
-    /// `insecure` registries try HTTPS first and fall back to plain HTTP, as
-    /// go-containerregistry does; the answer is remembered per client.
+    /// `insecure` registries may speak either, as with go-containerregistry;
+    /// a probe finds out which, remembered per client.
     async fn base(&self, image: &ImageRef) -> Result<String, RegistryError> {
         let host = if image.registry == tagwarden_api::image::DOCKER_HUB {
             "registry-1.docker.io"
@@ -230,16 +230,21 @@ impl Client {
         image: &ImageRef,
         host: &str,
     ) -> Result<&'static str, RegistryError> {
-        let https_err = match self.http.get(format!("https://{host}/v2/")).send().await {
-            Ok(_) => return Ok("https"),
-            Err(e) => e,
-        };
-        match self.http.get(format!("http://{host}/v2/")).send().await {
-            // Only a registry's answer counts: a TLS server answers plain HTTP with 400.
-            Ok(r) if matches!(r.status().as_u16(), 200 | 401 | 403) => Ok("http"),
-            _ => Err(RegistryError::Connect {
+        // A port speaks one of the two, so the order changes only the cost:
+        // plain HTTP first, because these hosts are mostly plain registries.
+        // A TLS server answers a plain request with 400; only a registry's
+        // answer counts.
+        let plain = self.http.get(format!("http://{host}/v2/")).send().await;
+        if let Ok(r) = &plain
+            && matches!(r.status().as_u16(), 200 | 401 | 403)
+        {
+            return Ok("http");
+        }
+        match self.http.get(format!("https://{host}/v2/")).send().await {
+            Ok(_) => Ok("https"),
+            Err(e) => Err(RegistryError::Connect {
                 registry: image.registry.clone(),
-                message: error_chain(&https_err),
+                message: error_chain(&e),
             }),
         }
     }

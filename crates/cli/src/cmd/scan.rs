@@ -70,7 +70,8 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     let tags = rt.block_on(client.list_tags(&settings.image, settings.credentials.as_ref()))?;
     let result = scan_result(&settings.image.canonical(), tags, &settings.exclusions);
 
-    let mut out = std::io::stdout().lock();
+    // Buffered: a line-buffered stdout makes one write per tag.
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if args.json {
         let v = serde_json::json!({
             "canonicalImageName": result.canonical_image_name,
@@ -85,6 +86,7 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
             writeln!(out, "{t}")?;
         }
     }
+    out.flush()?;
     eprintln!("✔ {} ({})", result.message(), result.canonical_image_name);
     Ok(ExitCode::SUCCESS)
 }
