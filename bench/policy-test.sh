@@ -18,22 +18,14 @@ range='>=1.0.0 <50.0.0'
 ours() { "$bin" policy test --select-semver "$range" --filter-regex "$pattern" --tags "$work/tags" >/dev/null; }
 baseline() { grep -E "$pattern" "$work/tags" | sort -V | tail -1 >/dev/null; }
 
-# Median of RUNS wall times in milliseconds, after one warm-up run.
-median_ms() {
-  local f=$1 t0 t1
-  "$f"
-  for _ in $(seq "$runs"); do
-    t0=$(date +%s%N); "$f"; t1=$(date +%s%N)
-    echo $(( (t1 - t0) / 1000 ))
-  done | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]/1000}'
-}
+source bench/lib.sh
 
 ours_ms=$(median_ms ours)
 base_ms=$(median_ms baseline)
-peak_kb=$(/usr/bin/time -f %M "$bin" policy test --select-semver "$range" --filter-regex "$pattern" --tags "$work/tags" 2>&1 >/dev/null | tail -1)
+peak=$(peak_kb "$bin" policy test --select-semver "$range" --filter-regex "$pattern" --tags "$work/tags")
 sel=$("$bin" policy test --select-semver "$range" --filter-regex "$pattern" --tags "$work/tags")
 
 echo "tags: $n  runs: $runs  selected: $sel"
-echo "tagwarden policy test: ${ours_ms} ms (median), peak RSS ${peak_kb} KiB"
+echo "tagwarden policy test: ${ours_ms} ms (median), peak RSS ${peak} KiB"
 echo "grep -E | sort -V | tail -1: ${base_ms} ms (median)"
 awk -v a="$ours_ms" -v b="$base_ms" 'BEGIN {printf "ratio tagwarden/baseline: %.3f (goal <= 0.5)\n", a/b}'

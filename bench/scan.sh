@@ -20,15 +20,7 @@ ours() { "$bin" scan "$host/$repo" --insecure --exclude '^$' >/dev/null 2>&1; }
 skopeo_() { skopeo list-tags --tls-verify=false "docker://$host/$repo" >/dev/null; }
 curl_() { curl -sf "http://$host/v2/$repo/tags/list?n=$((n + 1))" -o /dev/null; }
 
-median_ms() {
-  local f=$1 t0 t1
-  "$f"
-  for _ in $(seq "$runs"); do
-    t0=$(date +%s%N); "$f"; t1=$(date +%s%N)
-    echo $(( (t1 - t0) / 1000 ))
-  done | sort -n | awk '{a[NR]=$1} END {printf "%.2f", a[int((NR+1)/2)]/1000}'
-}
-peak_kb() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
+source bench/lib.sh
 
 count=$("$bin" scan "$host/$repo" --insecure --exclude '^$' 2>/dev/null | wc -l)
 ours_ms=$(median_ms ours)

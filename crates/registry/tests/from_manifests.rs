@@ -127,14 +127,7 @@ async fn cert_secret_ref_with_a_ca_and_a_client_certificate() {
     let pki = Pki::generate(dir.path());
     let mut reg = Registry::start(RegistryAuth::None);
     reg.publish("tls/app", &["0.1.0"], None);
-    reg.restart(
-        RegistryAuth::None,
-        Some(RegistryTls {
-            cert: pki.server_cert.clone(),
-            key: pki.server_key.clone(),
-            client_ca: Some(pki.ca_file.clone()),
-        }),
-    );
+    reg.restart(RegistryAuth::None, Some(RegistryTls::from_pki(&pki, true)));
     let b64 = |s: &str| base64(s);
     let yaml = format!(
         r#"

@@ -25,14 +25,7 @@ async fn tls_with_the_ca_of_cert_secret_ref() {
     let pki = Pki::generate(dir.path());
     let mut reg = Registry::start(RegistryAuth::None);
     reg.publish("secure/app", &["1.0.0", "1.1.0"], None);
-    reg.restart(
-        RegistryAuth::None,
-        Some(RegistryTls {
-            cert: pki.server_cert.clone(),
-            key: pki.server_key.clone(),
-            client_ca: None,
-        }),
-    );
+    reg.restart(RegistryAuth::None, Some(RegistryTls::from_pki(&pki, false)));
     let img = image(&reg, "secure/app");
 
     // Without the CA the certificate is refused; we never fall back to HTTP.
@@ -66,14 +59,7 @@ async fn mutual_tls_needs_the_client_certificate() {
     let pki = Pki::generate(dir.path());
     let mut reg = Registry::start(RegistryAuth::None);
     reg.publish("mtls/app", &["2.0.0"], None);
-    reg.restart(
-        RegistryAuth::None,
-        Some(RegistryTls {
-            cert: pki.server_cert.clone(),
-            key: pki.server_key.clone(),
-            client_ca: Some(pki.ca_file.clone()),
-        }),
-    );
+    reg.restart(RegistryAuth::None, Some(RegistryTls::from_pki(&pki, true)));
     let img = image(&reg, "mtls/app");
     let ca_only = client(ClientOptions {
         ca_pem: Some(pki.ca_pem.clone().into_bytes()),

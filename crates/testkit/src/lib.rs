@@ -91,6 +91,18 @@ pub struct RegistryTls {
     pub client_ca: Option<PathBuf>,
 }
 
+impl RegistryTls {
+    /// The server certificate of `pki`; with `mutual`, client certificates
+    /// signed by its CA are required too.
+    pub fn from_pki(pki: &Pki, mutual: bool) -> RegistryTls {
+        RegistryTls {
+            cert: pki.server_cert.clone(),
+            key: pki.server_key.clone(),
+            client_ca: mutual.then(|| pki.ca_file.clone()),
+        }
+    }
+}
+
 impl Registry {
     /// Starts a plain-HTTP registry, or panics with the install hint when it is missing.
     pub fn start(auth: RegistryAuth) -> Registry {
