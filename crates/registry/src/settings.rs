@@ -23,6 +23,14 @@ pub fn scan_settings<'a>(
     secret: impl Fn(&str) -> Option<&'a Secret>,
 ) -> Result<ScanSettings, RegistryError> {
     let image = ImageRef::parse(&repo.image).map_err(|e| RegistryError::ImageUrl(e.to_string()))?;
+    // Cloud login (aws, azure, gcp) needs the cloud's metadata service; saying
+    // so beats scanning anonymously and reporting a puzzling 401.
+    if repo.provider != "generic" {
+        return Err(RegistryError::Config(format!(
+            "spec.provider: '{}' is not supported yet; use 'generic' with a secretRef",
+            repo.provider
+        )));
+    }
     let find = |field: &str, name: &str| {
         secret(name).ok_or_else(|| RegistryError::Secret {
             field: field.to_string(),

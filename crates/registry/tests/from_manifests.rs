@@ -253,6 +253,12 @@ fn configuration_errors_say_which_field_and_whether_retrying_helps() {
             false,
             "has no 'address' key",
         ),
+        (
+            repo("  image: 123.dkr.ecr.us-east-1.amazonaws.com/app\n  provider: aws\n"),
+            "InvalidConfiguration",
+            true,
+            "spec.provider: 'aws' is not supported yet",
+        ),
     ];
     for (yaml, reason, stalled, needle) in cases {
         let err = settings(&yaml).expect_err(&yaml);
