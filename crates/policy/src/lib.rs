@@ -25,7 +25,7 @@ pub use filter::{FilterError, TagFilter};
 pub use goregex::{PatternError, compile as go_regex};
 pub use numeric::parse_go_float;
 pub use range::{Range, RangeError};
-pub use version::{NotAVersion, parse_tag};
+pub use version::{NotAVersion, parse_tag, precedence};
 
 use std::borrow::Cow;
 use std::collections::HashMap;

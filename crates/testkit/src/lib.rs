@@ -2,9 +2,11 @@
 //! benchmarks. Each server gets a free port and a temporary directory and is
 //! stopped (and its directory removed) on drop.
 
+mod git;
 mod pki;
 mod proxy;
 
+pub use git::{BareRepo, GitHttpServer, git};
 pub use pki::{Pki, TokenServer};
 pub use proxy::{Action, FaultProxy, Request};
 

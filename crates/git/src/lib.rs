@@ -1,0 +1,443 @@
+//! The Git side of an image update automation: check out the branch to
+//! update, commit what the setters changed, and push without ever
+//! overwriting commits that are not ours.
+//!
+//! Blocking (git2); async callers run it on a blocking thread.
+
+use git2::{
+    AutotagOption, Cred, CredentialType, FetchOptions, IndexAddOption, Oid, PushOptions,
+    RemoteCallbacks, Repository, Signature,
+};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tagwarden_api::GitRef;
+
+/// What went wrong, by step.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("failed to checkout and determine revision: {0}")]
+    Checkout(String),
+    #[error("unable to clone '{url}': {message}")]
+    Clone { url: String, message: String },
+    #[error("failed to commit: {0}")]
+    Commit(String),
+    #[error("failed to push to '{branch}': {message}")]
+    Push { branch: String, message: String },
+    /// The remote branch moved since our fetch: re-apply on the new tip.
+    #[error("push to '{branch}' rejected: {message}")]
+    Rejected { branch: String, message: String },
+    #[error("invalid git configuration: {0}")]
+    Config(String),
+}
+
+impl GitError {
+    /// Retrying later may help (network, a moving branch).
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            GitError::Clone { .. } | GitError::Push { .. } | GitError::Rejected { .. }
+        )
+    }
+}
+
+/// Credentials from a GitRepository's `secretRef`, as Flux reads them.
+#[derive(Clone, Default)]
+pub struct GitAuth {
+    pub username: Option<String>,
+    pub password: Option<String>,
+    pub bearer_token: Option<String>,
+    /// Private key (PEM / OpenSSH) for ssh:// URLs.
+    pub identity: Option<String>,
+    pub known_hosts: Option<String>,
+}
+
+// Never print a secret, not even in debug output.
+impl std::fmt::Debug for GitAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GitAuth")
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("identity", &self.identity.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl GitAuth {
+    /// Reads `username`, `password`, `bearerToken`, `identity`, `known_hosts`.
+    pub fn from_secret(data: &BTreeMap<String, Vec<u8>>) -> GitAuth {
+        let text = |k: &str| {
+            data.get(k)
+                .map(|v| String::from_utf8_lossy(v).into_owned())
+                .filter(|v| !v.is_empty())
+        };
+        GitAuth {
+            username: text("username"),
+            password: text("password"),
+            bearer_token: text("bearerToken"),
+            identity: text("identity"),
+            known_hosts: text("known_hosts"),
+        }
+    }
+}
+
+/// What to check out, resolved from `git.checkout.ref` or the GitRepository's `spec.ref`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Checkout {
+    Branch(String),
+    Tag(String),
+    Semver(String),
+    Commit(String),
+}
+
+impl Checkout {
+    /// Flux's precedence: commit, then name, semver, tag, branch; `master` by default.
+    pub fn from_ref(r: Option<&GitRef>) -> Checkout {
+        let Some(r) = r else {
+            return Checkout::Branch("master".into());
+        };
+        if let Some(c) = &r.commit {
+            return Checkout::Commit(c.clone());
+        }
+        if let Some(n) = &r.name {
+            if let Some(b) = n.strip_prefix("refs/heads/") {
+                return Checkout::Branch(b.to_string());
+            }
+            if let Some(t) = n.strip_prefix("refs/tags/") {
+                return Checkout::Tag(t.to_string());
+            }
+        }
+        if let Some(s) = &r.semver {
+            return Checkout::Semver(s.clone());
+        }
+        if let Some(t) = &r.tag {
+            return Checkout::Tag(t.clone());
+        }
+        Checkout::Branch(r.branch.clone().unwrap_or_else(|| "master".into()))
+    }
+}
+
+/// A working copy on the branch we push to.
+pub struct Workspace {
+    repo: Repository,
+    url: String,
+    auth: GitAuth,
+    /// The branch we commit on and push to.
+    pub push_branch: String,
+    /// The commit we started from (the remote tip of `push_branch`, or the checkout).
+    pub base: Oid,
+}
+
+const REMOTE: &str = "origin";
+
+impl Workspace {
+    /// Clones `url` into `dir` (an empty or missing folder) and checks out
+    /// the branch to push: `push_branch` when it exists remotely (so earlier
+    /// automation commits there are kept), otherwise a new branch of that
+    /// name at the checkout.
+    pub fn open(
+        url: &str,
+        checkout: &Checkout,
+        push_branch: Option<&str>,
+        auth: &GitAuth,
+        dir: &Path,
+    ) -> Result<Workspace, GitError> {
+        let clone_err = |e: git2::Error| GitError::Clone {
+            url: url.to_string(),
+            message: e.message().to_string(),
+        };
+        let repo = Repository::init(dir).map_err(clone_err)?;
+        repo.remote(REMOTE, url).map_err(clone_err)?;
+        let push_branch = match (push_branch, checkout) {
+            (Some(p), _) => p.to_string(),
+            (None, Checkout::Branch(b)) => b.clone(),
+            (None, other) => {
+                return Err(GitError::Config(format!(
+                    "push branch needed: checkout ref {other:?} is not a branch"
+                )));
+            }
+        };
+        let mut ws = Workspace {
+            repo,
+            url: url.to_string(),
+            auth: auth.clone(),
+            push_branch,
+            base: Oid::zero(),
+        };
+        let start = ws.resolve_checkout(checkout)?;
+        let base = match ws.fetch_branch(&ws.push_branch.clone())? {
+            Some(tip) => tip,
+            None => start,
+        };
+        ws.reset_to(base)?;
+        Ok(ws)
+    }
+
+    /// The folder the files are in.
+    pub fn workdir(&self) -> &Path {
+        self.repo.workdir().unwrap_or_else(|| self.repo.path())
+    }
+
+    fn resolve_checkout(&self, checkout: &Checkout) -> Result<Oid, GitError> {
+        match checkout {
+            Checkout::Branch(b) => self.fetch_branch(b)?.ok_or_else(|| {
+                GitError::Checkout(format!(
+                    "unable to clone '{}': couldn't find remote ref 'refs/heads/{b}'",
+                    self.url
+                ))
+            }),
+            Checkout::Tag(t) => {
+                self.fetch(&[&format!("+refs/tags/{t}:refs/tags/{t}")])?;
+                self.peel(&format!("refs/tags/{t}"))
+            }
+            Checkout::Semver(range) => {
+                let constraint = tagwarden_policy::Range::parse(range)
+                    .map_err(|e| GitError::Config(format!("spec.ref.semver: {e}")))?;
+                self.fetch(&["+refs/tags/*:refs/tags/*"])?;
+                let names = self
+                    .repo
+                    .tag_names(None)
+                    .map_err(|e| GitError::Checkout(e.message().to_string()))?;
+                let best = names
+                    .iter()
+                    .flatten()
+                    .filter_map(|t| {
+                        let v = tagwarden_policy::parse_tag(t).ok()?;
+                        constraint.matches(&v).then_some((v, t.to_string()))
+                    })
+                    .max_by(|a, b| tagwarden_policy::precedence(&a.0, &b.0));
+                let (_, tag) = best.ok_or_else(|| {
+                    GitError::Checkout(format!("no tag matches semver range '{range}'"))
+                })?;
+                self.peel(&format!("refs/tags/{tag}"))
+            }
+            Checkout::Commit(sha) => {
+                // Servers refuse fetching an arbitrary sha; take the branches and find it.
+                self.fetch(&["+refs/heads/*:refs/remotes/origin/*"])?;
+                let oid = Oid::from_str(sha).map_err(|_| {
+                    GitError::Config(format!("spec.ref.commit: '{sha}' is not a commit id"))
+                })?;
+                self.repo
+                    .find_commit(oid)
+                    .map(|c| c.id())
+                    .map_err(|_| GitError::Checkout(format!("commit '{sha}' not found")))
+            }
+        }
+    }
+
+    fn peel(&self, refname: &str) -> Result<Oid, GitError> {
+        self.repo
+            .find_reference(refname)
+            .and_then(|r| r.peel_to_commit())
+            .map(|c| c.id())
+            .map_err(|e| GitError::Checkout(format!("{refname}: {}", e.message())))
+    }
+
+    /// Fetches one branch; `None` when the remote has no such branch.
+    fn fetch_branch(&self, branch: &str) -> Result<Option<Oid>, GitError> {
+        let remote_ref = format!("refs/remotes/{REMOTE}/{branch}");
+        // Forget what we knew: a branch deleted remotely must read as missing.
+        if let Ok(mut r) = self.repo.find_reference(&remote_ref) {
+            let _ = r.delete();
+        }
+        self.fetch(&[&format!("+refs/heads/{branch}:{remote_ref}")])?;
+        Ok(self
+            .repo
+            .find_reference(&remote_ref)
+            .ok()
+            .and_then(|r| r.target()))
+    }
+
+    fn fetch(&self, refspecs: &[&str]) -> Result<(), GitError> {
+        let mut remote = self.repo.find_remote(REMOTE).map_err(|e| GitError::Clone {
+            url: self.url.clone(),
+            message: e.message().to_string(),
+        })?;
+        let headers = self.headers();
+        let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(self.callbacks())
+            .download_tags(AutotagOption::None)
+            .custom_headers(&header_refs);
+        remote
+            .fetch(refspecs, Some(&mut opts), None)
+            .map_err(|e| GitError::Clone {
+                url: self.url.clone(),
+                message: e.message().to_string(),
+            })
+    }
+
+    fn headers(&self) -> Vec<String> {
+        self.auth
+            .bearer_token
+            .iter()
+            .map(|t| format!("Authorization: Bearer {t}"))
+            .collect()
+    }
+
+    fn callbacks(&self) -> RemoteCallbacks<'_> {
+        let auth = &self.auth;
+        let mut cb = RemoteCallbacks::new();
+        let tries = RefCell::new(0u32);
+        cb.credentials(move |_url, user_from_url, allowed| {
+            // libgit2 asks again after a refusal; a second ask means the
+            // credentials are wrong, and looping would never end.
+            *tries.borrow_mut() += 1;
+            if *tries.borrow() > 1 {
+                return Err(git2::Error::from_str(
+                    "authentication failed: check the credentials in the GitRepository's secretRef",
+                ));
+            }
+            if allowed.contains(CredentialType::SSH_KEY)
+                && let Some(key) = &auth.identity
+            {
+                let user = user_from_url.or(auth.username.as_deref()).unwrap_or("git");
+                return Cred::ssh_key_from_memory(user, None, key, auth.password.as_deref());
+            }
+            if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
+                && let (Some(u), Some(p)) = (&auth.username, &auth.password)
+            {
+                return Cred::userpass_plaintext(u, p);
+            }
+            Err(git2::Error::from_str(
+                "authentication required but no credentials in the GitRepository's secretRef",
+            ))
+        });
+        cb
+    }
+
+    fn reset_to(&mut self, oid: Oid) -> Result<(), GitError> {
+        let err = |e: git2::Error| GitError::Checkout(e.message().to_string());
+        let commit = self.repo.find_commit(oid).map_err(err)?;
+        let refname = format!("refs/heads/{}", self.push_branch);
+        self.repo
+            .reference(&refname, oid, true, "tagwarden: start from remote tip")
+            .map_err(err)?;
+        self.repo.set_head(&refname).map_err(err)?;
+        self.repo
+            .reset(
+                commit.as_object(),
+                git2::ResetType::Hard,
+                Some(
+                    git2::build::CheckoutBuilder::new()
+                        .force()
+                        .remove_untracked(true),
+                ),
+            )
+            .map_err(err)?;
+        self.base = oid;
+        Ok(())
+    }
+
+    /// Commits every change in the working tree; `None` when nothing changed.
+    pub fn commit(&self, name: &str, email: &str, message: &str) -> Result<Option<Oid>, GitError> {
+        let err = |e: git2::Error| GitError::Commit(e.message().to_string());
+        let mut index = self.repo.index().map_err(err)?;
+        index
+            .add_all(["*"], IndexAddOption::DEFAULT, None)
+            .map_err(err)?;
+        index.update_all(["*"], None).map_err(err)?;
+        index.write().map_err(err)?;
+        let tree_id = index.write_tree().map_err(err)?;
+        let parent = self.repo.find_commit(self.base).map_err(err)?;
+        if parent.tree_id() == tree_id {
+            return Ok(None);
+        }
+        let tree = self.repo.find_tree(tree_id).map_err(err)?;
+        let sig = Signature::now(name, email).map_err(err)?;
+        let oid = self
+            .repo
+            .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&parent])
+            .map_err(err)?;
+        Ok(Some(oid))
+    }
+
+    /// Pushes the push branch (and `extra_refspec`). A remote that moved
+    /// gives [`GitError::Rejected`]; we never force.
+    pub fn push(
+        &self,
+        extra_refspec: Option<&str>,
+        push_options: &BTreeMap<String, String>,
+    ) -> Result<(), GitError> {
+        let branch = self.push_branch.clone();
+        let mut remote = self.repo.find_remote(REMOTE).map_err(|e| GitError::Push {
+            branch: branch.clone(),
+            message: e.message().to_string(),
+        })?;
+        let rejected: RefCell<Option<String>> = RefCell::new(None);
+        let mut cb = self.callbacks();
+        cb.push_update_reference(|refname, status| {
+            if let Some(msg) = status {
+                rejected.replace(Some(format!("{refname}: {msg}")));
+            }
+            Ok(())
+        });
+        let headers = self.headers();
+        let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let options: Vec<String> = push_options
+            .iter()
+            .map(|(k, v)| {
+                if v.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{k}={v}")
+                }
+            })
+            .collect();
+        let option_refs: Vec<&str> = options.iter().map(String::as_str).collect();
+        let mut opts = PushOptions::new();
+        opts.custom_headers(&header_refs)
+            .remote_push_options(&option_refs);
+        let mut specs = vec![format!("refs/heads/{branch}:refs/heads/{branch}")];
+        if let Some(extra) = extra_refspec {
+            // A refspec may never force: strip a leading '+'.
+            specs.push(extra.trim_start_matches('+').to_string());
+        }
+        let spec_refs: Vec<&str> = specs.iter().map(String::as_str).collect();
+        opts.remote_callbacks(cb);
+        let result = remote.push(&spec_refs, Some(&mut opts));
+        drop(opts);
+        match result {
+            // A ref locked by a concurrent pusher is the same race: refresh and retry.
+            Err(e)
+                if matches!(
+                    e.code(),
+                    git2::ErrorCode::NotFastForward | git2::ErrorCode::Locked
+                ) =>
+            {
+                Err(GitError::Rejected {
+                    branch,
+                    message: e.message().to_string(),
+                })
+            }
+            Err(e) => Err(GitError::Push {
+                branch,
+                message: e.message().to_string(),
+            }),
+            Ok(()) => match rejected.into_inner() {
+                Some(message) => Err(GitError::Rejected { branch, message }),
+                None => Ok(()),
+            },
+        }
+    }
+
+    /// After a rejected push: fetch the branch's new tip and start over from
+    /// it, dropping our local commit (the caller re-applies its update).
+    pub fn refresh(&mut self) -> Result<Oid, GitError> {
+        let branch = self.push_branch.clone();
+        let tip = self.fetch_branch(&branch)?.ok_or_else(|| {
+            GitError::Checkout(format!("branch '{branch}' disappeared from the remote"))
+        })?;
+        self.reset_to(tip)?;
+        Ok(tip)
+    }
+
+    /// The files under the working tree, for callers that need a path.
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.workdir().join(rel)
+    }
+}

@@ -1,0 +1,257 @@
+//! Real Git servers for tests: bare repositories (file://) and smart HTTP
+//! through `git http-backend` behind a small server of ours with basic auth.
+
+use crate::TempDir;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// Runs `git` in `dir` with a fixed identity, panicking with its stderr on failure.
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Dev")
+        .env("GIT_AUTHOR_EMAIL", "dev@example.com")
+        .env("GIT_COMMITTER_NAME", "Dev")
+        .env("GIT_COMMITTER_EMAIL", "dev@example.com")
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir)
+        .output()
+        .expect("run git (apt-get install git)");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// A bare repository seeded with files on a branch.
+pub struct BareRepo {
+    dir: TempDir,
+}
+
+impl BareRepo {
+    /// `files` are (path, content) committed as one commit on `branch`.
+    pub fn new(branch: &str, files: &[(&str, &str)]) -> BareRepo {
+        let dir = TempDir::new("bare");
+        git(
+            dir.path(),
+            &["init", "-q", "--bare", "-b", branch, "repo.git"],
+        );
+        let r = BareRepo { dir };
+        r.commit_files(branch, files, "initial commit");
+        r
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("repo.git")
+    }
+
+    /// The folder holding `repo.git`, to serve over HTTP.
+    pub fn root(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.path().display())
+    }
+
+    /// Clones, writes `files`, commits and pushes to `branch` (created if missing).
+    pub fn commit_files(&self, branch: &str, files: &[(&str, &str)], message: &str) -> String {
+        let work = TempDir::new("work");
+        let bare = self.path();
+        git(work.path(), &["init", "-q", "-b", branch, "."]);
+        git(
+            work.path(),
+            &["remote", "add", "origin", &bare.display().to_string()],
+        );
+        git(work.path(), &["fetch", "-q", "origin"]);
+        let has_branch = git(
+            work.path(),
+            &["branch", "-r", "--list", &format!("origin/{branch}")],
+        );
+        if !has_branch.is_empty() {
+            git(
+                work.path(),
+                &["reset", "-q", "--hard", &format!("origin/{branch}")],
+            );
+        }
+        for (path, content) in files {
+            let p = work.path().join(path);
+            std::fs::create_dir_all(p.parent().expect("file in a folder")).expect("mkdir");
+            std::fs::write(&p, content).expect("write file");
+        }
+        git(work.path(), &["add", "-A"]);
+        git(
+            work.path(),
+            &["commit", "-q", "--allow-empty", "-m", message],
+        );
+        git(
+            work.path(),
+            &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")],
+        );
+        git(work.path(), &["rev-parse", "HEAD"])
+    }
+
+    /// `git show REV:PATH`.
+    pub fn show(&self, rev: &str, path: &str) -> String {
+        git(&self.path(), &["show", &format!("{rev}:{path}")])
+    }
+
+    /// `git log --format=FORMAT REV`, one line per commit, newest first.
+    pub fn log(&self, rev: &str, format: &str) -> Vec<String> {
+        git(&self.path(), &["log", &format!("--format={format}"), rev])
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+}
+
+/// Smart HTTP over `git http-backend` for the repositories under a folder,
+/// with basic auth.
+pub struct GitHttpServer {
+    pub port: u16,
+}
+
+impl GitHttpServer {
+    /// Serves `root` (holding `NAME.git` folders) at `http://127.0.0.1:PORT/NAME.git`.
+    pub fn start(root: &Path, user: &str, password: &str) -> GitHttpServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind git http");
+        let port = listener.local_addr().expect("addr").port();
+        let root = root.to_path_buf();
+        let expected = format!("Basic {}", crate::base64(&format!("{user}:{password}")));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                let (root, expected) = (root.clone(), expected.clone());
+                std::thread::spawn(move || serve_cgi(conn, &root, &expected));
+            }
+        });
+        GitHttpServer { port }
+    }
+
+    pub fn url(&self, name: &str) -> String {
+        format!("http://127.0.0.1:{}/{name}", self.port)
+    }
+}
+
+fn serve_cgi(conn: TcpStream, root: &Path, expected_auth: &str) {
+    let mut reader = BufReader::new(conn.try_clone().expect("clone stream"));
+    let mut out = conn;
+    // Keep-alive: libgit2 sends several requests on one connection.
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap_or(0) == 0 {
+            return;
+        }
+        let mut parts = line.split_whitespace();
+        let (Some(method), Some(target)) = (parts.next(), parts.next()) else {
+            return;
+        };
+        let (method, target) = (method.to_string(), target.to_string());
+        let mut headers: Vec<(String, String)> = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                return;
+            }
+            if h.trim().is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+            }
+        }
+        let header = |k: &str| headers.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        let mut body = Vec::new();
+        if let Some(len) = header("content-length").and_then(|l| l.parse::<usize>().ok()) {
+            body.resize(len, 0);
+            if reader.read_exact(&mut body).is_err() {
+                return;
+            }
+        } else if header("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+            loop {
+                let mut size = String::new();
+                if reader.read_line(&mut size).unwrap_or(0) == 0 {
+                    return;
+                }
+                let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+                let mut chunk = vec![0; n + 2];
+                if reader.read_exact(&mut chunk).is_err() {
+                    return;
+                }
+                if n == 0 {
+                    break;
+                }
+                body.extend_from_slice(&chunk[..n]);
+            }
+        }
+        if header("authorization").as_deref() != Some(expected_auth) {
+            let _ = out.write_all(
+                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\n\r\n",
+            );
+            continue;
+        }
+        let (path, query) = target.split_once('?').unwrap_or((&target, ""));
+        let mut child = Command::new("git")
+            .arg("http-backend")
+            .env_clear()
+            .env("GIT_PROJECT_ROOT", root)
+            .env("GIT_HTTP_EXPORT_ALL", "1")
+            .env("REQUEST_METHOD", &method)
+            .env("PATH_INFO", path)
+            .env("QUERY_STRING", query)
+            .env("CONTENT_TYPE", header("content-type").unwrap_or_default())
+            .env("CONTENT_LENGTH", body.len().to_string())
+            .env(
+                "HTTP_CONTENT_ENCODING",
+                header("content-encoding").unwrap_or_default(),
+            )
+            .env("GIT_PROTOCOL", header("git-protocol").unwrap_or_default())
+            .env("REMOTE_USER", "tester")
+            .env("REMOTE_ADDR", "127.0.0.1")
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn git http-backend");
+        {
+            let mut stdin = child.stdin.take().expect("cgi stdin");
+            let _ = stdin.write_all(&body);
+        }
+        let output = child.wait_with_output().expect("cgi output");
+        let raw = output.stdout;
+        let split = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map(|i| (i, 4))
+            .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+        let Some((end, sep)) = split else {
+            let _ = out.write_all(b"HTTP/1.1 500 CGI\r\nContent-Length: 0\r\n\r\n");
+            continue;
+        };
+        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+        let cgi_body = &raw[end + sep..];
+        let mut status = "200 OK".to_string();
+        let mut resp = String::new();
+        for l in head.lines() {
+            if let Some(s) = l.strip_prefix("Status:") {
+                status = s.trim().to_string();
+            } else if !l.is_empty() {
+                resp.push_str(l);
+                resp.push_str("\r\n");
+            }
+        }
+        let head = format!(
+            "HTTP/1.1 {status}\r\n{resp}Content-Length: {}\r\n\r\n",
+            cgi_body.len()
+        );
+        if out.write_all(head.as_bytes()).is_err() || out.write_all(cgi_body).is_err() {
+            return;
+        }
+    }
+}
