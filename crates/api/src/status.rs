@@ -3,7 +3,7 @@
 
 use std::time::SystemTime;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum ConditionStatus {
     True,
     False,
@@ -20,7 +20,7 @@ impl std::fmt::Display for ConditionStatus {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Condition {
     /// `Ready`, `Stalled` or `Reconciling`.
     pub kind: String,

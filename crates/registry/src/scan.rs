@@ -7,7 +7,7 @@ use std::time::SystemTime;
 use tagwarden_api::status::{Condition, outcome_conditions};
 
 /// The outcome of one scan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ScanResult {
     pub canonical_image_name: String,
     /// After the exclusion list, sorted bytewise descending.
@@ -53,7 +53,7 @@ pub fn scan_result(
 }
 
 /// What an ImageRepository's status holds between scans.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct RepositoryStatus {
     pub canonical_image_name: Option<String>,
     /// The last successful scan and when it ran.
