@@ -3,9 +3,9 @@
 //! [`MemoryStore`] for one-shot runs and tests, [`FileStore`] (redb: one
 //! file, crash-safe transactions) for `--state-dir` and the daemon.
 
+use redb::ReadableDatabase;
 use std::collections::BTreeMap;
 use std::path::Path;
-use redb::ReadableDatabase;
 use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
@@ -32,7 +32,12 @@ pub struct MemoryStore(Mutex<BTreeMap<String, Vec<u8>>>);
 
 impl Store for MemoryStore {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.0.lock().unwrap_or_else(|p| p.into_inner()).get(key).cloned())
+        Ok(self
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+            .cloned())
     }
 
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
@@ -140,7 +145,10 @@ mod tests {
             exercise(&s);
         }
         let s = FileStore::open(&dir).expect("reopen");
-        assert_eq!(s.get("policy/ns/a").expect("get").as_deref(), Some(&b"3"[..]));
+        assert_eq!(
+            s.get("policy/ns/a").expect("get").as_deref(),
+            Some(&b"3"[..])
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

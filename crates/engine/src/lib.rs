@@ -1,0 +1,117 @@
+//! The engine: one reconcile per object, the same for every driver
+//! (`run --once`, the daemon, the Kubernetes controller). Each reconcile
+//! reads what the previous ones recorded in the store, does its step, and
+//! records status as Flux reports it.
+
+mod policy;
+mod repository;
+
+pub use policy::{LatestRef, PolicyStatus, reconcile_policy};
+pub use repository::reconcile_repository;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+use tagwarden_api::status::{Condition, ConditionStatus};
+use tagwarden_api::{Manifests, Object};
+use tagwarden_store::{Store, StoreError};
+
+/// Time, injected so interval logic is tested without sleeping.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> SystemTime;
+}
+
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> SystemTime {
+        SystemTime::now()
+    }
+}
+
+/// What every reconcile needs.
+pub struct Context {
+    pub store: Arc<dyn Store>,
+    pub clock: Arc<dyn Clock>,
+    /// Every object loaded, to find references (repositories, secrets).
+    pub objects: Arc<Manifests>,
+}
+
+impl Context {
+    pub(crate) fn secret(&self, namespace: &str, name: &str) -> Option<&tagwarden_api::Secret> {
+        self.objects.objects.iter().find_map(|o| match o {
+            Object::Secret(s) if s.meta.namespace == namespace && s.meta.name == name => Some(s),
+            _ => None,
+        })
+    }
+
+    pub(crate) fn load<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, EngineError> {
+        match self.store.get(key)? {
+            None => Ok(None),
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| EngineError::State(format!("{key}: {e}"))),
+        }
+    }
+
+    pub(crate) fn save<T: serde::Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+    ) -> Result<(), EngineError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| EngineError::State(e.to_string()))?;
+        Ok(self.store.put(key, &bytes)?)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("state record unreadable: {0}")]
+    State(String),
+}
+
+/// One line of `flux get`: how an object ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+    pub ready: ConditionStatus,
+    pub message: String,
+}
+
+impl Report {
+    pub(crate) fn from_conditions(
+        kind: &'static str,
+        meta: &tagwarden_api::Meta,
+        conditions: &[Condition],
+    ) -> Report {
+        let ready = tagwarden_api::status::find(conditions, "Ready");
+        Report {
+            kind,
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone(),
+            ready: ready.map_or(ConditionStatus::Unknown, |c| c.status),
+            message: ready.map_or_else(String::new, |c| c.message.clone()),
+        }
+    }
+
+    pub(crate) fn suspended(kind: &'static str, meta: &tagwarden_api::Meta) -> Report {
+        Report {
+            kind,
+            namespace: meta.namespace.clone(),
+            name: meta.name.clone(),
+            ready: ConditionStatus::Unknown,
+            message: "reconciliation is suspended".into(),
+        }
+    }
+}
+
+/// Store keys: one record per object.
+pub(crate) fn key(kind: &str, namespace: &str, name: &str) -> String {
+    format!("{kind}/{namespace}/{name}")
+}

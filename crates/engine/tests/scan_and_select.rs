@@ -1,0 +1,145 @@
+//! ImageRepository and ImagePolicy reconciles against the real registry,
+//! with state in the store between them.
+
+use std::path::Path;
+use std::sync::Arc;
+use tagwarden_api::status::ConditionStatus;
+use tagwarden_api::{LoadOptions, Manifests, Object};
+use tagwarden_engine::{
+    Context, PolicyStatus, SystemClock, reconcile_policy, reconcile_repository,
+};
+use tagwarden_store::{MemoryStore, Store};
+use tagwarden_testkit::{Registry, RegistryAuth};
+
+fn context(yaml: &str, store: Arc<dyn Store>) -> Context {
+    let m = Manifests::load_str(yaml, Path::new("flux.yaml"), &LoadOptions::default());
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+    Context {
+        store,
+        clock: Arc::new(SystemClock),
+        objects: Arc::new(m),
+    }
+}
+
+async fn reconcile_all(ctx: &Context) -> Vec<(String, ConditionStatus, String)> {
+    let mut out = Vec::new();
+    for o in &ctx.objects.objects {
+        if let Object::ImageRepository(r) = o {
+            let rep = reconcile_repository(r, ctx)
+                .await
+                .expect("reconcile repository");
+            out.push((rep.name, rep.ready, rep.message));
+        }
+    }
+    for o in &ctx.objects.objects {
+        if let Object::ImagePolicy(p) = o {
+            let rep = reconcile_policy(p, ctx).await.expect("reconcile policy");
+            out.push((rep.name, rep.ready, rep.message));
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn podinfo_semver_with_digest_then_a_new_tag_then_the_registry_down() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish(
+        "stefanprodan/podinfo",
+        &["5.0.0", "5.0.1", "5.0.3", "5.1.0", "6.0.0-rc.1"],
+        None,
+    );
+    let yaml = format!(
+        r#"
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageRepository
+metadata: {{name: podinfo, namespace: flux-system}}
+spec: {{image: {host}/stefanprodan/podinfo, interval: 1m}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: podinfo, namespace: flux-system}}
+spec:
+  imageRepositoryRef: {{name: podinfo}}
+  digestReflectionPolicy: Always
+  interval: 5m
+  policy: {{semver: {{range: 5.0.x}}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: orphan, namespace: flux-system}}
+spec:
+  imageRepositoryRef: {{name: missing}}
+  policy: {{alphabetical: {{order: asc}}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: strict, namespace: flux-system}}
+spec:
+  imageRepositoryRef: {{name: podinfo}}
+  policy: {{semver: {{range: ">=9.0.0"}}}}
+"#,
+        host = reg.host()
+    );
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let ctx = context(&yaml, store.clone());
+    let image = format!("{}/stefanprodan/podinfo", reg.host());
+    let r = reconcile_all(&ctx).await;
+    assert_eq!(
+        r[0],
+        (
+            "podinfo".into(),
+            ConditionStatus::True,
+            "successful scan: found 5 tags".into()
+        )
+    );
+    assert_eq!(
+        r[1],
+        (
+            "podinfo".into(),
+            ConditionStatus::True,
+            format!("Latest image tag for '{image}' resolved to 5.0.3")
+        )
+    );
+    assert_eq!(r[2].1, ConditionStatus::False);
+    assert!(
+        r[2].2
+            .contains("ImageRepository 'flux-system/missing' not found"),
+        "{}",
+        r[2].2
+    );
+    assert_eq!(r[3].1, ConditionStatus::False);
+    assert!(
+        r[3].2.contains("no tag satisfies semver range '>=9.0.0'"),
+        "{}",
+        r[3].2
+    );
+    let status: PolicyStatus = serde_json::from_slice(
+        &store
+            .get("ImagePolicy/flux-system/podinfo")
+            .expect("get")
+            .expect("recorded"),
+    )
+    .expect("json");
+    let latest = status.latest.expect("latest");
+    assert!(
+        latest
+            .digest
+            .as_deref()
+            .is_some_and(|d| d.starts_with("sha256:")),
+        "{latest:?}"
+    );
+
+    reg.publish("stefanprodan/podinfo", &["5.0.4"], None);
+    let r = reconcile_all(&ctx).await;
+    assert_eq!(
+        r[1].2,
+        format!("Latest image tag for '{image}' updated from 5.0.3 to 5.0.4")
+    );
+
+    // The registry goes away: the repository is not ready, the policy still
+    // selects from the last good tag list.
+    drop(reg);
+    let r = reconcile_all(&ctx).await;
+    assert_eq!(r[0].1, ConditionStatus::False);
+    assert!(r[0].2.contains("cannot connect"), "{}", r[0].2);
+}
