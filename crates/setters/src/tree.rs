@@ -1,0 +1,155 @@
+//! Updating a checkout: walk, read, rewrite, write.
+
+use crate::walk::{self, Candidate};
+use crate::{
+    FileChanges, ObjectChanges, PREFILTER, Setters, SettersError, SkippedFile, UpdateResult,
+    YamlError, update_text,
+};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+/// A file whose markers give new values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedFile {
+    /// Relative to the update path.
+    pub path: PathBuf,
+    /// The file written (a symlink resolved).
+    pub target: PathBuf,
+    pub original: String,
+    pub updated: String,
+    pub objects: Vec<ObjectChanges>,
+}
+
+/// What an update would do, before anything is written.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    /// The update path's real location.
+    pub dir: PathBuf,
+    pub files: Vec<PlannedFile>,
+    pub skipped: Vec<SkippedFile>,
+}
+
+impl Plan {
+    /// Writes every changed file; unchanged files are not touched.
+    pub fn write(&self) -> Result<(), SettersError> {
+        for f in &self.files {
+            std::fs::write(&f.target, &f.updated).map_err(|source| SettersError::Write {
+                path: f.target.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The changes, as commit templates and status want them.
+    pub fn result(&self) -> UpdateResult {
+        UpdateResult {
+            files: self
+                .files
+                .iter()
+                .map(|f| FileChanges {
+                    path: f.path.clone(),
+                    objects: f.objects.clone(),
+                })
+                .collect(),
+            skipped: self.skipped.clone(),
+        }
+    }
+
+    /// A unified diff of every changed file, paths relative to the update path.
+    pub fn diff(&self) -> String {
+        self.files
+            .iter()
+            .map(|f| crate::unified_diff(&slash_path(&f.path), &f.original, &f.updated))
+            .collect()
+    }
+}
+
+/// `a/b.yaml` on every platform, for diffs and JSON.
+pub fn slash_path(p: &Path) -> String {
+    p.components()
+        .map(|c| c.as_os_str().to_string_lossy())
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Works out the new content of every file under `update_path` (relative to
+/// the checkout `root`) whose markers `setters` answers; writes nothing.
+pub fn plan(root: &Path, update_path: &str, setters: &Setters) -> Result<Plan, SettersError> {
+    let (root, dir) = walk::resolve(root, update_path)?;
+    let candidates = walk::candidates(&root, &dir)?;
+    let finder = memchr::memmem::Finder::new(PREFILTER);
+    let mut plan = Plan {
+        dir,
+        ..Plan::default()
+    };
+    let mut buf = Vec::new();
+    for Candidate { rel, target } in candidates {
+        buf.clear();
+        std::fs::File::open(&target)
+            .and_then(|mut f| f.read_to_end(&mut buf))
+            .map_err(|source| SettersError::Read {
+                path: target.clone(),
+                source,
+            })?;
+        if finder.find(&buf).is_none() {
+            continue;
+        }
+        let text = match std::str::from_utf8(&buf) {
+            Ok(t) => t,
+            Err(e) => {
+                let upto = &buf[..e.valid_up_to()];
+                let line = memchr::memchr_iter(b'\n', upto).count() + 1;
+                let column =
+                    upto.len() - upto.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+                plan.skipped.push(SkippedFile {
+                    path: rel,
+                    error: YamlError {
+                        line,
+                        column,
+                        message: "not UTF-8 text".to_string(),
+                    },
+                });
+                continue;
+            }
+        };
+        match update_text(text, setters) {
+            Err(error) => {
+                tracing::debug!(file = %rel.display(), %error, "not YAML; skipped");
+                plan.skipped.push(SkippedFile { path: rel, error });
+            }
+            Ok(update) => {
+                for m in &update.ignored {
+                    tracing::debug!(
+                        file = %rel.display(),
+                        line = m.line,
+                        setter = m.setter.as_deref().unwrap_or(""),
+                        reason = ?m.reason,
+                        "marker left alone"
+                    );
+                }
+                if let Some(updated) = update.text {
+                    plan.files.push(PlannedFile {
+                        path: rel,
+                        target,
+                        original: text.to_string(),
+                        updated,
+                        objects: update.objects,
+                    });
+                }
+            }
+        }
+    }
+    Ok(plan)
+}
+
+/// [`plan`], then write the changed files.
+pub fn apply(
+    root: &Path,
+    update_path: &str,
+    setters: &Setters,
+) -> Result<UpdateResult, SettersError> {
+    let plan = plan(root, update_path, setters)?;
+    plan.write()?;
+    Ok(plan.result())
+}
