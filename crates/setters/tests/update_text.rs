@@ -40,7 +40,11 @@ fn every_field_of_a_policy() {
     let s = Setters::new(
         "ns",
         None,
-        &[policy("ns", "app", &format!("localhost:5000/team/app:v2@{digest}"))],
+        &[policy(
+            "ns",
+            "app",
+            &format!("localhost:5000/team/app:v2@{digest}"),
+        )],
     );
     let text = "a: x # {\"$imagepolicy\": \"ns:app\"}\n\
                 b: x # {\"$imagepolicy\": \"ns:app:tag\"}\n\
@@ -65,7 +69,11 @@ fn markers_the_automation_does_not_own_are_left_alone() {
         match_expressions: vec![Requirement::Exists("team".into())],
         ..LabelSelector::default()
     };
-    let s = Setters::new("flux-system", Some(&selector), [&labelled, &unlabelled, &other]);
+    let s = Setters::new(
+        "flux-system",
+        Some(&selector),
+        [&labelled, &unlabelled, &other],
+    );
     let text = "- a/b:1 # {\"$imagepolicy\": \"flux-system:labelled\"}\n\
                 - a/c:1 # {\"$imagepolicy\": \"flux-system:unlabelled\"}\n\
                 - a/d:1 # {\"$imagepolicy\": \"default:podinfo\"}\n\
@@ -78,7 +86,8 @@ fn markers_the_automation_does_not_own_are_left_alone() {
         u.text.as_deref(),
         Some(text.replacen("a/b:1 #", "a/b:2 #", 1).as_str())
     );
-    let reasons: Vec<(usize, IgnoreReason)> = u.ignored.iter().map(|m| (m.line, m.reason)).collect();
+    let reasons: Vec<(usize, IgnoreReason)> =
+        u.ignored.iter().map(|m| (m.line, m.reason)).collect();
     assert_eq!(
         reasons,
         [
@@ -175,7 +184,8 @@ fn changes_grouped_per_object_across_documents() {
 
 #[test]
 fn nothing_to_do_means_no_text() {
-    let up_to_date = "image: ghcr.io/stefanprodan/podinfo:5.0.3 # {\"$imagepolicy\": \"flux-system:podinfo\"}\n";
+    let up_to_date =
+        "image: ghcr.io/stefanprodan/podinfo:5.0.3 # {\"$imagepolicy\": \"flux-system:podinfo\"}\n";
     let u = update_text(up_to_date, &podinfo()).expect("valid");
     assert_eq!((u.text, u.objects), (None, vec![]));
     // Without the marker text nothing is parsed, so broken YAML passes.
