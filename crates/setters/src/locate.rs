@@ -150,10 +150,13 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
     let mut candidates: Vec<Candidate> = Vec::new();
     // Lines where a quoted scalar continues: `#` there is text, not a comment.
     let mut in_string: Vec<Range<usize>> = Vec::new();
+    // Block scalar content: lines and the content's indentation.
+    let mut in_block: Vec<(Range<usize>, usize)> = Vec::new();
     // First value scalar starting on each line: the one a head comment names.
     let mut first_value: HashMap<usize, usize> = HashMap::new();
 
-    for (ev, mark) in evs {
+    let mut evs = evs.into_iter().peekable();
+    while let Some((ev, mark)) = evs.next() {
         match ev {
             Event::DocumentStart => documents.push(ObjectId::default()),
             Event::MappingStart(..) | Event::SequenceStart(..) => {
@@ -196,6 +199,15 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
                     matches!(f, Frame::Map { flow: true, .. } | Frame::Seq { flow: true })
                 });
                 let end = style.and_then(|s| scalar::span_end(text, start, s, flow));
+                if style.is_none() {
+                    // The mark is at the first content character, so its
+                    // column is the content's indentation; content runs
+                    // until the next token.
+                    let next = evs
+                        .peek()
+                        .map_or(text.len(), |(_, m)| bom + c2b.byte(m.index()));
+                    in_block.push((lines.line_of(start)..lines.line_of(next), mark.col()));
+                }
                 if let (Some(Style::SingleQuoted | Style::DoubleQuoted), Some(end)) = (style, end) {
                     let (a, b) = (lines.line_of(start), lines.line_of(end.saturating_sub(1)));
                     if a != b {
@@ -242,12 +254,17 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
             .map(|s| (s, line))
             .or_else(|| {
                 let head = line.checked_sub(1)?;
-                if first_value.get(&line) != Some(&c.range.start)
-                    || in_string.iter().any(|r| r.contains(&head))
-                {
+                if first_value.get(&line) != Some(&c.range.start) {
                     return None;
                 }
-                head_comment(&lines, line)
+                let is_comment = |n: usize| {
+                    let t = lines.text(n);
+                    let indent = t.len() - t.trim_start_matches([' ', '\t']).len();
+                    t[indent..].starts_with('#')
+                        && !in_string.iter().any(|r| r.contains(&n))
+                        && !in_block.iter().any(|(r, i)| r.contains(&n) && indent >= *i)
+                };
+                head_comment(&lines, line, is_comment)
                     .and_then(marker::parse)
                     .map(|s| (s, head))
             });
@@ -327,28 +344,24 @@ fn line_comment(text: &str, end: usize) -> Option<&str> {
     line.trim_start_matches([' ', '\t']).strip_prefix('#')
 }
 
-/// The head comment of line `line`: exactly one comment line right above it,
-/// not indented past the line's first token (so it cannot be the content of
-/// a block scalar that ended there).
-fn head_comment<'a>(lines: &Lines<'a>, line: usize) -> Option<&'a str> {
+/// The head comment of line `line`: exactly one comment line right above it
+/// (`is_comment` tells comments from block scalar and string content), not
+/// indented past the line's first token.
+fn head_comment<'a>(
+    lines: &Lines<'a>,
+    line: usize,
+    is_comment: impl Fn(usize) -> bool,
+) -> Option<&'a str> {
     let above = lines.text(line - 1);
-    let comment = above.trim_start_matches([' ', '\t']);
-    let body = comment.strip_prefix('#')?;
-    let target = lines.text(line);
     let indent = |s: &str| s.len() - s.trim_start_matches([' ', '\t']).len();
-    if indent(above) > indent(target) {
+    if !is_comment(line - 1) || indent(above) > indent(lines.text(line)) {
         return None;
     }
     // A longer comment block is one multi-line head comment: not JSON.
-    if line >= 2
-        && lines
-            .text(line - 2)
-            .trim_start_matches([' ', '\t'])
-            .starts_with('#')
-    {
+    if line >= 2 && is_comment(line - 2) {
         return None;
     }
-    Some(body)
+    above[indent(above)..].strip_prefix('#')
 }
 
 #[cfg(test)]
@@ -410,6 +423,20 @@ mod tests {
         let scan = find_markers(text).expect("valid");
         assert_eq!(scan.markers, []);
         assert_eq!(scan.unattached, [2, 5, 8, 11, 14]);
+    }
+
+    #[test]
+    fn a_comment_after_block_scalar_content_is_a_head_comment() {
+        // The line above the marker is block content that looks like a
+        // comment; the marker itself, less indented, is a real comment.
+        let text = "a: |\n  # not a comment\n# {\"$imagepolicy\": \"ns:a\"}\nb: a:1\nm:\n  c: >-\n      x\n      # still content\n  # {\"$imagepolicy\": \"ns:c\"}\n  d: c:1\n";
+        assert_eq!(
+            setters_at(text),
+            [
+                ("a:1".into(), "ns:a".into(), 4),
+                ("c:1".into(), "ns:c".into(), 10)
+            ]
+        );
     }
 
     #[test]
