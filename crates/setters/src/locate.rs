@@ -226,9 +226,12 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
                 }
                 first_value.entry(lines.line_of(start)).or_insert(start);
                 record_identity(&stack, &mut documents, &value);
-                // An empty plain value has no bytes to replace: left alone.
+                // An empty plain value has no bytes to replace, and one glued
+                // to the token before it (`&a\u{feff}x`) could merge with it:
+                // both are left alone.
                 if let (Some(style), Some(end)) = (style, end)
                     && end > start
+                    && clean_start(text, bom, start)
                     && scalar::decode(&text[start..end], style).as_deref() == Some(value.as_str())
                 {
                     candidates.push(Candidate {
@@ -294,6 +297,16 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
         markers,
         unattached,
     })
+}
+
+/// Whether the scalar at `start` is separated from what precedes it, so new
+/// text there cannot join the previous token.
+fn clean_start(text: &str, bom: usize, start: usize) -> bool {
+    start == bom
+        || matches!(
+            text.as_bytes().get(start - 1),
+            Some(b' ' | b'\t' | b'\n' | b'\r' | b'[' | b'{' | b',' | b':')
+        )
 }
 
 /// After a node in a mapping, the next scalar is a key again (and vice versa).
@@ -473,6 +486,23 @@ mod tests {
                 },
                 ObjectId::default()
             ]
+        );
+    }
+
+    #[test]
+    fn scalars_glued_to_the_previous_token_are_left_alone() {
+        // Found by fuzzing: yaml-rust2 ends the anchor name at the BOM
+        // character, so the scalar starts right after the anchor.
+        let text = "&f\u{feff} # {\"$imagepolicy\": \"ns:p\"}\n";
+        assert_eq!(setters_at(text), []);
+        // JSON-style `"k":v` is separated enough.
+        assert_eq!(
+            setters_at("{\"k\":v # {\"$imagepolicy\": \"ns:p\"}\n}\n"),
+            [("v".into(), "ns:p".into(), 1)]
+        );
+        assert_eq!(
+            setters_at("[a,b # {\"$imagepolicy\": \"ns:p\"}\n]\n"),
+            [("b".into(), "ns:p".into(), 1)]
         );
     }
 
