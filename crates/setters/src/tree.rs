@@ -120,13 +120,20 @@ pub fn plan(root: &Path, update_path: &str, setters: &Setters) -> Result<Plan, S
             }
             Ok(update) => {
                 for m in &update.ignored {
-                    tracing::debug!(
-                        file = %rel.display(),
-                        line = m.line,
-                        setter = m.setter.as_deref().unwrap_or(""),
-                        reason = ?m.reason,
-                        "marker left alone"
-                    );
+                    match &m.setter {
+                        Some(setter) => tracing::debug!(
+                            file = %rel.display(),
+                            line = m.line,
+                            setter,
+                            reason = ?m.reason,
+                            "marker left alone"
+                        ),
+                        None => tracing::debug!(
+                            file = %rel.display(),
+                            line = m.line,
+                            "\"$imagepolicy\" is not a marker on a single-line value here; left alone"
+                        ),
+                    }
                 }
                 if let Some(updated) = update.text {
                     plan.files.push(PlannedFile {

@@ -1,2 +1,3 @@
 pub mod policy;
 pub mod scan;
+pub mod update;
