@@ -358,7 +358,15 @@ pub fn update_text(text: &str, setters: &Setters) -> Result<TextUpdate, YamlErro
         if new == m.value {
             continue;
         }
-        edits.push((m.range.clone(), scalar::render(new, m.style, m.flow), new));
+        let mut rendered = scalar::render(new, m.style, m.flow);
+        // libyaml-style scanners refuse `key:<TAB>` before a plain scalar that
+        // starts with a letter, digit, `_` or `-`: quote rather than break it.
+        if text[..m.range.start].ends_with('\t')
+            && rendered.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            rendered = scalar::render(new, Style::DoubleQuoted, m.flow);
+        }
+        edits.push((m.range.clone(), rendered, new));
         let id = scan.documents.get(m.document).cloned().unwrap_or_default();
         let change = Change {
             old_value: m.value.clone(),

@@ -85,13 +85,10 @@ pub fn plan(root: &Path, update_path: &str, setters: &Setters) -> Result<Plan, S
     };
     let mut buf = Vec::new();
     for Candidate { rel, target } in candidates {
-        buf.clear();
-        std::fs::File::open(&target)
-            .and_then(|mut f| f.read_to_end(&mut buf))
-            .map_err(|source| SettersError::Read {
-                path: target.clone(),
-                source,
-            })?;
+        read_into(&target, &mut buf).map_err(|source| SettersError::Read {
+            path: target.clone(),
+            source,
+        })?;
         if finder.find(&buf).is_none() {
             continue;
         }
@@ -148,6 +145,23 @@ pub fn plan(root: &Path, update_path: &str, setters: &Setters) -> Result<Plan, S
         }
     }
     Ok(plan)
+}
+
+/// Reads a whole file into `buf` with plain reads: `File::read_to_end` asks
+/// for the size first (statx + lseek), which is most of the syscalls a
+/// 10,000-file walk makes beyond open, read and close.
+fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut f = std::fs::File::open(path)?;
+    let mut chunk = [0u8; 16 * 1024];
+    buf.clear();
+    loop {
+        match f.read(&mut chunk) {
+            Ok(0) => return Ok(()),
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// [`plan`], then write the changed files.

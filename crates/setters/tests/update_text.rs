@@ -217,3 +217,22 @@ fn latest_refs() {
         assert!(e.contains(why), "{bad}: {e}");
     }
 }
+
+#[test]
+fn a_plain_value_after_a_tab_is_quoted_when_it_would_start_with_a_letter() {
+    // Found by fuzzing: yaml-rust2 (like libyaml) accepts `:<TAB>.` but not
+    // `:<TAB>x`, so writing a plain image there would break the file.
+    let text = "k:\t.x # {\"$imagepolicy\": \"flux-system:podinfo:tag\"}\n\
+                j:\t\"x\" # {\"$imagepolicy\": \"flux-system:podinfo\"}\n";
+    assert_eq!(
+        updated(text, &podinfo()),
+        "k:\t\"5.0.3\" # {\"$imagepolicy\": \"flux-system:podinfo:tag\"}\n\
+         j:\t\"ghcr.io/stefanprodan/podinfo:5.0.3\" # {\"$imagepolicy\": \"flux-system:podinfo\"}\n"
+    );
+    // After a space the plain style is kept.
+    let text = "k: .x # {\"$imagepolicy\": \"flux-system:podinfo:tag\"}\n";
+    assert_eq!(
+        updated(text, &podinfo()),
+        "k: 5.0.3 # {\"$imagepolicy\": \"flux-system:podinfo:tag\"}\n"
+    );
+}
