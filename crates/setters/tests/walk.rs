@@ -97,6 +97,11 @@ fn file_symlinks_inside_are_read_once_outside_refused_dangling_skipped() {
     let result = apply(root, "apps", &setters()).expect("apply");
     let paths: Vec<String> = result.files.iter().map(|f| slash_path(&f.path)).collect();
     assert_eq!(paths, ["link-to-base.yaml", "link.yaml", "own.yaml"]);
+    assert_eq!(result.change_count(), 3);
+    assert_eq!(
+        result.policies().into_iter().collect::<Vec<_>>(),
+        [("flux-system".to_string(), "podinfo".to_string())]
+    );
     assert_eq!(
         std::fs::read_to_string(root.join("shared/base.yaml")).expect("read"),
         UPDATED
