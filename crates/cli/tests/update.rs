@@ -176,6 +176,13 @@ fn json_lists_files_objects_and_changes_relative_to_path() {
         }],
     }]});
     assert_eq!(v, want);
+    assert!(
+        text(&out.stderr).contains(
+            "warning: --policy flux-system/podinfo: not in namespace 'apps', so its markers are left alone"
+        ),
+        "{}",
+        text(&out.stderr)
+    );
     // Keys in the documented order.
     let raw = text(&out.stdout);
     let at = |k: &str| raw.find(k).unwrap_or_else(|| panic!("{k} missing"));

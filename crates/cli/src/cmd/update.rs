@@ -63,6 +63,16 @@ pub fn run(args: UpdateArgs) -> Result<ExitCode> {
     if !args.path.exists() {
         bail!("{}: no such file or directory", args.path.display());
     }
+    for p in args
+        .policies
+        .iter()
+        .filter(|p| p.namespace != args.namespace)
+    {
+        eprintln!(
+            "warning: --policy {}/{}: not in namespace '{}', so its markers are left alone",
+            p.namespace, p.name, args.namespace
+        );
+    }
     let setters = Setters::new(&args.namespace, None, &args.policies);
     let plan = tagwarden_setters::plan(&args.path, ".", &setters)?;
     if !args.dry_run {
