@@ -109,6 +109,11 @@ impl<'a> Lines<'a> {
         self.starts.partition_point(|&s| s <= at) - 1
     }
 
+    /// Bytes between the start of the line holding `at` and `at`.
+    fn column(&self, at: usize) -> usize {
+        at - self.starts[self.line_of(at)]
+    }
+
     /// Line `n` (0-based) without its line break.
     fn text(&self, n: usize) -> &'a str {
         let start = self.starts[n];
@@ -257,7 +262,11 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
             .map(|s| (s, line))
             .or_else(|| {
                 let head = line.checked_sub(1)?;
-                if first_value.get(&line) != Some(&c.range.start) {
+                let line_start = c.range.start - lines.column(c.range.start);
+                if first_value.get(&line) != Some(&c.range.start)
+                    || c.flow
+                    || !heads_its_line(&text[line_start..c.range.start])
+                {
                     return None;
                 }
                 let is_comment = |n: usize| {
@@ -349,6 +358,24 @@ fn record_identity(stack: &[Frame], documents: &mut [ObjectId], value: &str) {
     *slot = value.to_string();
 }
 
+/// Whether a scalar preceded on its line by `prefix` is the line's node: a
+/// comment above the line is then its head comment. True for nothing, for
+/// its own mapping key, or for sequence dashes (with an anchor or tag); not
+/// after `- key: `, where the comment heads the sequence item instead.
+fn heads_its_line(prefix: &str) -> bool {
+    let mut p = prefix.trim_start_matches([' ', '\t']);
+    let mut dashes = false;
+    while let Some(rest) = p.strip_prefix("- ").or_else(|| p.strip_prefix("-\t")) {
+        p = rest.trim_start_matches([' ', '\t']);
+        dashes = true;
+    }
+    while p.starts_with(['&', '!']) {
+        let token = p.find([' ', '\t']).unwrap_or(p.len());
+        p = p[token..].trim_start_matches([' ', '\t']);
+    }
+    !dashes || p.is_empty()
+}
+
 /// The comment right after a scalar on its line (text after `#`).
 fn line_comment(text: &str, end: usize) -> Option<&str> {
     let rest = &text[end..];
@@ -436,6 +463,21 @@ mod tests {
         let scan = find_markers(text).expect("valid");
         assert_eq!(scan.markers, []);
         assert_eq!(scan.unattached, [2, 5, 8, 11, 14]);
+    }
+
+    #[test]
+    fn head_comments_name_the_line_node_not_a_compact_mapping_value() {
+        let m = "# {\"$imagepolicy\": \"ns:x\"}\n";
+        assert_eq!(setters_at(&format!("l:\n{m}- name: x\n")), []);
+        assert_eq!(setters_at(&format!("l: {m}  [x]\n")), []);
+        assert_eq!(
+            setters_at(&format!("l:\n{m}- &a !!str x\n")),
+            [("x".into(), "ns:x".into(), 3)]
+        );
+        assert_eq!(
+            setters_at(&format!("l:\n- a: 1\n  {m}  b: x\n")),
+            [("x".into(), "ns:x".into(), 4)]
+        );
     }
 
     #[test]
