@@ -232,11 +232,14 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
                 first_value.entry(lines.line_of(start)).or_insert(start);
                 record_identity(&stack, &mut documents, &value);
                 // An empty plain value has no bytes to replace, and one glued
-                // to the token before it (`&a\u{feff}x`) could merge with it:
-                // both are left alone.
+                // to the token before it could merge with it: both are left
+                // alone. yaml-rust2 ends an anchor or tag at U+FEFF and starts
+                // a scalar with it (`&a\u{feff}`, `&:\u{feff}`), so such a
+                // scalar is never edited either.
                 if let (Some(style), Some(end)) = (style, end)
                     && end > start
                     && clean_start(text, bom, start)
+                    && !text[start..].starts_with('\u{feff}')
                     && scalar::decode(&text[start..end], style).as_deref() == Some(value.as_str())
                 {
                     candidates.push(Candidate {
@@ -536,6 +539,10 @@ mod tests {
         // Found by fuzzing: yaml-rust2 ends the anchor name at the BOM
         // character, so the scalar starts right after the anchor.
         let text = "&f\u{feff} # {\"$imagepolicy\": \"ns:p\"}\n";
+        assert_eq!(setters_at(text), []);
+        // Found by fuzzing too: the anchor is named ':', so the ':' before
+        // the scalar is no separator.
+        let text = ": &:\u{feff} # {\"$imagepolicy\": \"ns:p\"}\n";
         assert_eq!(setters_at(text), []);
         // JSON-style `"k":v` is separated enough.
         assert_eq!(
