@@ -1,6 +1,6 @@
 //! Updating a checkout: walk, read, rewrite, write.
 
-use crate::walk::{self, Candidate};
+use crate::walk;
 use crate::{
     FileChanges, ObjectChanges, PREFILTER, Setters, SettersError, SkippedFile, UpdateResult,
     YamlError, update_text,
@@ -84,15 +84,24 @@ pub fn plan(root: &Path, update_path: &str, setters: &Setters) -> Result<Plan, S
         ..Plan::default()
     };
     let mut buf = Vec::new();
-    for Candidate { rel, target } in candidates {
-        read_into(&target, &mut buf).map_err(|source| SettersError::Read {
-            path: target.clone(),
+    for c in candidates {
+        let target = c.target();
+        let len = read_into(target, &mut buf).map_err(|source| SettersError::Read {
+            path: target.to_path_buf(),
             source,
         })?;
-        if finder.find(&buf).is_none() {
+        let buf = &buf[..len];
+        if finder.find(buf).is_none() {
             continue;
         }
-        let text = match std::str::from_utf8(&buf) {
+        // Relative to the update path; a file given as the update path is
+        // named by its file name.
+        let rel = match c.path.strip_prefix(&plan.dir) {
+            Ok(r) if !r.as_os_str().is_empty() => r.to_path_buf(),
+            _ => PathBuf::from(c.path.file_name().unwrap_or_default()),
+        };
+        let target = target.to_path_buf();
+        let text = match std::str::from_utf8(buf) {
             Ok(t) => t,
             Err(e) => {
                 let upto = &buf[..e.valid_up_to()];
@@ -147,17 +156,20 @@ pub fn plan(root: &Path, update_path: &str, setters: &Setters) -> Result<Plan, S
     Ok(plan)
 }
 
-/// Reads a whole file into `buf` with plain reads: `File::read_to_end` asks
-/// for the size first (statx + lseek), which is most of the syscalls a
-/// 10,000-file walk makes beyond open, read and close.
-fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<()> {
+/// Reads a whole file into `buf[..n]` and returns `n`. Plain reads, because
+/// `File::read_to_end` first asks for the size (statx + lseek), doubling the
+/// syscalls of a large walk; `buf` keeps its length between files so it is
+/// zeroed only when it grows.
+fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     let mut f = std::fs::File::open(path)?;
-    let mut chunk = [0u8; 16 * 1024];
-    buf.clear();
+    let mut n = 0;
     loop {
-        match f.read(&mut chunk) {
-            Ok(0) => return Ok(()),
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        if n == buf.len() {
+            buf.resize((buf.len() * 2).max(16 * 1024), 0);
+        }
+        match f.read(&mut buf[n..]) {
+            Ok(0) => return Ok(n),
+            Ok(k) => n += k,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

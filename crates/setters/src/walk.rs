@@ -9,10 +9,17 @@ use std::path::{Component, Path, PathBuf};
 /// A file to consider.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Candidate {
-    /// Relative to the update directory, as results report it.
-    pub rel: PathBuf,
-    /// Where the bytes live (a symlink resolved), inside the checkout.
-    pub target: PathBuf,
+    /// The file's path under the update directory (a symlink for `target`).
+    pub path: PathBuf,
+    /// Where the bytes live when `path` is a symlink, inside the checkout.
+    pub target: Option<PathBuf>,
+}
+
+impl Candidate {
+    /// The file to read and write.
+    pub fn target(&self) -> &Path {
+        self.target.as_deref().unwrap_or(&self.path)
+    }
 }
 
 /// Names Flux's setters read.
@@ -70,58 +77,80 @@ pub(crate) fn resolve(root: &Path, update_path: &str) -> Result<(PathBuf, PathBu
 /// inside the checkout (outside is an error), and dangling ones are skipped.
 pub(crate) fn candidates(root: &Path, dir: &Path) -> Result<Vec<Candidate>, SettersError> {
     let mut files = Vec::new();
-    let mut links = Vec::new();
     if dir.is_file() {
-        if let Some(name) = dir.file_name().filter(|n| is_candidate_name(n)) {
+        if dir.file_name().is_some_and(is_candidate_name) {
             files.push(Candidate {
-                rel: PathBuf::from(name),
-                target: dir.to_path_buf(),
+                path: dir.to_path_buf(),
+                target: None,
             });
         }
         return Ok(files);
     }
-    let mut pending = vec![PathBuf::new()];
-    while let Some(rel_dir) = pending.pop() {
-        let abs = dir.join(&rel_dir);
-        let walk_err = |source| SettersError::Walk {
-            path: abs.clone(),
-            source,
-        };
-        for entry in std::fs::read_dir(&abs).map_err(walk_err)? {
-            let entry = entry.map_err(walk_err)?;
-            let kind = entry.file_type().map_err(walk_err)?;
-            let name = entry.file_name();
-            let rel = rel_dir.join(&name);
-            if kind.is_dir() {
-                if name != ".git" {
-                    pending.push(rel);
-                }
-            } else if !is_candidate_name(&name) {
-                continue;
-            } else if kind.is_file() {
-                files.push(Candidate {
-                    rel,
-                    target: entry.path(),
-                });
-            } else if kind.is_symlink() {
-                links.push((rel, entry.path()));
-            }
-        }
+    let mut links = Vec::new();
+    walk_dir(dir, &mut files, &mut links)?;
+    if links.is_empty() {
+        return Ok(files);
     }
-    // A link to a file already walked adds nothing; others are read through.
-    let mut seen: HashSet<PathBuf> = files.iter().map(|c| c.target.clone()).collect();
-    for (rel, link) in links {
+    // A link to a file the walk reads itself adds nothing; others are read
+    // through the link, once.
+    let mut seen = HashSet::new();
+    for link in links {
         let Ok(target) = link.canonicalize() else {
-            tracing::debug!(file = %rel.display(), "dangling symlink skipped");
+            tracing::debug!(file = %link.display(), "dangling symlink skipped");
             continue;
         };
         if !target.starts_with(root) {
-            return Err(SettersError::Symlink { path: rel, target });
+            let path = link.strip_prefix(dir).unwrap_or(&link).to_path_buf();
+            return Err(SettersError::Symlink { path, target });
         }
-        if target.is_file() && seen.insert(target.clone()) {
-            files.push(Candidate { rel, target });
+        let walked = target.strip_prefix(dir).is_ok_and(|rel| {
+            target.file_name().is_some_and(is_candidate_name)
+                && !rel.components().any(|c| c.as_os_str() == ".git")
+        });
+        if target.is_file() && !walked && seen.insert(target.clone()) {
+            files.push(Candidate {
+                path: link,
+                target: Some(target),
+            });
         }
     }
-    files.sort_by(|a, b| a.rel.cmp(&b.rel));
+    files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(files)
+}
+
+/// Depth first, entries by name, so files come out sorted by path without
+/// sorting 10,000 paths component by component.
+fn walk_dir(
+    dir: &Path,
+    files: &mut Vec<Candidate>,
+    links: &mut Vec<PathBuf>,
+) -> Result<(), SettersError> {
+    let walk_err = |source| SettersError::Walk {
+        path: dir.to_path_buf(),
+        source,
+    };
+    let mut entries = std::fs::read_dir(dir)
+        .map_err(walk_err)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(walk_err)?;
+    entries.sort_by_key(|e| e.file_name());
+    for entry in entries {
+        let kind = entry.file_type().map_err(walk_err)?;
+        let name = entry.file_name();
+        if kind.is_dir() {
+            if name != ".git" {
+                walk_dir(&entry.path(), files, links)?;
+            }
+        } else if !is_candidate_name(&name) {
+            continue;
+        } else if kind.is_file() {
+            files.push(Candidate {
+                path: entry.path(),
+                target: None,
+            });
+        } else if kind.is_symlink() {
+            links.push(entry.path());
+        }
+    }
+    Ok(())
 }
