@@ -23,6 +23,9 @@ enum Command {
     },
     /// List an image's tags as an ImageRepository scan sees them.
     Scan(cmd::scan::ScanArgs),
+    /// Set the values marked with $imagepolicy to policies' latest images,
+    /// changing no other byte.
+    Update(cmd::update::UpdateArgs),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +33,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Policy { command } => cmd::policy::run(command),
         Command::Scan(args) => cmd::scan::run(args),
+        Command::Update(args) => cmd::update::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,5 +1,6 @@
 pub mod policy;
 pub mod scan;
+pub mod update;
 
 use anyhow::{Result, bail};
 use std::path::Path;

@@ -1,0 +1,440 @@
+//! The update step of Flux's image automation ("Setters" strategy), lossless.
+//!
+//! Values marked with `# {"$imagepolicy": "NS:NAME[:tag|:name|:digest]"}`
+//! are set to the policy's latest image, tag, name or digest. Only the
+//! marked scalars' bytes change: comments, blank lines, indentation, CRLF,
+//! BOM, block scalars, anchors, document markers and key order stay as they
+//! were, and files without a change are not written.
+//!
+//! Everything but the tree walk ([`plan`], [`apply`]) works on `&str`:
+//! [`find_markers`] locates marked scalars, [`update_text`] rewrites them.
+
+mod diff;
+mod locate;
+pub mod marker;
+mod scalar;
+mod tree;
+mod walk;
+
+pub use diff::unified_diff;
+pub use locate::{MarkedScalar, Scan, find_markers};
+pub use scalar::{Style, reads_as_string, render};
+pub use tree::{Plan, PlannedFile, apply, plan, slash_path};
+
+use marker::{Field, Setter, setter_string};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::ops::Range;
+use std::path::PathBuf;
+use tagwarden_api::LabelSelector;
+use tagwarden_api::image::ImageRef;
+
+/// Files not containing this text are never parsed.
+pub(crate) const PREFILTER: &[u8] = b"\"$imagepolicy\"";
+
+/// Why an update could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum SettersError {
+    #[error("update path '{path}': {reason}")]
+    UpdatePath { path: String, reason: String },
+    #[error("{path}: symlink to {target}, outside the checkout; refusing to follow it")]
+    Symlink { path: PathBuf, target: PathBuf },
+    #[error("cannot list {path}")]
+    Walk {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot read {path}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("latest image '{value}': {reason}")]
+    LatestRef { value: String, reason: String },
+}
+
+impl SettersError {
+    /// File system trouble may pass; a path or reference the user wrote will not.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            SettersError::Walk { .. } | SettersError::Read { .. } | SettersError::Write { .. }
+        )
+    }
+}
+
+/// A file that is not YAML; it is skipped, the others are still updated.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}: {message}")]
+pub struct YamlError {
+    /// 1-based.
+    pub line: usize,
+    /// 1-based.
+    pub column: usize,
+    pub message: String,
+}
+
+/// The object a change belongs to, as Flux's template data names it. Empty
+/// strings for plain YAML such as Helm values files.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectId {
+    pub api_version: String,
+    pub kind: String,
+    pub namespace: String,
+    pub name: String,
+}
+
+/// One value set by one marker.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    pub old_value: String,
+    pub new_value: String,
+    /// The marker's setter, `NS:NAME[:field]`.
+    pub setter: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectChanges {
+    pub id: ObjectId,
+    pub changes: Vec<Change>,
+}
+
+/// The changes in one file, per object in order of appearance.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileChanges {
+    /// Relative to the update path.
+    pub path: PathBuf,
+    pub objects: Vec<ObjectChanges>,
+}
+
+/// A candidate file left alone because it could not be read as YAML.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedFile {
+    /// Relative to the update path.
+    pub path: PathBuf,
+    pub error: YamlError,
+}
+
+/// What an update changed, for commit messages and status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateResult {
+    pub files: Vec<FileChanges>,
+    pub skipped: Vec<SkippedFile>,
+}
+
+impl UpdateResult {
+    pub fn change_count(&self) -> usize {
+        self.files
+            .iter()
+            .flat_map(|f| &f.objects)
+            .map(|o| o.changes.len())
+            .sum()
+    }
+
+    /// `(namespace, name)` of every policy that changed something.
+    pub fn policies(&self) -> BTreeSet<(String, String)> {
+        self.files
+            .iter()
+            .flat_map(|f| &f.objects)
+            .flat_map(|o| &o.changes)
+            .filter_map(|c| Setter::parse(&c.setter))
+            .map(|s| (s.namespace.to_string(), s.name.to_string()))
+            .collect()
+    }
+}
+
+/// An ImagePolicy's `status.latestRef`: image name, tag, optional digest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatestRef {
+    pub image: String,
+    pub tag: String,
+    pub digest: Option<String>,
+}
+
+impl LatestRef {
+    /// Reads `IMAGE:TAG[@DIGEST]`; IMAGE may carry a registry port
+    /// (`localhost:5000/app:v1`). The image is kept as written.
+    pub fn parse(s: &str) -> Result<LatestRef, SettersError> {
+        let err = |reason: &str| SettersError::LatestRef {
+            value: s.to_string(),
+            reason: reason.to_string(),
+        };
+        let (named, digest) = match s.split_once('@') {
+            Some((n, d)) => (n, Some(d)),
+            None => (s, None),
+        };
+        if let Some(d) = digest {
+            let ok = d.split_once(':').is_some_and(|(alg, hex)| {
+                !alg.is_empty()
+                    && alg
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"+._-".contains(&b))
+                    && !hex.is_empty()
+                    && hex
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
+            });
+            if !ok {
+                return Err(err("digest must look like sha256:<hex>"));
+            }
+        }
+        let last_slash = named.rfind('/').map_or(0, |i| i + 1);
+        let Some(colon) = named[last_slash..].rfind(':') else {
+            return Err(err("expected IMAGE:TAG[@DIGEST]; the tag is missing"));
+        };
+        let (image, tag) = (
+            &named[..last_slash + colon],
+            &named[last_slash + colon + 1..],
+        );
+        let tag_ok = tag.len() <= 128
+            && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
+            && tag
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+        if !tag_ok {
+            return Err(err(&format!("invalid tag '{tag}'")));
+        }
+        ImageRef::parse(image).map_err(|e| err(&e.to_string()))?;
+        Ok(LatestRef {
+            image: image.to_string(),
+            tag: tag.to_string(),
+            digest: digest.map(str::to_string),
+        })
+    }
+}
+
+impl std::fmt::Display for LatestRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.image, self.tag)?;
+        if let Some(d) = &self.digest {
+            write!(f, "@{d}")?;
+        }
+        Ok(())
+    }
+}
+
+/// A ready ImagePolicy: where it lives, its labels, what it selected.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyImage {
+    pub namespace: String,
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub latest: LatestRef,
+}
+
+/// Why a marker's value was left alone (reported at debug level).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IgnoreReason {
+    /// Not `NS:NAME[:tag|:name|:digest]`.
+    NotASetter,
+    /// A policy of another namespace than the automation's.
+    OtherNamespace,
+    /// A policy of the namespace that the policySelector leaves out.
+    NotSelected,
+    /// No such policy (or it has no latest image yet).
+    UnknownPolicy,
+    /// `:digest` of a policy that reflects no digest.
+    NoDigest,
+    /// `"$imagepolicy"` on a line where no single-line scalar value carries
+    /// it as a marker: block scalars, keys, string contents, comment blocks.
+    Unattached,
+}
+
+/// A marker that changed nothing, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IgnoredMarker {
+    /// 1-based.
+    pub line: usize,
+    pub setter: Option<String>,
+    pub reason: IgnoreReason,
+}
+
+/// The values markers can take: setter string → value, for the policies
+/// of one automation.
+#[derive(Debug, Clone, Default)]
+pub struct Setters {
+    namespace: String,
+    values: HashMap<String, String>,
+    /// Policies in the namespace, selected or not, for precise reasons.
+    known: HashSet<String>,
+    unselected: HashSet<String>,
+}
+
+impl Setters {
+    /// The setters of an automation in `namespace`: its policies that the
+    /// selector (if any) matches. Others' markers are left alone.
+    pub fn new<'a>(
+        namespace: &str,
+        selector: Option<&LabelSelector>,
+        policies: impl IntoIterator<Item = &'a PolicyImage>,
+    ) -> Setters {
+        let mut s = Setters {
+            namespace: namespace.to_string(),
+            ..Setters::default()
+        };
+        for p in policies {
+            if p.namespace != namespace {
+                continue;
+            }
+            if selector.is_some_and(|sel| !sel.matches(&p.labels)) {
+                s.unselected.insert(p.name.clone());
+                continue;
+            }
+            s.known.insert(p.name.clone());
+            let l = &p.latest;
+            let mut set = |field, value: String| {
+                s.values
+                    .insert(setter_string(&p.namespace, &p.name, field), value);
+            };
+            set(Field::Image, l.to_string());
+            set(Field::Tag, l.tag.clone());
+            set(Field::Name, l.image.clone());
+            if let Some(d) = &l.digest {
+                set(Field::Digest, d.clone());
+            }
+        }
+        s
+    }
+
+    pub fn namespace(&self) -> &str {
+        &self.namespace
+    }
+
+    /// The value for a marker's setter string, or why there is none.
+    pub fn lookup(&self, setter: &str) -> Result<&str, IgnoreReason> {
+        if let Some(v) = self.values.get(setter) {
+            return Ok(v);
+        }
+        let s = Setter::parse(setter).ok_or(IgnoreReason::NotASetter)?;
+        Err(if s.namespace != self.namespace {
+            IgnoreReason::OtherNamespace
+        } else if self.unselected.contains(s.name) {
+            IgnoreReason::NotSelected
+        } else if s.field == Field::Digest && self.known.contains(s.name) {
+            IgnoreReason::NoDigest
+        } else {
+            IgnoreReason::UnknownPolicy
+        })
+    }
+}
+
+/// The outcome of [`update_text`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TextUpdate {
+    /// The new text, `None` when nothing changed.
+    pub text: Option<String>,
+    pub objects: Vec<ObjectChanges>,
+    pub ignored: Vec<IgnoredMarker>,
+}
+
+/// Sets every marked value of `text` that `setters` knows, replacing only
+/// those scalars' bytes. Text without `"$imagepolicy"` is not parsed.
+pub fn update_text(text: &str, setters: &Setters) -> Result<TextUpdate, YamlError> {
+    let mut out = TextUpdate::default();
+    if memchr::memmem::find(text.as_bytes(), PREFILTER).is_none() {
+        return Ok(out);
+    }
+    let scan = find_markers(text)?;
+    let mut edits: Vec<(Range<usize>, String, &str)> = Vec::new();
+    for m in &scan.markers {
+        let new = match setters.lookup(&m.setter) {
+            Ok(v) => v,
+            Err(reason) => {
+                out.ignored.push(IgnoredMarker {
+                    line: m.line,
+                    setter: Some(m.setter.clone()),
+                    reason,
+                });
+                continue;
+            }
+        };
+        if new == m.value {
+            continue;
+        }
+        let mut rendered = scalar::render(new, m.style, m.flow);
+        // libyaml-style scanners refuse `key:<TAB>` before a plain scalar that
+        // starts with a letter, digit, `_` or `-`: quote rather than break it.
+        if text[..m.range.start].ends_with('\t')
+            && rendered.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            rendered = scalar::render(new, Style::DoubleQuoted, m.flow);
+        }
+        edits.push((m.range.clone(), rendered, new));
+        let id = scan.documents.get(m.document).cloned().unwrap_or_default();
+        let change = Change {
+            old_value: m.value.clone(),
+            new_value: new.to_string(),
+            setter: m.setter.clone(),
+        };
+        match out.objects.iter_mut().find(|o| o.id == id) {
+            Some(o) => o.changes.push(change),
+            None => out.objects.push(ObjectChanges {
+                id,
+                changes: vec![change],
+            }),
+        }
+    }
+    out.ignored
+        .extend(scan.unattached.iter().map(|&line| IgnoredMarker {
+            line,
+            setter: None,
+            reason: IgnoreReason::Unattached,
+        }));
+    if edits.is_empty() {
+        return Ok(out);
+    }
+    let mut new_text = String::with_capacity(text.len() + 64);
+    let mut at = 0;
+    for (range, rendered, _) in &edits {
+        new_text.push_str(&text[at..range.start]);
+        new_text.push_str(rendered);
+        at = range.end;
+    }
+    new_text.push_str(&text[at..]);
+    verify(text, &new_text, &edits)?;
+    out.text = Some(new_text);
+    Ok(out)
+}
+
+/// Re-parses the new text: every event must equal the old one but for the
+/// edited scalars, which must now hold their new values. Guards the
+/// byte-level edit against ever changing a document's meaning.
+fn verify(old: &str, new: &str, edits: &[(Range<usize>, String, &str)]) -> Result<(), YamlError> {
+    use yaml_rust2::parser::Event;
+    let fail = |line: usize, what: &str| YamlError {
+        line,
+        column: 1,
+        message: format!("internal error: the rewrite {what}; file left unchanged"),
+    };
+    let (old_bom, old_body) = locate::strip_bom(old);
+    let (_, new_body) = locate::strip_bom(new);
+    let before = locate::events(old_body)?;
+    let after = locate::events(new_body).map_err(|e| fail(e.line, "does not parse"))?;
+    if before.len() != after.len() {
+        return Err(fail(1, "changes the document structure"));
+    }
+    let starts: HashMap<usize, &str> = edits.iter().map(|(r, _, v)| (r.start, *v)).collect();
+    let c2b = locate::CharToByte::new(old_body);
+    for ((a, mark), (b, _)) in before.iter().zip(&after) {
+        let ok = match (a, b) {
+            (Event::Scalar(_, _, anchor_a, tag_a), Event::Scalar(v, _, anchor_b, tag_b)) => {
+                match starts.get(&(old_bom + c2b.byte(mark.index()))) {
+                    Some(want) => v == want && anchor_a == anchor_b && tag_a == tag_b,
+                    None => a == b,
+                }
+            }
+            _ => a == b,
+        };
+        if !ok {
+            return Err(fail(mark.line(), "changes other values"));
+        }
+    }
+    Ok(())
+}
