@@ -54,11 +54,17 @@ pub fn two_files() -> TemplateData {
     let mut data = podinfo();
     data.changes.push(change(
         "apps/redis/release.yaml",
-        object("helm.toolkit.fluxcd.io/v2", "HelmRelease", "default", "redis"),
+        object(
+            "helm.toolkit.fluxcd.io/v2",
+            "HelmRelease",
+            "default",
+            "redis",
+        ),
         "7.0.0",
         "7.2.4",
         "flux-system:redis:tag",
     ));
-    data.images.push(image("docker.io/bitnami/redis", "7.2.4", "redis"));
+    data.images
+        .push(image("docker.io/bitnami/redis", "7.2.4", "redis"));
     data
 }
