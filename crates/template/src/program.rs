@@ -24,13 +24,26 @@ pub(crate) struct Program {
 /// Parses and checks `src`; the error is Go's `template: NAME:LINE: msg`.
 pub(crate) fn compile(src: &str) -> Result<Program, String> {
     let parsed = Parser::with_name(Some(NAME), src, "{{", "}}").and_then(|p| p.parse());
-    let (tree, defines) = parsed.map_err(|e| match e {
-        // Go's parse errors carry a line but no column.
-        gotmpl::TemplateError::Parse { line, message, .. }
-        | gotmpl::TemplateError::Lex { line, message, .. } => err_at(line, &message),
-        other => format!("template: {NAME}: {other}"),
-    })?;
-    check_blocks(src)?;
+    let blocks = check_blocks(src);
+    let (tree, defines) = match (parsed, blocks) {
+        (Ok(parsed), Ok(())) => parsed,
+        (Ok(_), Err((_, e))) => return Err(e),
+        // Go reports the first problem in the source; on the same line the
+        // block error, which has Go's wording where gotmpl's differs.
+        (Err(e), blocks) => {
+            let (line, msg) = match e {
+                gotmpl::TemplateError::Parse { line, message, .. }
+                | gotmpl::TemplateError::Lex { line, message, .. } => {
+                    (line, err_at(line, &message))
+                }
+                other => (0, format!("template: {NAME}: {other}")),
+            };
+            return Err(match blocks {
+                Err((block_line, block)) if block_line <= line => block,
+                _ => msg,
+            });
+        }
+    };
     let mut checker = Checker {
         src,
         scopes: vec![vec!["$".into()]],
@@ -91,7 +104,7 @@ fn action_keywords(src: &str) -> Vec<(&str, &str, usize)> {
         out.push((&src[w1..word_end], &src[w2..w2_end], line));
         // Skip to the closing delimiter, stepping over string literals.
         let mut k = word_end;
-        while k < bytes.len() && !src[k..].starts_with("}}") {
+        while k < bytes.len() && !bytes[k..].starts_with(b"}}") {
             match bytes[k] {
                 q @ (b'"' | b'\'') => {
                     k += 1;
@@ -100,18 +113,28 @@ fn action_keywords(src: &str) -> Vec<(&str, &str, usize)> {
                     }
                     k += 1;
                 }
-                b'`' => k = src[k + 1..].find('`').map_or(src.len(), |e| k + 1 + e + 1),
+                b'`' => {
+                    k += 1;
+                    while k < bytes.len() && bytes[k] != b'`' {
+                        k += 1;
+                    }
+                    k += 1;
+                }
                 _ => k += 1,
             }
         }
+        // Past the closing delimiter; a string left open ends the scan.
         i = (k + 2).min(src.len());
+        while !src.is_char_boundary(i) {
+            i += 1;
+        }
     }
     out
 }
 
 /// gotmpl's parser quietly accepts `{{if .X}}` without `{{end}}` and stops at
 /// a stray `{{end}}`; Go refuses both.
-fn check_blocks(src: &str) -> Result<(), String> {
+fn check_blocks(src: &str) -> Result<(), (usize, String)> {
     let actions = action_keywords(src);
     // Open blocks, each with whether its plain `{{else}}` was seen.
     let mut open: Vec<(&str, bool)> = Vec::new();
@@ -122,7 +145,7 @@ fn check_blocks(src: &str) -> Result<(), String> {
                 match open.last_mut() {
                     Some(("if" | "range" | "with", seen_else)) => {
                         if *seen_else {
-                            return Err(err_at(line, "expected end; found {{else}}"));
+                            return Err((line, err_at(line, "expected end; found {{else}}")));
                         }
                         // `{{else if}}` and `{{else with}}` chain on; a plain
                         // `{{else}}` must be the last branch.
@@ -130,19 +153,19 @@ fn check_blocks(src: &str) -> Result<(), String> {
                             *seen_else = true;
                         }
                     }
-                    _ => return Err(err_at(line, "unexpected {{else}}")),
+                    _ => return Err((line, err_at(line, "unexpected {{else}}"))),
                 }
             }
             // The guard closes the innermost block; only a stray end fails.
             "end" if open.pop().is_none() => {
-                return Err(err_at(line, "unexpected {{end}}"));
+                return Err((line, err_at(line, "unexpected {{end}}")));
             }
             _ => {}
         }
     }
     if !open.is_empty() {
         let last_line = 1 + src.bytes().filter(|&b| b == b'\n').count();
-        return Err(err_at(last_line, "unexpected EOF"));
+        return Err((last_line, err_at(last_line, "unexpected EOF")));
     }
     Ok(())
 }
