@@ -10,6 +10,11 @@ use crate::gofmt;
 use crate::program::{self, NAME, Program};
 use crate::value::{MemberKind, Value, format_v};
 
+/// Range iterations allowed in one rendering, and the longest message: a
+/// template in a Git repository must not be able to spin or fill memory.
+const MAX_ITERATIONS: u64 = 10_000_000;
+const MAX_OUTPUT: usize = 16 << 20;
+
 /// Nested `{{template}}` calls allowed. Go allows 100000; each level costs
 /// native stack here, so this stays far below what a thread's stack holds.
 const MAX_DEPTH: usize = 200;
@@ -28,6 +33,7 @@ pub(crate) fn execute(prog: &Program, data: &Value) -> Result<String, String> {
         vars: vec![("$".into(), data.clone())],
         out: String::new(),
         depth: 0,
+        iterations: 0,
         name: NAME.into(),
     };
     match ex.walk(&prog.tree, data) {
@@ -43,6 +49,7 @@ struct Exec<'a> {
     vars: Vec<(String, Value)>,
     out: String,
     depth: usize,
+    iterations: u64,
     /// The template being executed, for `executing "…"` in errors.
     name: String,
 }
@@ -69,6 +76,13 @@ impl Exec<'_> {
     }
 
     fn node(&mut self, node: &Node, dot: &Value) -> R<()> {
+        if self.out.len() > MAX_OUTPUT {
+            return Err(Flow::Err(format!(
+                "template: {NAME}: executing {}: message longer than {} MiB",
+                gofmt::go_quote(&self.name),
+                MAX_OUTPUT >> 20
+            )));
+        }
         match node {
             Node::Text(t) => {
                 self.out.push_str(&t.text);
@@ -115,14 +129,18 @@ impl Exec<'_> {
     fn range(&mut self, b: &BranchNode, dot: &Value) -> R<()> {
         let mark = self.vars.len();
         let val = self.pipeline_value(dot, &b.pipe)?;
-        let items: Vec<(Value, Value)> = match &val {
-            Value::List(l) => l
-                .items
-                .iter()
-                .enumerate()
-                .map(|(i, v)| (Value::Int(i as i64), v.clone()))
-                .collect(),
-            Value::Map(m) => m.entries.clone(),
+        // Lazy, so `range 1000000000` costs iterations, not memory.
+        let items: Box<dyn Iterator<Item = (Value, Value)>> = match &val {
+            Value::List(l) => {
+                let l = l.clone();
+                Box::new(
+                    (0..l.items.len()).map(move |i| (Value::Int(i as i64), l.items[i].clone())),
+                )
+            }
+            Value::Map(m) => {
+                let m = m.clone();
+                Box::new((0..m.entries.len()).map(move |i| m.entries[i].clone()))
+            }
             Value::Int(n) => {
                 if b.pipe.decl.len() > 1 {
                     return Err(self.fail(
@@ -131,9 +149,9 @@ impl Exec<'_> {
                         &format!("can't use {n} to iterate over more than one variable"),
                     ));
                 }
-                (0..*n).map(|i| (Value::Int(i), Value::Int(i))).collect()
+                Box::new((0..*n).map(|i| (Value::Int(i), Value::Int(i))))
             }
-            Value::Invalid | Value::Nil => Vec::new(),
+            Value::Invalid | Value::Nil => Box::new(std::iter::empty()),
             other => {
                 return Err(self.fail(
                     b.pos,
@@ -142,7 +160,8 @@ impl Exec<'_> {
                 ));
             }
         };
-        if items.is_empty() {
+        let mut items = items.peekable();
+        if items.peek().is_none() {
             let r = match &b.else_body {
                 Some(e) => self.walk(e, dot),
                 None => Ok(()),
@@ -151,6 +170,14 @@ impl Exec<'_> {
             return r;
         }
         for (index, elem) in items {
+            self.iterations += 1;
+            if self.iterations > MAX_ITERATIONS {
+                return Err(self.fail(
+                    b.pos,
+                    &program::pipe_string(&b.pipe),
+                    &format!("more than {MAX_ITERATIONS} range iterations"),
+                ));
+            }
             // One variable takes the element; two take index then element.
             let bindings: Vec<Value> = match b.pipe.decl.len() {
                 0 => vec![],

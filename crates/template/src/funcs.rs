@@ -87,11 +87,12 @@ const FUNCS: &[(&str, Arity, F)] = &[
         Ok(Value::str(go_replace_all(&v, &old, &new)))
     }),
     ("repeat", Exact(2), |a| {
-        let n = i(a, 0)?;
+        let (n, v) = (i(a, 0)?, s(a, 1)?);
         if n < 0 {
             return Err(FnError::Call("strings: negative Repeat count".into()));
         }
-        Ok(Value::str(s(a, 1)?.repeat(n as usize)))
+        bounded((n as u64).saturating_mul(v.len() as u64), "repeat")?;
+        Ok(Value::str(v.repeat(n as usize)))
     }),
     ("nospace", Exact(1), |a| {
         Ok(Value::str(
@@ -334,6 +335,7 @@ const FUNCS: &[(&str, Arity, F)] = &[
     }),
     ("until", Exact(1), |a| {
         let n = i(a, 0)?;
+        bounded(n.unsigned_abs(), "until")?;
         let seq: Vec<Value> = if n >= 0 {
             (0..n).map(Value::Int).collect()
         } else {
@@ -616,6 +618,14 @@ fn substr(a: &[Value]) -> Result<Value, FnError> {
         return bounds(start, len);
     }
     bounds(start, end)
+}
+
+/// Refuses results too big for a commit message before allocating them.
+fn bounded(size: u64, what: &str) -> Result<u64, FnError> {
+    if size > 1 << 24 {
+        return Err(FnError::Call(format!("{what}: result too large ({size})")));
+    }
+    Ok(size)
 }
 
 fn indent(n: i64, v: &str) -> String {

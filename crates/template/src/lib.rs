@@ -22,8 +22,10 @@
 //! one; an object changed in two files keeps both files' changes in
 //! `.Changed.Objects`; `.Updated` renders instead of failing; sprig's `keys`
 //! accepts any string-keyed map and sorts; `%#v` prints as `%v`; `trunc`,
-//! `abbrev` and `substr` do not split a UTF-8 character; nested `{{template}}`
-//! calls stop at depth 200.
+//! `abbrev` and `substr` do not split a UTF-8 character. A template from a
+//! Git repository must not take the controller down, so nested
+//! `{{template}}` calls stop at depth 200, a rendering at 10 million range
+//! iterations and 16 MiB of output, and `repeat`/`indent`/`until` at 16 Mi.
 
 mod data;
 mod exec;

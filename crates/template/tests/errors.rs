@@ -190,3 +190,16 @@ fn runaway_recursion_is_an_error_not_a_crash() {
     );
     assert!(e.ends_with("exceeded maximum template depth (200)"), "{e}");
 }
+
+#[test]
+fn a_template_cannot_exhaust_the_controller() {
+    let e = exec_err("{{ range 100000000000 }}{{ end }}");
+    assert!(e.ends_with("more than 10000000 range iterations"), "{e}");
+    let e = exec_err("{{ repeat 100000000000 \"x\" }}");
+    assert!(
+        e.ends_with("error calling repeat: repeat: result too large (100000000000)"),
+        "{e}"
+    );
+    let e = exec_err("{{ range 100000 }}{{ repeat 1000 \"x\" }}{{ end }}");
+    assert!(e.ends_with("message longer than 16 MiB"), "{e}");
+}
