@@ -26,6 +26,8 @@ enum Command {
     /// Set the values marked with $imagepolicy to policies' latest images,
     /// changing no other byte.
     Update(cmd::update::UpdateArgs),
+    /// Reconcile Flux image automation manifests: scan, select, update Git.
+    Run(cmd::run::RunArgs),
 }
 
 fn main() -> ExitCode {
@@ -34,6 +36,7 @@ fn main() -> ExitCode {
         Command::Policy { command } => cmd::policy::run(command),
         Command::Scan(args) => cmd::scan::run(args),
         Command::Update(args) => cmd::update::run(args),
+        Command::Run(args) => cmd::run::run(args),
     };
     match result {
         Ok(code) => code,

@@ -3,9 +3,12 @@
 //! reads what the previous ones recorded in the store, does its step, and
 //! records status as Flux reports it.
 
+mod automation;
+mod message;
 mod policy;
 mod repository;
 
+pub use automation::{AutomationStatus, reconcile_automation};
 pub use policy::{LatestRef, PolicyStatus, reconcile_policy};
 pub use repository::reconcile_repository;
 
@@ -114,4 +117,26 @@ impl Report {
 /// Store keys: one record per object.
 pub(crate) fn key(kind: &str, namespace: &str, name: &str) -> String {
     format!("{kind}/{namespace}/{name}")
+}
+
+/// Reconciles every object once, in dependency order: repositories,
+/// policies, automations. One object's failure never stops the others.
+pub async fn reconcile_all(ctx: &Context) -> Result<Vec<Report>, EngineError> {
+    let mut reports = Vec::new();
+    for o in &ctx.objects.objects {
+        if let Object::ImageRepository(r) = o {
+            reports.push(reconcile_repository(r, ctx).await?);
+        }
+    }
+    for o in &ctx.objects.objects {
+        if let Object::ImagePolicy(p) = o {
+            reports.push(reconcile_policy(p, ctx).await?);
+        }
+    }
+    for o in &ctx.objects.objects {
+        if let Object::ImageUpdateAutomation(a) = o {
+            reports.push(reconcile_automation(a, ctx).await?);
+        }
+    }
+    Ok(reports)
 }

@@ -1,4 +1,5 @@
 pub mod policy;
+pub mod run;
 pub mod scan;
 pub mod update;
 

@@ -1,0 +1,95 @@
+//! `tagwarden run --once -f PATH…`: every ImageRepository, ImagePolicy and
+//! ImageUpdateAutomation reconciled once, as `flux` would in a cluster.
+
+use anyhow::{Result, bail};
+use clap::Args;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tagwarden_api::status::ConditionStatus;
+use tagwarden_api::{LoadOptions, Manifests};
+use tagwarden_engine::{Context, SystemClock, reconcile_all};
+use tagwarden_store::{FileStore, MemoryStore, Store};
+
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  tagwarden run --once -f clusters/my-cluster/\n  \
+    tagwarden run --once -f flux/ -f secrets.yaml --state-dir .tagwarden"
+)]
+pub struct RunArgs {
+    /// Reconcile every object once and exit (CI, cron). Exit code 0 only if
+    /// all ended Ready.
+    #[arg(long)]
+    once: bool,
+    /// Manifest files or folders (*.yaml, *.yml), repeatable.
+    #[arg(short = 'f', long = "file", value_name = "PATH", required = true)]
+    files: Vec<PathBuf>,
+    /// Keep tags and status between runs in DIR (embedded store).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+    /// Namespace of objects that name none.
+    #[arg(long, default_value = "flux-system")]
+    namespace: String,
+}
+
+pub fn run(args: RunArgs) -> Result<ExitCode> {
+    if !args.once {
+        bail!("only 'run --once' is available; the long-running daemon is not built yet");
+    }
+    let manifests = Manifests::load_paths(
+        &args.files,
+        &LoadOptions {
+            default_namespace: args.namespace.clone(),
+        },
+    );
+    for e in &manifests.errors {
+        eprintln!("✗ {e}");
+    }
+    let load_failed = !manifests.errors.is_empty();
+    let store: Arc<dyn Store> = match &args.state_dir {
+        Some(dir) => Arc::new(FileStore::open(dir)?),
+        None => Arc::new(MemoryStore::default()),
+    };
+    let ctx = Context {
+        store,
+        clock: Arc::new(SystemClock),
+        objects: Arc::new(manifests),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let reports = rt.block_on(reconcile_all(&ctx))?;
+
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let rows: Vec<[String; 4]> = reports
+        .iter()
+        .map(|r| {
+            [
+                r.kind.to_string(),
+                format!("{}/{}", r.namespace, r.name),
+                r.ready.to_string(),
+                r.message.replace('\n', " "),
+            ]
+        })
+        .collect();
+    let header = ["KIND", "NAME", "READY", "MESSAGE"].map(String::from);
+    let width = |i: usize| {
+        rows.iter()
+            .chain(std::iter::once(&header))
+            .map(|r| r[i].chars().count())
+            .max()
+            .unwrap_or(0)
+    };
+    let (w0, w1, w2) = (width(0), width(1), width(2));
+    for r in std::iter::once(&header).chain(&rows) {
+        writeln!(out, "{:w0$}  {:w1$}  {:w2$}  {}", r[0], r[1], r[2], r[3])?;
+    }
+    out.flush()?;
+    let all_ready = reports.iter().all(|r| r.ready == ConditionStatus::True);
+    Ok(if all_ready && !load_failed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

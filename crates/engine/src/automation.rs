@@ -1,0 +1,329 @@
+//! ImageUpdateAutomation: check out, set the marked values, commit, push —
+//! and when the branch moved under us, start again from its new tip.
+
+use crate::{Context, EngineError, PolicyStatus, Report, key};
+use std::time::Duration;
+use tagwarden_api::status::{Condition, outcome_conditions};
+use tagwarden_api::{GitRepository, ImageUpdateAutomation, Object};
+use tagwarden_git::{Checkout, GitAuth, GitError, Workspace};
+use tagwarden_setters::{LatestRef, PolicyImage, Setters};
+
+/// Pushes rejected by a moving branch before we give up for this run.
+const PUSH_ATTEMPTS: u32 = 8;
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct AutomationStatus {
+    pub last_push_commit: Option<String>,
+    pub last_push_time: Option<std::time::SystemTime>,
+    pub conditions: Vec<Condition>,
+}
+
+struct Failure {
+    reason: &'static str,
+    message: String,
+    stalled: bool,
+}
+
+impl Failure {
+    fn new(reason: &'static str, message: impl Into<String>, stalled: bool) -> Failure {
+        Failure {
+            reason,
+            message: message.into(),
+            stalled,
+        }
+    }
+
+    fn git(e: GitError) -> Failure {
+        let reason = match &e {
+            GitError::Clone { .. } | GitError::Checkout(_) => "GitOperationFailed",
+            GitError::Commit(_) => "GitOperationFailed",
+            GitError::Push { .. } | GitError::Rejected { .. } => "GitOperationFailed",
+            GitError::Config(_) => "InvalidConfiguration",
+        };
+        let stalled = matches!(e, GitError::Config(_));
+        Failure::new(reason, e.to_string(), stalled)
+    }
+}
+
+/// What a successful run did.
+enum Done {
+    UpToDate,
+    Pushed { commit: String, branch: String },
+}
+
+pub async fn reconcile_automation(
+    auto: &ImageUpdateAutomation,
+    ctx: &Context,
+) -> Result<Report, EngineError> {
+    const KIND: &str = "ImageUpdateAutomation";
+    if auto.suspend {
+        return Ok(Report::suspended(KIND, &auto.meta));
+    }
+    let k = key(KIND, &auto.meta.namespace, &auto.meta.name);
+    let previous: AutomationStatus = ctx.load(&k)?.unwrap_or_default();
+    let now = ctx.clock.now();
+    let outcome = run(auto, ctx).await?;
+    let mut status = previous.clone();
+    match outcome {
+        Ok(Done::UpToDate) => {
+            tracing::info!(kind = KIND, namespace = %auto.meta.namespace, name = %auto.meta.name, "repository up-to-date");
+            status.conditions = outcome_conditions(
+                &previous.conditions,
+                true,
+                false,
+                "Succeeded",
+                "repository up-to-date",
+                now,
+            );
+        }
+        Ok(Done::Pushed { commit, branch }) => {
+            let short: String = commit.chars().take(7).collect();
+            let message = format!("pushed commit '{short}' to branch '{branch}'");
+            tracing::info!(kind = KIND, namespace = %auto.meta.namespace, name = %auto.meta.name, commit = %commit, branch = %branch, "pushed");
+            status.conditions = outcome_conditions(
+                &previous.conditions,
+                true,
+                false,
+                "Succeeded",
+                &message,
+                now,
+            );
+            status.last_push_commit = Some(commit);
+            status.last_push_time = Some(now);
+        }
+        Err(f) => {
+            tracing::warn!(kind = KIND, namespace = %auto.meta.namespace, name = %auto.meta.name, reason = f.reason, error = %f.message, "automation failed");
+            status.conditions = outcome_conditions(
+                &previous.conditions,
+                false,
+                f.stalled,
+                f.reason,
+                &f.message,
+                now,
+            );
+        }
+    }
+    ctx.save(&k, &status)?;
+    Ok(Report::from_conditions(
+        KIND,
+        &auto.meta,
+        &status.conditions,
+    ))
+}
+
+async fn run(
+    auto: &ImageUpdateAutomation,
+    ctx: &Context,
+) -> Result<Result<Done, Failure>, EngineError> {
+    let ns = &auto.meta.namespace;
+    if auto.source_ref.kind != "GitRepository" {
+        return Ok(Err(Failure::new(
+            "InvalidSourceRef",
+            format!(
+                "spec.sourceRef.kind: '{}' is not supported; expected GitRepository",
+                auto.source_ref.kind
+            ),
+            true,
+        )));
+    }
+    let repo_ns = auto
+        .source_ref
+        .namespace
+        .clone()
+        .unwrap_or_else(|| ns.clone());
+    let Some(git_repo) = ctx.objects.objects.iter().find_map(|o| match o {
+        Object::GitRepository(g)
+            if g.meta.namespace == repo_ns && g.meta.name == auto.source_ref.name =>
+        {
+            Some(g)
+        }
+        _ => None,
+    }) else {
+        return Ok(Err(Failure::new(
+            "DependencyNotReady",
+            format!(
+                "referenced GitRepository '{repo_ns}/{}' not found",
+                auto.source_ref.name
+            ),
+            false,
+        )));
+    };
+    let policies = match ready_policies(auto, ctx)? {
+        Ok(p) => p,
+        Err(f) => return Ok(Err(f)),
+    };
+    if let Some(t) = &auto.message_template
+        && let Err(e) = tagwarden_template::check(t)
+    {
+        return Ok(Err(Failure::new(
+            "InvalidCommitTemplate",
+            format!("spec.git.commit.messageTemplate: {e}"),
+            true,
+        )));
+    }
+    let auth = match git_auth(git_repo, ctx) {
+        Ok(a) => a,
+        Err(f) => return Ok(Err(f)),
+    };
+    let auto = auto.clone();
+    let git_repo = git_repo.clone();
+    // git2 blocks: keep it off the async workers.
+    let joined =
+        tokio::task::spawn_blocking(move || update_and_push(&auto, &git_repo, &auth, &policies))
+            .await;
+    Ok(joined.unwrap_or_else(|e| {
+        Err(Failure::new(
+            "ReconciliationFailed",
+            format!("update task failed: {e}"),
+            false,
+        ))
+    }))
+}
+
+/// The policies the automation applies: its namespace, its selector. Flux
+/// waits until every one of them has resolved.
+fn ready_policies(
+    auto: &ImageUpdateAutomation,
+    ctx: &Context,
+) -> Result<Result<Vec<PolicyImage>, Failure>, EngineError> {
+    let mut out = Vec::new();
+    for o in &ctx.objects.objects {
+        let Object::ImagePolicy(p) = o else { continue };
+        if p.meta.namespace != auto.meta.namespace {
+            continue;
+        }
+        if auto
+            .policy_selector
+            .as_ref()
+            .is_some_and(|s| !s.matches(&p.meta.labels))
+        {
+            continue;
+        }
+        let status: Option<PolicyStatus> =
+            ctx.load(&key("ImagePolicy", &p.meta.namespace, &p.meta.name))?;
+        let ready = status
+            .as_ref()
+            .and_then(|s| tagwarden_api::status::find(&s.conditions, "Ready"))
+            .is_some_and(|c| c.status == tagwarden_api::status::ConditionStatus::True);
+        match status.and_then(|s| s.latest) {
+            Some(latest) if ready => out.push(PolicyImage {
+                namespace: p.meta.namespace.clone(),
+                name: p.meta.name.clone(),
+                labels: p.meta.labels.clone(),
+                latest: LatestRef {
+                    image: latest.name,
+                    tag: latest.tag,
+                    digest: latest.digest,
+                },
+            }),
+            _ => {
+                return Ok(Err(Failure::new(
+                    "DependencyNotReady",
+                    format!(
+                        "ImagePolicy '{}/{}' is not ready",
+                        p.meta.namespace, p.meta.name
+                    ),
+                    false,
+                )));
+            }
+        }
+    }
+    Ok(Ok(out))
+}
+
+fn git_auth(repo: &GitRepository, ctx: &Context) -> Result<GitAuth, Failure> {
+    let Some(name) = &repo.secret_ref else {
+        return Ok(GitAuth::default());
+    };
+    ctx.secret(&repo.meta.namespace, name)
+        .map(|s| GitAuth::from_secret(&s.data))
+        .ok_or_else(|| {
+            Failure::new(
+                "AuthenticationFailed",
+                format!(
+                    "GitRepository '{}/{}' spec.secretRef: secret '{name}' not found",
+                    repo.meta.namespace, repo.meta.name
+                ),
+                false,
+            )
+        })
+}
+
+fn update_and_push(
+    auto: &ImageUpdateAutomation,
+    repo: &GitRepository,
+    auth: &GitAuth,
+    policies: &[PolicyImage],
+) -> Result<Done, Failure> {
+    let checkout = Checkout::from_ref(auto.checkout_ref.as_ref().or(repo.reference.as_ref()));
+    let dir = tempdir().map_err(|e| Failure::new("ReconciliationFailed", e, false))?;
+    let result = (|| {
+        let mut ws = Workspace::open(
+            &repo.url,
+            &checkout,
+            auto.push_branch.as_deref(),
+            auth,
+            &dir,
+        )
+        .map_err(Failure::git)?;
+        let setters = Setters::new(
+            &auto.meta.namespace,
+            auto.policy_selector.as_ref(),
+            policies,
+        );
+        let mut backoff = Duration::from_millis(100);
+        for attempt in 1..=PUSH_ATTEMPTS {
+            let result = tagwarden_setters::apply(ws.workdir(), &auto.update_path, &setters)
+                .map_err(|e| Failure::new("UpdateFailed", e.to_string(), !e.is_transient()))?;
+            for s in &result.skipped {
+                tracing::warn!(file = %s.path.display(), line = s.error.line, error = %s.error.message, "file skipped: not valid YAML");
+            }
+            if result.change_count() == 0 {
+                return Ok(Done::UpToDate);
+            }
+            let message = crate::message::render(auto, &result, policies)
+                .map_err(|e| Failure::new("InvalidCommitTemplate", e, true))?;
+            let commit = ws
+                .commit(&auto.author_name, &auto.author_email, &message)
+                .map_err(Failure::git)?;
+            let Some(commit) = commit else {
+                return Ok(Done::UpToDate);
+            };
+            match ws.push(auto.push_refspec.as_deref(), &auto.push_options) {
+                Ok(()) => {
+                    return Ok(Done::Pushed {
+                        commit: commit.to_string(),
+                        branch: ws.push_branch.clone(),
+                    });
+                }
+                Err(GitError::Rejected { message, .. }) if attempt < PUSH_ATTEMPTS => {
+                    tracing::info!(attempt, reason = %message, "push rejected: re-applying on the new tip");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    ws.refresh().map_err(Failure::git)?;
+                }
+                Err(e) => return Err(Failure::git(e)),
+            }
+        }
+        Err(Failure::new(
+            "GitOperationFailed",
+            format!("push rejected {PUSH_ATTEMPTS} times: the branch keeps moving"),
+            false,
+        ))
+    })();
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+fn tempdir() -> Result<std::path::PathBuf, String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "tagwarden-checkout-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    ));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).map_err(|e| format!("creating {}: {e}", d.display()))?;
+    Ok(d)
+}
