@@ -269,3 +269,241 @@ fn over_smart_http_with_credentials_and_every_failure_reported() {
         "{stdout}"
     );
 }
+
+fn write(dir: &Path, name: &str, content: &str) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, content).expect("write manifest");
+    p.to_str().expect("utf-8 path").to_string()
+}
+
+fn git_repository(url: &str) -> String {
+    format!(
+        "apiVersion: source.toolkit.fluxcd.io/v1\nkind: GitRepository\nmetadata:\n  name: flux-system\n  namespace: flux-system\nspec:\n  interval: 1m0s\n  ref:\n    branch: main\n  url: {url}\n"
+    )
+}
+
+/// The lab: CI tags `main-<sha>-<ts>`, a numerical policy on the extracted
+/// timestamp, a kustomize `newTag` with a `:tag` marker.
+#[test]
+fn lab_ci_tags_with_a_numerical_policy_on_the_timestamp() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish(
+        "xxxxx/vote",
+        &[
+            "main-e5d27a2c-1619063680",
+            "main-0a1b2c3d-1619063700",
+            "main-ffffffff-1619063690",
+            "feature-9f8e7d6c-1619099999",
+            "v8",
+        ],
+        None,
+    );
+    let kustomization = "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - deployment.yaml\nimages:\n- name: schoolofdevops/vote\n  newTag: v8 # {\"$imagepolicy\": \"flux-system:vote:tag\"}\n";
+    let bare = BareRepo::new(
+        "main",
+        &[("deploy/vote/staging/kustomization.yaml", kustomization)],
+    );
+    let dir = TempDir::new("lab");
+    let manifests = format!(
+        r#"{git}---
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageRepository
+metadata:
+  name: vote
+  namespace: flux-system
+spec:
+  image: {host}/xxxxx/vote
+  interval: 1m0s
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImagePolicy
+metadata:
+  name: vote
+  namespace: flux-system
+spec:
+  imageRepositoryRef:
+    name: vote
+  filterTags:
+    pattern: ^main-[a-f0-9]+-(?P<ts>[0-9]+)
+    extract: $ts
+  policy:
+    numerical:
+      order: asc
+---
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageUpdateAutomation
+metadata:
+  name: instavote-all
+  namespace: flux-system
+spec:
+  interval: 1m0s
+  sourceRef:
+    kind: GitRepository
+    name: flux-system
+  git:
+    checkout:
+      ref:
+        branch: main
+    commit:
+      author:
+        email: flux@example.com
+        name: flux
+      messageTemplate: '{{{{range .Updated.Images}}}}{{{{println .}}}}{{{{end}}}}'
+    push:
+      branch: main
+  update:
+    path: ./deploy/vote/staging
+    strategy: Setters
+"#,
+        git = git_repository(&bare.url()),
+        host = reg.host()
+    );
+    let file = write(dir.path(), "lab.yaml", &manifests);
+    let out = run(&["--once", "-f", &file]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("resolved to main-0a1b2c3d-1619063700"),
+        "{stdout}"
+    );
+    assert_eq!(
+        bare.log("main", "%an <%ae>|%s")[0],
+        format!(
+            "flux <flux@example.com>|{}/xxxxx/vote:main-0a1b2c3d-1619063700",
+            reg.host()
+        )
+    );
+    assert_eq!(
+        bare.show("main", "deploy/vote/staging/kustomization.yaml") + "\n",
+        kustomization.replace("newTag: v8 #", "newTag: main-0a1b2c3d-1619063700 #")
+    );
+}
+
+/// The v1 reference: dev (numerical on run id), prod (semver on the
+/// extracted version), staging (alphabetical) in one repository, and its
+/// `.Changed` template.
+#[test]
+fn v1_reference_dev_prod_staging_with_the_changed_template() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish(
+        "org/app-name-dev",
+        &[
+            "dev-abc1234-12345678",
+            "dev-def5678-12345999",
+            "dev-0000000-9",
+        ],
+        None,
+    );
+    reg.publish(
+        "org/app-name-prod",
+        &["v0.9.0", "v1.0.0", "v1.2.3", "latest", "v2.0.0-rc.1"],
+        None,
+    );
+    reg.publish(
+        "org/app-name-staging",
+        &["staging-abc1234", "staging-fff0000", "staging-0123456"],
+        None,
+    );
+    let host = reg.host();
+    let patches = "apiVersion: helm.toolkit.fluxcd.io/v2\nkind: HelmRelease\nmetadata:\n  name: app-name\nspec:\n  values:\n    image:\n      tag: dev-abc1234-12345678 # {\"$imagepolicy\": \"flux-system:app-name-dev:tag\"}\n";
+    let deploy = format!(
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: app\n  namespace: apps\nspec:\n  template:\n    spec:\n      containers:\n        - name: app\n          image: {host}/org/app-name-prod:v1.0.0 # {{\"$imagepolicy\": \"flux-system:app-name-prod\"}}\n        - name: sidecar\n          image: \"staging-abc1234\" # {{\"$imagepolicy\": \"flux-system:app-name-staging:tag\"}}\n"
+    );
+    let bare = BareRepo::new(
+        "main",
+        &[
+            ("apps/dev/patches.yaml", patches),
+            ("apps/dev/app.yaml", &deploy),
+            ("apps/prod/app.yaml", &deploy),
+        ],
+    );
+    let policy = |name: &str, filter: &str, extract: &str, choice: &str| {
+        format!(
+            "---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: {name}\n  namespace: flux-system\nspec:\n  image: {host}/org/{name}\n  interval: 1m\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: {name}\n  namespace: flux-system\nspec:\n  imageRepositoryRef:\n    name: {name}\n  filterTags:\n    pattern: '{filter}'\n    extract: '{extract}'\n  policy:\n{choice}"
+        )
+    };
+    let manifests = git_repository(&bare.url())
+        + &policy(
+            "app-name-dev",
+            "^dev-[0-9a-fA-F]{7,40}-(?P<run>[0-9]+)$",
+            "$run",
+            "    numerical:\n      order: asc\n",
+        )
+        + &policy(
+            "app-name-prod",
+            r"^v(?P<version>[0-9]+\.[0-9]+\.[0-9]+)$",
+            "$version",
+            "    semver:\n      range: '>=1.0.0'\n",
+        )
+        + &policy(
+            "app-name-staging",
+            "^staging-(?P<sha>[0-9a-fA-F]{7,40})$",
+            "$sha",
+            "    alphabetical:\n      order: desc\n",
+        )
+        + r#"---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageUpdateAutomation
+metadata:
+  name: app-name-auto-dev
+  namespace: flux-system
+spec:
+  interval: 5m
+  sourceRef:
+    kind: GitRepository
+    name: flux-system
+  git:
+    checkout:
+      ref:
+        branch: main
+    commit:
+      author:
+        name: fluxbot
+        email: fluxbot@example.com
+      messageTemplate: |
+        chore: automated image update
+
+        Automation: {{ .AutomationObject }}
+
+        {{ range .Changed.Changes -}}
+        - {{ .OldValue }} -> {{ .NewValue }}
+        {{ end -}}
+    push:
+      branch: main
+  update:
+    strategy: Setters
+    path: ./apps/dev  # Scope to environment
+"#;
+    let dir = TempDir::new("v1ref");
+    let file = write(dir.path(), "ref.yaml", &manifests);
+    let out = run(&["--once", "-f", &file]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("resolved to dev-def5678-12345999"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("resolved to v1.2.3"), "{stdout}");
+    assert!(stdout.contains("resolved to staging-0123456"), "{stdout}");
+
+    let message = tagwarden_testkit::git(&bare.path(), &["log", "-1", "--format=%B", "main"]);
+    assert_eq!(
+        message,
+        format!(
+            "chore: automated image update\n\nAutomation: flux-system/app-name-auto-dev\n\n- {host}/org/app-name-prod:v1.0.0 -> {host}/org/app-name-prod:v1.2.3\n- staging-abc1234 -> staging-0123456\n- dev-abc1234-12345678 -> dev-def5678-12345999"
+        )
+    );
+    assert_eq!(bare.log("main", "%an")[0], "fluxbot");
+    // Only ./apps/dev changed; quotes kept; prod untouched.
+    assert_eq!(
+        bare.show("main", "apps/dev/app.yaml") + "\n",
+        deploy
+            .replace(":v1.0.0 #", ":v1.2.3 #")
+            .replace("\"staging-abc1234\"", "\"staging-0123456\"")
+    );
+    assert_eq!(bare.show("main", "apps/prod/app.yaml") + "\n", deploy);
+    assert_eq!(
+        bare.show("main", "apps/dev/patches.yaml") + "\n",
+        patches.replace("tag: dev-abc1234-12345678", "tag: dev-def5678-12345999")
+    );
+}
