@@ -169,9 +169,11 @@ impl Workspace {
             base: Oid::zero(),
         };
         let start = ws.resolve_checkout(checkout)?;
-        let base = match ws.fetch_branch(&ws.push_branch.clone())? {
-            Some(tip) => tip,
-            None => start,
+        // Pushing to the checkout branch: its tip is already fetched.
+        let base = if *checkout == Checkout::Branch(ws.push_branch.clone()) {
+            start
+        } else {
+            ws.fetch_branch(&ws.push_branch.clone())?.unwrap_or(start)
         };
         ws.reset_to(base)?;
         Ok(ws)

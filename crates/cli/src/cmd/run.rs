@@ -31,12 +31,25 @@ pub struct RunArgs {
     /// Namespace of objects that name none.
     #[arg(long, default_value = "flux-system")]
     namespace: String,
+    /// Log each step (debug level) on stderr; by default one line per
+    /// reconcile at info.
+    #[arg(short, long)]
+    verbose: bool,
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
     if !args.once {
         bail!("only 'run --once' is available; the long-running daemon is not built yet");
     }
+    tracing_subscriber::fmt()
+        .with_max_level(if args.verbose {
+            tracing::Level::DEBUG
+        } else {
+            tracing::Level::INFO
+        })
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
     let manifests = Manifests::load_paths(
         &args.files,
         &LoadOptions {
