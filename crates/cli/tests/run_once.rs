@@ -225,6 +225,28 @@ fn over_smart_http_with_credentials_and_every_failure_reported() {
         "{line}"
     );
 
+    // A checkout branch that does not exist.
+    manifests(
+        dir.path(),
+        &server.url("repo.git"),
+        &image,
+        "",
+        &secret("gitpass"),
+    );
+    let missing = std::fs::read_to_string(&file).expect("read").replace(
+        "        branch: main\n    commit:",
+        "        branch: nope\n    commit:",
+    );
+    std::fs::write(&file, missing).expect("write");
+    let out = run(&args);
+    let stdout = text(&out.stdout);
+    assert!(!out.status.success());
+    assert!(
+        stdout.contains("failed to checkout and determine revision")
+            && stdout.contains("couldn't find remote ref 'refs/heads/nope'"),
+        "{stdout}"
+    );
+
     // A template error stalls the automation with the template's own text.
     manifests(
         dir.path(),
