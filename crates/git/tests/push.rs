@@ -337,3 +337,30 @@ fn racing_a_second_pusher_loses_nothing() {
     assert_eq!(bare.show("main", "deploy.yaml"), format!("tag: v{ROUNDS}"));
     eprintln!("rejected pushes re-applied: {rejected}");
 }
+
+#[test]
+fn push_refspec_also_updates_another_ref() {
+    let bare = BareRepo::new("main", &[("deploy.yaml", DEPLOY)]);
+    let dir = TempDir::new("ws");
+    let ws = open(
+        &bare.url(),
+        &Checkout::Branch("main".into()),
+        None,
+        &GitAuth::default(),
+        &dir,
+    )
+    .expect("open");
+    edit(&ws, "deploy.yaml", "5.0.0", "5.0.3");
+    let oid = ws
+        .commit("bot", "bot@example.com", "update")
+        .expect("commit")
+        .expect("changed");
+    // A leading '+' would force: it is dropped, so the push stays safe.
+    ws.push(
+        Some("+refs/heads/main:refs/heads/release"),
+        &BTreeMap::new(),
+    )
+    .expect("push with refspec");
+    assert_eq!(bare.log("main", "%H")[0], oid.to_string());
+    assert_eq!(bare.log("release", "%H")[0], oid.to_string());
+}
