@@ -26,6 +26,9 @@ enum Command {
     /// Set the values marked with $imagepolicy to policies' latest images,
     /// changing no other byte.
     Update(cmd::update::UpdateArgs),
+    /// The getting-started guide's podinfo scenario on this machine: a local
+    /// registry and Git repository, one run, the commit and its diff.
+    Demo(cmd::demo::DemoArgs),
     /// Reconcile Flux image automation manifests: scan, select, update Git.
     Run(cmd::run::RunArgs),
 }
@@ -37,6 +40,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => cmd::scan::run(args),
         Command::Update(args) => cmd::update::run(args),
         Command::Run(args) => cmd::run::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
     };
     match result {
         Ok(code) => code,

@@ -108,17 +108,22 @@ impl RegistryTls {
 impl Registry {
     /// Starts a plain-HTTP registry, or panics with the install hint when it is missing.
     pub fn start(auth: RegistryAuth) -> Registry {
+        Registry::try_start(auth).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts a plain-HTTP registry, or says why it could not (for `tagwarden demo`).
+    pub fn try_start(auth: RegistryAuth) -> Result<Registry, String> {
         let dir = TempDir::new("registry");
         let port = free_port();
-        let child = spawn_registry(&dir, port, &auth, None);
+        let child = spawn_registry(&dir, port, &auth, None)?;
         let r = Registry {
             child,
             port,
             dir,
             tls: false,
         };
-        r.wait_ready();
-        r
+        r.wait_ready()?;
+        Ok(r)
     }
 
     /// Stops and starts again on the same port and storage with other
@@ -128,8 +133,9 @@ impl Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.tls = tls.is_some();
-        self.child = spawn_registry(&self.dir, self.port, &auth, tls.as_ref());
-        self.wait_ready();
+        self.child = spawn_registry(&self.dir, self.port, &auth, tls.as_ref())
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.wait_ready().unwrap_or_else(|e| panic!("{e}"));
     }
 
     pub fn host(&self) -> String {
@@ -141,18 +147,21 @@ impl Registry {
         self.dir.path().join("data")
     }
 
-    fn wait_ready(&self) {
+    fn wait_ready(&self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             match http(self.port, "GET", "/v2/", &[], b"") {
-                Ok((200 | 401, _, _)) => return,
+                Ok((200 | 401, _, _)) => return Ok(()),
                 // A TLS listener answers plain HTTP with 400: it is up.
-                Ok((400, _, _)) if self.tls => return,
+                Ok((400, _, _)) if self.tls => return Ok(()),
                 _ => {}
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("docker-registry on port {} did not come up", self.port);
+        Err(format!(
+            "docker-registry on port {} did not come up",
+            self.port
+        ))
     }
 
     /// Publishes `tags` of `repo`, each a real manifest PUT over the API (one
@@ -264,7 +273,7 @@ fn spawn_registry(
     port: u16,
     auth: &RegistryAuth,
     tls: Option<&RegistryTls>,
-) -> Child {
+) -> Result<Child, String> {
     let bin = std::env::var("TAGWARDEN_DOCKER_REGISTRY")
         .unwrap_or_else(|_| "docker-registry".to_string());
     let auth_section = match auth {
@@ -311,8 +320,10 @@ fn spawn_registry(
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .unwrap_or_else(|e| {
-            panic!("cannot start {bin}: {e}; install it with: sudo apt-get install docker-registry")
+        .map_err(|e| {
+            format!(
+                "cannot start {bin}: {e}; install it with: sudo apt-get install docker-registry"
+            )
         })
 }
 
