@@ -138,7 +138,7 @@ pub fn run(_args: DemoArgs) -> Result<ExitCode> {
         store: Arc::new(MemoryStore::default()),
         clock: Arc::new(SystemClock),
         objects: Arc::new(Manifests::load_paths(
-            &[manifests_file.clone()],
+            std::slice::from_ref(&manifests_file),
             &LoadOptions::default(),
         )),
     };
