@@ -193,13 +193,13 @@ impl Workspace {
                 ))
             }),
             Checkout::Tag(t) => {
-                self.fetch(&[&format!("+refs/tags/{t}:refs/tags/{t}")])?;
+                self.fetch(&[&format!("+refs/tags/{t}:refs/tags/{t}")], true)?;
                 self.peel(&format!("refs/tags/{t}"))
             }
             Checkout::Semver(range) => {
                 let constraint = tagwarden_policy::Range::parse(range)
                     .map_err(|e| GitError::Config(format!("spec.ref.semver: {e}")))?;
-                self.fetch(&["+refs/tags/*:refs/tags/*"])?;
+                self.fetch(&["+refs/tags/*:refs/tags/*"], false)?;
                 let names = self
                     .repo
                     .tag_names(None)
@@ -219,7 +219,7 @@ impl Workspace {
             }
             Checkout::Commit(sha) => {
                 // Servers refuse fetching an arbitrary sha; take the branches and find it.
-                self.fetch(&["+refs/heads/*:refs/remotes/origin/*"])?;
+                self.fetch(&["+refs/heads/*:refs/remotes/origin/*"], false)?;
                 let oid = Oid::from_str(sha).map_err(|_| {
                     GitError::Config(format!("spec.ref.commit: '{sha}' is not a commit id"))
                 })?;
@@ -246,7 +246,7 @@ impl Workspace {
         if let Ok(mut r) = self.repo.find_reference(&remote_ref) {
             let _ = r.delete();
         }
-        self.fetch(&[&format!("+refs/heads/{branch}:{remote_ref}")])?;
+        self.fetch(&[&format!("+refs/heads/{branch}:{remote_ref}")], true)?;
         Ok(self
             .repo
             .find_reference(&remote_ref)
@@ -254,7 +254,13 @@ impl Workspace {
             .and_then(|r| r.target()))
     }
 
-    fn fetch(&self, refspecs: &[&str]) -> Result<(), GitError> {
+    /// Shallow fetches save time and memory on big histories; libgit2's
+    /// local transport cannot do them.
+    fn shallow(&self) -> bool {
+        !(self.url.starts_with("file://") || self.url.starts_with('/'))
+    }
+
+    fn fetch(&self, refspecs: &[&str], shallow: bool) -> Result<(), GitError> {
         let mut remote = self.repo.find_remote(REMOTE).map_err(|e| GitError::Clone {
             url: self.url.clone(),
             message: e.message().to_string(),
@@ -265,6 +271,9 @@ impl Workspace {
         opts.remote_callbacks(self.callbacks())
             .download_tags(AutotagOption::None)
             .custom_headers(&header_refs);
+        if shallow && self.shallow() {
+            opts.depth(1);
+        }
         remote
             .fetch(refspecs, Some(&mut opts), None)
             .map_err(|e| GitError::Clone {

@@ -249,13 +249,34 @@ fn smart_http_with_basic_auth() {
     data.insert("password".to_string(), b"s3cret".to_vec());
     let auth = GitAuth::from_secret(&data);
     let dir = TempDir::new("ws");
-    let ws =
+    let mut ws =
         open(&url, &Checkout::Branch("main".into()), None, &auth, &dir).expect("open over http");
     edit(&ws, "deploy.yaml", "5.0.0", "5.0.3");
     ws.commit("bot", "bot@example.com", "over http")
         .expect("commit");
+    // Someone pushes in between: rejected, re-applied on the new tip, even
+    // though our clone is shallow.
+    bare.commit_files("main", &[("other.txt", "x")], "someone else");
+    let err = ws.push(None, &BTreeMap::new()).expect_err("moved");
+    assert!(matches!(err, GitError::Rejected { .. }), "{err}");
+    ws.refresh().expect("refresh over http");
+    edit(&ws, "deploy.yaml", "5.0.0", "5.0.3");
+    ws.commit("bot", "bot@example.com", "over http")
+        .expect("commit")
+        .expect("changed");
     ws.push(None, &BTreeMap::new()).expect("push over http");
-    assert_eq!(bare.log("main", "%s")[0], "over http");
+    assert_eq!(
+        bare.log("main", "%s"),
+        ["over http", "someone else", "initial commit"]
+    );
+    assert_eq!(
+        tagwarden_testkit::git(
+            &ws.workdir().join(".git"),
+            &["rev-parse", "--is-shallow-repository"]
+        ),
+        "true",
+        "smart HTTP clones are shallow"
+    );
 }
 
 /// Another pusher races tagwarden many times; every commit of both survives.
