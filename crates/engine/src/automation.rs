@@ -38,6 +38,8 @@ impl Failure {
             GitError::Clone { .. } | GitError::Checkout(_) => "GitOperationFailed",
             GitError::Commit(_) => "GitOperationFailed",
             GitError::Push { .. } | GitError::Rejected { .. } => "GitOperationFailed",
+            // Flux reports a refused host key as a failed clone, retried on the interval.
+            GitError::HostKey { .. } => "GitOperationFailed",
             GitError::Config(_) => "InvalidConfiguration",
         };
         let stalled = matches!(e, GitError::Config(_));

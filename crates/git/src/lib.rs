@@ -4,9 +4,13 @@
 //!
 //! Blocking (git2); async callers run it on a blocking thread.
 
+mod known_hosts;
+
+pub use known_hosts::HostKeyError;
+
 use git2::{
-    AutotagOption, Cred, CredentialType, FetchOptions, IndexAddOption, Oid, PushOptions,
-    RemoteCallbacks, Repository, Signature,
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, FetchOptions, IndexAddOption, Oid,
+    PushOptions, RemoteCallbacks, Repository, Signature,
 };
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -29,6 +33,9 @@ pub enum GitError {
     Rejected { branch: String, message: String },
     #[error("invalid git configuration: {0}")]
     Config(String),
+    /// The SSH server's host key is not the one in the secret's `known_hosts`.
+    #[error("ssh: handshake with '{url}' failed: {reason}")]
+    HostKey { url: String, reason: HostKeyError },
 }
 
 impl GitError {
@@ -63,6 +70,7 @@ impl std::fmt::Debug for GitAuth {
                 &self.bearer_token.as_ref().map(|_| "<redacted>"),
             )
             .field("identity", &self.identity.as_ref().map(|_| "<redacted>"))
+            .field("known_hosts", &self.known_hosts.is_some())
             .finish()
     }
 }
@@ -121,6 +129,30 @@ impl Checkout {
     }
 }
 
+/// Host and port of an `ssh://[user@]host[:port]/path` or scp-like
+/// `[user@]host:path` URL.
+fn ssh_host_port(url: &str) -> Option<(String, u16)> {
+    if let Some(rest) = url.strip_prefix("ssh://") {
+        let authority = rest.split('/').next()?;
+        let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        if let Some(v6) = hostport.strip_prefix('[') {
+            let (host, after) = v6.split_once(']')?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().ok()?,
+                None => 22,
+            };
+            return Some((host.to_string(), port));
+        }
+        return match hostport.split_once(':') {
+            Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
+            None => Some((hostport.to_string(), 22)),
+        };
+    }
+    let (userhost, _) = url.split_once(':')?;
+    let host = userhost.rsplit_once('@').map_or(userhost, |(_, h)| h);
+    Some((host.to_string(), 22))
+}
+
 /// A working copy on the branch we push to.
 pub struct Workspace {
     repo: Repository,
@@ -130,6 +162,8 @@ pub struct Workspace {
     pub push_branch: String,
     /// The commit we started from (the remote tip of `push_branch`, or the checkout).
     pub base: Oid,
+    /// Why the last SSH host key check failed: libgit2 only says "cancelled".
+    host_key_error: RefCell<Option<HostKeyError>>,
 }
 
 const REMOTE: &str = "origin";
@@ -167,6 +201,7 @@ impl Workspace {
             auth: auth.clone(),
             push_branch,
             base: Oid::zero(),
+            host_key_error: RefCell::new(None),
         };
         let start = ws.resolve_checkout(checkout)?;
         let base = match ws.fetch_branch(&ws.push_branch.clone())? {
@@ -263,11 +298,24 @@ impl Workspace {
         opts.remote_callbacks(self.callbacks())
             .download_tags(AutotagOption::None)
             .custom_headers(&header_refs);
-        remote
-            .fetch(refspecs, Some(&mut opts), None)
-            .map_err(|e| GitError::Clone {
+        let result = remote.fetch(refspecs, Some(&mut opts), None);
+        drop(opts);
+        result.map_err(|e| {
+            self.host_key_failure().unwrap_or_else(|| GitError::Clone {
                 url: self.url.clone(),
                 message: e.message().to_string(),
+            })
+        })
+    }
+
+    /// The host key refusal behind a failed connection, if that was the cause.
+    fn host_key_failure(&self) -> Option<GitError> {
+        self.host_key_error
+            .borrow_mut()
+            .take()
+            .map(|reason| GitError::HostKey {
+                url: self.url.clone(),
+                reason,
             })
     }
 
@@ -284,6 +332,10 @@ impl Workspace {
         let mut cb = RemoteCallbacks::new();
         let tries = RefCell::new(0u32);
         cb.credentials(move |_url, user_from_url, allowed| {
+            // Without a user in the URL libgit2 first asks for one alone.
+            if allowed == CredentialType::USERNAME {
+                return Cred::username(auth.username.as_deref().unwrap_or("git"));
+            }
             // libgit2 asks again after a refusal; a second ask means the
             // credentials are wrong, and looping would never end.
             *tries.borrow_mut() += 1;
@@ -306,6 +358,32 @@ impl Workspace {
             Err(git2::Error::from_str(
                 "authentication required but no credentials in the GitRepository's secretRef",
             ))
+        });
+        let host_key_error = &self.host_key_error;
+        let url = self.url.as_str();
+        cb.certificate_check(move |cert, _host| {
+            // TLS certificates keep libgit2's own verification.
+            let Some(hostkey) = cert.as_hostkey() else {
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            let Some((host, port)) = ssh_host_port(url) else {
+                return Err(git2::Error::from_str(
+                    "ssh: cannot read the host of the URL",
+                ));
+            };
+            let name = known_hosts::host_entry_name(&host, port);
+            let Some(key) = hostkey.hostkey() else {
+                return Err(git2::Error::from_str("ssh: the server sent no host key"));
+            };
+            match known_hosts::verify(auth.known_hosts.as_deref(), &name, key) {
+                Ok(()) => Ok(CertificateCheckStatus::CertificateOk),
+                Err(reason) => {
+                    tracing::warn!(host = %name, %reason, "ssh host key refused");
+                    let message = reason.to_string();
+                    host_key_error.replace(Some(reason));
+                    Err(git2::Error::from_str(&message))
+                }
+            }
         });
         cb
     }
@@ -414,10 +492,10 @@ impl Workspace {
                     message: e.message().to_string(),
                 })
             }
-            Err(e) => Err(GitError::Push {
+            Err(e) => Err(self.host_key_failure().unwrap_or_else(|| GitError::Push {
                 branch,
                 message: e.message().to_string(),
-            }),
+            })),
             Ok(()) => match rejected.into_inner() {
                 Some(message) => Err(GitError::Rejected { branch, message }),
                 None => Ok(()),
