@@ -37,6 +37,7 @@ impl Failure {
         let reason = match &e {
             GitError::Clone { .. } | GitError::Checkout(_) => "GitOperationFailed",
             GitError::Commit(_) => "GitOperationFailed",
+            GitError::Sign(_) => "GitOperationFailed",
             GitError::Push { .. } | GitError::Rejected { .. } => "GitOperationFailed",
             // Flux reports a refused host key as a failed clone, retried on the interval.
             GitError::HostKey { .. } => "GitOperationFailed",

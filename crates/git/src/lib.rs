@@ -5,8 +5,10 @@
 //! Blocking (git2); async callers run it on a blocking thread.
 
 mod known_hosts;
+mod sign;
 
 pub use known_hosts::HostKeyError;
+pub use sign::Signer;
 
 use git2::{
     AutotagOption, CertificateCheckStatus, Cred, CredentialType, FetchOptions, IndexAddOption, Oid,
@@ -26,6 +28,9 @@ pub enum GitError {
     Clone { url: String, message: String },
     #[error("failed to commit: {0}")]
     Commit(String),
+    /// The signing key secret is unusable (bad key, wrong passphrase).
+    #[error("failed to sign commit: {0}")]
+    Sign(String),
     #[error("failed to push to '{branch}': {message}")]
     Push { branch: String, message: String },
     /// The remote branch moved since our fetch: re-apply on the new tip.
@@ -413,6 +418,18 @@ impl Workspace {
 
     /// Commits every change in the working tree; `None` when nothing changed.
     pub fn commit(&self, name: &str, email: &str, message: &str) -> Result<Option<Oid>, GitError> {
+        self.commit_signed(name, email, message, None)
+    }
+
+    /// [`Workspace::commit`], signed with `signer` when given (the `gpgsig`
+    /// header `git verify-commit` checks).
+    pub fn commit_signed(
+        &self,
+        name: &str,
+        email: &str,
+        message: &str,
+        signer: Option<&Signer>,
+    ) -> Result<Option<Oid>, GitError> {
         let err = |e: git2::Error| GitError::Commit(e.message().to_string());
         let mut index = self.repo.index().map_err(err)?;
         index
@@ -427,10 +444,32 @@ impl Workspace {
         }
         let tree = self.repo.find_tree(tree_id).map_err(err)?;
         let sig = Signature::now(name, email).map_err(err)?;
+        let Some(signer) = signer else {
+            let oid = self
+                .repo
+                .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&parent])
+                .map_err(err)?;
+            return Ok(Some(oid));
+        };
+        // Sign the exact bytes of the commit object, then write it with the
+        // signature in its header; HEAD is moved by hand as commit_signed won't.
+        let buf = self
+            .repo
+            .commit_create_buffer(&sig, &sig, message, &tree, &[&parent])
+            .map_err(err)?;
+        let content = buf
+            .as_str()
+            .ok_or_else(|| GitError::Commit("commit object is not UTF-8".into()))?;
+        let signature = signer.sign(content.as_bytes())?;
         let oid = self
             .repo
-            .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&parent])
+            .commit_signed(content, &signature, Some("gpgsig"))
             .map_err(err)?;
+        let refname = format!("refs/heads/{}", self.push_branch);
+        self.repo
+            .reference(&refname, oid, true, "tagwarden: signed commit")
+            .map_err(err)?;
+        tracing::debug!(commit = %oid, signer = ?signer, "signed commit");
         Ok(Some(oid))
     }
 
