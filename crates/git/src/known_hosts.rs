@@ -17,7 +17,12 @@ pub enum HostKeyError {
     /// No entry names this host.
     Unknown { host: String, key_type: String },
     /// Entries name this host, none with the key it presented.
-    Mismatch { host: String, key_type: String },
+    Mismatch {
+        host: String,
+        key_type: String,
+        /// The key types known_hosts has for this host.
+        known_types: Vec<String>,
+    },
     /// The key is listed under `@revoked`.
     Revoked { host: String },
 }
@@ -33,7 +38,16 @@ impl std::fmt::Display for HostKeyError {
                 f,
                 "unknown host key: no {key_type} key for '{host}' in the secret's 'known_hosts'"
             ),
-            HostKeyError::Mismatch { host, key_type } => write!(
+            HostKeyError::Mismatch {
+                host,
+                key_type,
+                known_types,
+            } if !known_types.contains(key_type) => write!(
+                f,
+                "host key mismatch: '{host}' presented a {key_type} key, the secret's 'known_hosts' has only {} for it (add its {key_type} key)",
+                known_types.join(", ")
+            ),
+            HostKeyError::Mismatch { host, key_type, .. } => write!(
                 f,
                 "host key mismatch: the {key_type} key presented by '{host}' is not in the secret's 'known_hosts'"
             ),
@@ -60,7 +74,7 @@ pub fn verify(known_hosts: Option<&str>, host: &str, key: &[u8]) -> Result<(), H
     let Some(known_hosts) = known_hosts.filter(|k| !k.trim().is_empty()) else {
         return Err(HostKeyError::NoKnownHosts);
     };
-    let mut named = false;
+    let mut known_types: Vec<String> = Vec::new();
     let mut matched = false;
     for line in known_hosts.lines() {
         let line = line.trim();
@@ -78,7 +92,7 @@ pub fn verify(known_hosts: Option<&str>, host: &str, key: &[u8]) -> Result<(), H
             revoked = true;
             first = fields.next().unwrap_or_default();
         }
-        let (Some(_entry_type), Some(blob)) = (fields.next(), fields.next()) else {
+        let (Some(entry_type), Some(blob)) = (fields.next(), fields.next()) else {
             continue;
         };
         if !hosts_match(first, host) {
@@ -93,16 +107,19 @@ pub fn verify(known_hosts: Option<&str>, host: &str, key: &[u8]) -> Result<(), H
             }
             continue;
         }
-        named = true;
+        if !known_types.iter().any(|t| t == entry_type) {
+            known_types.push(entry_type.to_string());
+        }
         matched |= same_key;
     }
-    match (matched, named) {
+    match (matched, known_types.is_empty()) {
         (true, _) => Ok(()),
-        (false, true) => Err(HostKeyError::Mismatch {
+        (false, false) => Err(HostKeyError::Mismatch {
             host: host.to_string(),
             key_type,
+            known_types,
         }),
-        (false, false) => Err(HostKeyError::Unknown {
+        (false, true) => Err(HostKeyError::Unknown {
             host: host.to_string(),
             key_type,
         }),
@@ -241,6 +258,15 @@ mod tests {
         let kh = format!("host ssh-ed25519 {}\n", STANDARD.encode(&other));
         let err = verify(Some(&kh), "host", &key).expect_err("other key");
         assert!(err.to_string().contains("host key mismatch"), "{err}");
+        // libssh2 cannot be told which host key type to ask for: say so.
+        let rsa_only = format!("host ssh-rsa {}\n", STANDARD.encode(wire("ssh-rsa", b"r")));
+        let err = verify(Some(&rsa_only), "host", &key).expect_err("other type");
+        assert!(
+            err.to_string().contains(
+                "presented a ssh-ed25519 key, the secret's 'known_hosts' has only ssh-rsa"
+            ),
+            "{err}"
+        );
         let revoked = format!(
             "@revoked host ssh-ed25519 {k}\nhost ssh-ed25519 {k}\n",
             k = STANDARD.encode(&key)
