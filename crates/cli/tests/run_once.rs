@@ -3,7 +3,9 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
-use tagwarden_testkit::{BareRepo, GitHttpServer, Registry, RegistryAuth, TempDir};
+use tagwarden_testkit::{
+    BareRepo, GitHttpServer, Registry, RegistryAuth, SshServer, TempDir, ssh_keygen,
+};
 
 fn run(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tagwarden"))
@@ -528,4 +530,97 @@ spec:
         bare.show("main", "apps/dev/patches.yaml") + "\n",
         patches.replace("tag: dev-abc1234-12345678", "tag: dev-def5678-12345999")
     );
+}
+
+/// YAML block scalar lines, indented for a `stringData` value.
+fn block(text: &str) -> String {
+    text.lines().map(|l| format!("    {l}\n")).collect()
+}
+
+#[test]
+fn over_ssh_with_a_signed_commit() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("stefanprodan/podinfo", &["5.0.0", "5.0.3"], None);
+    let image = format!("{}/stefanprodan/podinfo", reg.host());
+    let deployment = DEPLOYMENT.replace("IMAGE", &image);
+    let bare = BareRepo::new(
+        "main",
+        &[("clusters/my-cluster/podinfo-deployment.yaml", &deployment)],
+    );
+    let deploy_key = ssh_keygen("ed25519", "", false);
+    let signing_key = ssh_keygen("ed25519", "sign-pass", false);
+    let server = SshServer::start(bare.root(), &deploy_key.public);
+    let dir = TempDir::new("run-once-ssh");
+    let secrets = format!(
+        "  secretRef:\n    name: git-ssh\n---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: git-ssh\n  namespace: flux-system\nstringData:\n  identity: |\n{}  known_hosts: |\n{}---\napiVersion: v1\nkind: Secret\nmetadata:\n  name: signing\n  namespace: flux-system\nstringData:\n  identity: |\n{}  password: sign-pass\n",
+        block(&deploy_key.private),
+        block(&server.known_hosts_line()),
+        block(&signing_key.private),
+    );
+    manifests(
+        dir.path(),
+        &server.url("repo.git"),
+        &image,
+        "Update podinfo",
+        &secrets,
+    );
+    // Ask for signed commits with the SSH key of the `signing` secret.
+    let file = dir.path().join("flux.yaml");
+    let yaml = std::fs::read_to_string(&file).expect("read manifests");
+    let yaml = yaml.replace(
+        "      messageTemplate:",
+        "      signingKey:\n        secretRef:\n          name: signing\n      messageTemplate:",
+    );
+    let state = dir.path().join("state");
+    let args = [
+        "--once",
+        "-f",
+        file.to_str().expect("utf-8"),
+        "--state-dir",
+        state.to_str().expect("utf-8"),
+    ];
+    // A wrong passphrase is reported before anything is committed.
+    std::fs::write(&file, yaml.replace("password: sign-pass", "password: nope")).expect("write");
+    let out = run(&args);
+    let stdout = text(&out.stdout);
+    assert!(
+        stdout.contains("failed to sign commit") && stdout.contains("wrong 'password'"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("sign-pass") && !stdout.contains("nope"),
+        "{stdout}"
+    );
+    assert_eq!(
+        bare.log("main", "%H").len(),
+        1,
+        "no commit without a signature"
+    );
+
+    std::fs::write(&file, yaml).expect("write manifests");
+    let out = run(&args);
+    let stdout = text(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}\nsshd: {}",
+        text(&out.stderr),
+        server.log()
+    );
+    let sha = bare.log("main", "%H")[0].clone();
+    assert!(
+        stdout.contains(&format!("pushed commit '{}' to branch 'main'", &sha[..7])),
+        "{stdout}"
+    );
+    let signers = dir.path().join("allowed_signers");
+    std::fs::write(&signers, format!("fluxcdbot {}\n", signing_key.public)).expect("write");
+    let verify = Command::new("git")
+        .current_dir(bare.path())
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("HOME", dir.path())
+        .args(["-c", "gpg.format=ssh", "-c"])
+        .arg(format!("gpg.ssh.allowedSignersFile={}", signers.display()))
+        .args(["verify-commit", &sha])
+        .output()
+        .expect("git verify-commit");
+    assert!(verify.status.success(), "{}", text(&verify.stderr));
 }

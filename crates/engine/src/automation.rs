@@ -5,7 +5,7 @@ use crate::{Context, EngineError, PolicyStatus, Report, key};
 use std::time::Duration;
 use tagwarden_api::status::{Condition, outcome_conditions};
 use tagwarden_api::{GitRepository, ImageUpdateAutomation, Object};
-use tagwarden_git::{Checkout, GitAuth, GitError, Workspace};
+use tagwarden_git::{Checkout, GitAuth, GitError, Signer, Workspace};
 use tagwarden_setters::{LatestRef, PolicyImage, Setters};
 
 /// Pushes rejected by a moving branch before we give up for this run.
@@ -37,7 +37,10 @@ impl Failure {
         let reason = match &e {
             GitError::Clone { .. } | GitError::Checkout(_) => "GitOperationFailed",
             GitError::Commit(_) => "GitOperationFailed",
+            GitError::Sign(_) => "GitOperationFailed",
             GitError::Push { .. } | GitError::Rejected { .. } => "GitOperationFailed",
+            // Flux reports a refused host key as a failed clone, retried on the interval.
+            GitError::HostKey { .. } => "GitOperationFailed",
             GitError::Config(_) => "InvalidConfiguration",
         };
         let stalled = matches!(e, GitError::Config(_));
@@ -165,12 +168,17 @@ async fn run(
         Ok(a) => a,
         Err(f) => return Ok(Err(f)),
     };
+    let signer = match signer(auto, ctx) {
+        Ok(s) => s,
+        Err(f) => return Ok(Err(f)),
+    };
     let auto = auto.clone();
     let git_repo = git_repo.clone();
     // git2 blocks: keep it off the async workers.
-    let joined =
-        tokio::task::spawn_blocking(move || update_and_push(&auto, &git_repo, &auth, &policies))
-            .await;
+    let joined = tokio::task::spawn_blocking(move || {
+        update_and_push(&auto, &git_repo, &auth, signer.as_ref(), &policies)
+    })
+    .await;
     Ok(joined.unwrap_or_else(|e| {
         Err(Failure::new(
             "ReconciliationFailed",
@@ -249,10 +257,32 @@ fn git_auth(repo: &GitRepository, ctx: &Context) -> Result<GitAuth, Failure> {
         })
 }
 
+/// The key of `spec.git.commit.signingKey.secretRef`, read and unlocked
+/// before any clone so a bad key fails fast.
+fn signer(auto: &ImageUpdateAutomation, ctx: &Context) -> Result<Option<Signer>, Failure> {
+    let Some(name) = &auto.signing_key_secret else {
+        return Ok(None);
+    };
+    let secret = ctx.secret(&auto.meta.namespace, name).ok_or_else(|| {
+        Failure::new(
+            "GitOperationFailed",
+            format!(
+                "spec.git.commit.signingKey.secretRef: secret '{}/{name}' not found",
+                auto.meta.namespace
+            ),
+            false,
+        )
+    })?;
+    Signer::from_secret(&secret.data)
+        .map(Some)
+        .map_err(Failure::git)
+}
+
 fn update_and_push(
     auto: &ImageUpdateAutomation,
     repo: &GitRepository,
     auth: &GitAuth,
+    signer: Option<&Signer>,
     policies: &[PolicyImage],
 ) -> Result<Done, Failure> {
     let checkout = Checkout::from_ref(auto.checkout_ref.as_ref().or(repo.reference.as_ref()));
@@ -284,7 +314,7 @@ fn update_and_push(
             let message = crate::message::render(auto, &result, policies)
                 .map_err(|e| Failure::new("InvalidCommitTemplate", e, true))?;
             let commit = ws
-                .commit(&auto.author_name, &auto.author_email, &message)
+                .commit_signed(&auto.author_name, &auto.author_email, &message, signer)
                 .map_err(Failure::git)?;
             let Some(commit) = commit else {
                 return Ok(Done::UpToDate);

@@ -4,9 +4,15 @@
 //!
 //! Blocking (git2); async callers run it on a blocking thread.
 
+mod known_hosts;
+mod sign;
+
+pub use known_hosts::HostKeyError;
+pub use sign::Signer;
+
 use git2::{
-    AutotagOption, Cred, CredentialType, FetchOptions, IndexAddOption, Oid, PushOptions,
-    RemoteCallbacks, Repository, Signature,
+    AutotagOption, CertificateCheckStatus, Cred, CredentialType, FetchOptions, IndexAddOption, Oid,
+    PushOptions, RemoteCallbacks, Repository, Signature,
 };
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -22,6 +28,9 @@ pub enum GitError {
     Clone { url: String, message: String },
     #[error("failed to commit: {0}")]
     Commit(String),
+    /// The signing key secret is unusable (bad key, wrong passphrase).
+    #[error("failed to sign commit: {0}")]
+    Sign(String),
     #[error("failed to push to '{branch}': {message}")]
     Push { branch: String, message: String },
     /// The remote branch moved since our fetch: re-apply on the new tip.
@@ -29,6 +38,9 @@ pub enum GitError {
     Rejected { branch: String, message: String },
     #[error("invalid git configuration: {0}")]
     Config(String),
+    /// The SSH server's host key is not the one in the secret's `known_hosts`.
+    #[error("ssh: handshake with '{url}' failed: {reason}")]
+    HostKey { url: String, reason: HostKeyError },
 }
 
 impl GitError {
@@ -63,6 +75,7 @@ impl std::fmt::Debug for GitAuth {
                 &self.bearer_token.as_ref().map(|_| "<redacted>"),
             )
             .field("identity", &self.identity.as_ref().map(|_| "<redacted>"))
+            .field("known_hosts", &self.known_hosts.is_some())
             .finish()
     }
 }
@@ -121,6 +134,30 @@ impl Checkout {
     }
 }
 
+/// Host and port of an `ssh://[user@]host[:port]/path` or scp-like
+/// `[user@]host:path` URL.
+fn ssh_host_port(url: &str) -> Option<(String, u16)> {
+    if let Some(rest) = url.strip_prefix("ssh://") {
+        let authority = rest.split('/').next()?;
+        let hostport = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        if let Some(v6) = hostport.strip_prefix('[') {
+            let (host, after) = v6.split_once(']')?;
+            let port = match after.strip_prefix(':') {
+                Some(p) => p.parse().ok()?,
+                None => 22,
+            };
+            return Some((host.to_string(), port));
+        }
+        return match hostport.split_once(':') {
+            Some((h, p)) => Some((h.to_string(), p.parse().ok()?)),
+            None => Some((hostport.to_string(), 22)),
+        };
+    }
+    let (userhost, _) = url.split_once(':')?;
+    let host = userhost.rsplit_once('@').map_or(userhost, |(_, h)| h);
+    Some((host.to_string(), 22))
+}
+
 /// A working copy on the branch we push to.
 pub struct Workspace {
     repo: Repository,
@@ -130,6 +167,8 @@ pub struct Workspace {
     pub push_branch: String,
     /// The commit we started from (the remote tip of `push_branch`, or the checkout).
     pub base: Oid,
+    /// Why the last SSH host key check failed: libgit2 only says "cancelled".
+    host_key_error: RefCell<Option<HostKeyError>>,
 }
 
 const REMOTE: &str = "origin";
@@ -167,6 +206,7 @@ impl Workspace {
             auth: auth.clone(),
             push_branch,
             base: Oid::zero(),
+            host_key_error: RefCell::new(None),
         };
         let start = ws.resolve_checkout(checkout)?;
         // Pushing to the checkout branch: its tip is already fetched.
@@ -274,11 +314,24 @@ impl Workspace {
         if shallow && self.shallow() {
             opts.depth(1);
         }
-        remote
-            .fetch(refspecs, Some(&mut opts), None)
-            .map_err(|e| GitError::Clone {
+        let result = remote.fetch(refspecs, Some(&mut opts), None);
+        drop(opts);
+        result.map_err(|e| {
+            self.host_key_failure().unwrap_or_else(|| GitError::Clone {
                 url: self.url.clone(),
                 message: e.message().to_string(),
+            })
+        })
+    }
+
+    /// The host key refusal behind a failed connection, if that was the cause.
+    fn host_key_failure(&self) -> Option<GitError> {
+        self.host_key_error
+            .borrow_mut()
+            .take()
+            .map(|reason| GitError::HostKey {
+                url: self.url.clone(),
+                reason,
             })
     }
 
@@ -295,6 +348,10 @@ impl Workspace {
         let mut cb = RemoteCallbacks::new();
         let tries = RefCell::new(0u32);
         cb.credentials(move |_url, user_from_url, allowed| {
+            // Without a user in the URL libgit2 first asks for one alone.
+            if allowed == CredentialType::USERNAME {
+                return Cred::username(auth.username.as_deref().unwrap_or("git"));
+            }
             // libgit2 asks again after a refusal; a second ask means the
             // credentials are wrong, and looping would never end.
             *tries.borrow_mut() += 1;
@@ -317,6 +374,32 @@ impl Workspace {
             Err(git2::Error::from_str(
                 "authentication required but no credentials in the GitRepository's secretRef",
             ))
+        });
+        let host_key_error = &self.host_key_error;
+        let url = self.url.as_str();
+        cb.certificate_check(move |cert, _host| {
+            // TLS certificates keep libgit2's own verification.
+            let Some(hostkey) = cert.as_hostkey() else {
+                return Ok(CertificateCheckStatus::CertificatePassthrough);
+            };
+            let Some((host, port)) = ssh_host_port(url) else {
+                return Err(git2::Error::from_str(
+                    "ssh: cannot read the host of the URL",
+                ));
+            };
+            let name = known_hosts::host_entry_name(&host, port);
+            let Some(key) = hostkey.hostkey() else {
+                return Err(git2::Error::from_str("ssh: the server sent no host key"));
+            };
+            match known_hosts::verify(auth.known_hosts.as_deref(), &name, key) {
+                Ok(()) => Ok(CertificateCheckStatus::CertificateOk),
+                Err(reason) => {
+                    tracing::warn!(host = %name, %reason, "ssh host key refused");
+                    let message = reason.to_string();
+                    host_key_error.replace(Some(reason));
+                    Err(git2::Error::from_str(&message))
+                }
+            }
         });
         cb
     }
@@ -346,6 +429,18 @@ impl Workspace {
 
     /// Commits every change in the working tree; `None` when nothing changed.
     pub fn commit(&self, name: &str, email: &str, message: &str) -> Result<Option<Oid>, GitError> {
+        self.commit_signed(name, email, message, None)
+    }
+
+    /// [`Workspace::commit`], signed with `signer` when given (the `gpgsig`
+    /// header `git verify-commit` checks).
+    pub fn commit_signed(
+        &self,
+        name: &str,
+        email: &str,
+        message: &str,
+        signer: Option<&Signer>,
+    ) -> Result<Option<Oid>, GitError> {
         let err = |e: git2::Error| GitError::Commit(e.message().to_string());
         let mut index = self.repo.index().map_err(err)?;
         index
@@ -360,10 +455,32 @@ impl Workspace {
         }
         let tree = self.repo.find_tree(tree_id).map_err(err)?;
         let sig = Signature::now(name, email).map_err(err)?;
+        let Some(signer) = signer else {
+            let oid = self
+                .repo
+                .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&parent])
+                .map_err(err)?;
+            return Ok(Some(oid));
+        };
+        // Sign the exact bytes of the commit object, then write it with the
+        // signature in its header; HEAD is moved by hand as commit_signed won't.
+        let buf = self
+            .repo
+            .commit_create_buffer(&sig, &sig, message, &tree, &[&parent])
+            .map_err(err)?;
+        let content = buf
+            .as_str()
+            .ok_or_else(|| GitError::Commit("commit object is not UTF-8".into()))?;
+        let signature = signer.sign(content.as_bytes())?;
         let oid = self
             .repo
-            .commit(Some("HEAD"), &sig, &sig, message, &tree, &[&parent])
+            .commit_signed(content, &signature, Some("gpgsig"))
             .map_err(err)?;
+        let refname = format!("refs/heads/{}", self.push_branch);
+        self.repo
+            .reference(&refname, oid, true, "tagwarden: signed commit")
+            .map_err(err)?;
+        tracing::debug!(commit = %oid, signer = ?signer, "signed commit");
         Ok(Some(oid))
     }
 
@@ -425,10 +542,10 @@ impl Workspace {
                     message: e.message().to_string(),
                 })
             }
-            Err(e) => Err(GitError::Push {
+            Err(e) => Err(self.host_key_failure().unwrap_or_else(|| GitError::Push {
                 branch,
                 message: e.message().to_string(),
-            }),
+            })),
             Ok(()) => match rejected.into_inner() {
                 Some(message) => Err(GitError::Rejected { branch, message }),
                 None => Ok(()),

@@ -5,10 +5,12 @@
 mod git;
 mod pki;
 mod proxy;
+mod ssh;
 
 pub use git::{BareRepo, GitHttpServer, git};
 pub use pki::{Pki, TokenServer};
 pub use proxy::{Action, FaultProxy, Request};
+pub use ssh::{SshKeyPair, SshServer, current_user, ssh_keygen};
 
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
