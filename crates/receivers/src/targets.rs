@@ -1,0 +1,53 @@
+//! Which objects a validated webhook asks to reconcile.
+
+use tagwarden_api::{IMAGE_GROUP, Object, Receiver};
+
+/// The kinds tagwarden reconciles; a Receiver's other resources
+/// (GitRepository, Kustomization, …) belong to other controllers.
+const KINDS: [&str; 3] = ["ImageRepository", "ImagePolicy", "ImageUpdateAutomation"];
+
+/// The `(kind, namespace, name)` of every object in `objects` that one of the
+/// Receiver's `spec.resources` names, in resource order, without repeats.
+///
+/// A resource's namespace defaults to the Receiver's. `name: '*'` selects
+/// all objects of the kind in that namespace whose labels include every
+/// `matchLabels` pair; Flux refuses a wildcard without `matchLabels`, so it
+/// selects nothing here. A named object that is not loaded is skipped, as is
+/// a resource whose `apiVersion` is outside `image.toolkit.fluxcd.io`.
+pub fn targets(receiver: &Receiver, objects: &[Object]) -> Vec<(String, String, String)> {
+    let mut out: Vec<(String, String, String)> = Vec::new();
+    for r in &receiver.resources {
+        if !KINDS.contains(&r.kind.as_str()) {
+            continue;
+        }
+        let group_ok = r
+            .api_version
+            .as_deref()
+            .is_none_or(|v| v.split_once('/').is_some_and(|(g, _)| g == IMAGE_GROUP));
+        if !group_ok {
+            continue;
+        }
+        let namespace = r.namespace.as_deref().unwrap_or(&receiver.meta.namespace);
+        let wildcard = r.name == "*";
+        if wildcard && r.match_labels.is_empty() {
+            continue;
+        }
+        for o in objects {
+            let m = o.meta();
+            let selected = o.kind() == r.kind
+                && m.namespace == namespace
+                && if wildcard {
+                    r.match_labels
+                        .iter()
+                        .all(|(k, v)| m.labels.get(k) == Some(v))
+                } else {
+                    m.name == r.name
+                };
+            let t = (r.kind.clone(), m.namespace.clone(), m.name.clone());
+            if selected && !out.contains(&t) {
+                out.push(t);
+            }
+        }
+    }
+    out
+}
