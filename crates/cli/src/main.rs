@@ -28,6 +28,8 @@ enum Command {
     Update(cmd::update::UpdateArgs),
     /// Reconcile Flux image automation manifests: scan, select, update Git.
     Run(cmd::run::RunArgs),
+    /// Generate Flux image automation manifests, as `flux create image … --export`.
+    Create(cmd::create::CreateArgs),
 }
 
 fn main() -> ExitCode {
@@ -37,6 +39,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => cmd::scan::run(args),
         Command::Update(args) => cmd::update::run(args),
         Command::Run(args) => cmd::run::run(args),
+        Command::Create(args) => cmd::create::run(args),
     };
     match result {
         Ok(code) => code,

@@ -1,3 +1,4 @@
+pub mod create;
 pub mod policy;
 pub mod run;
 pub mod scan;
