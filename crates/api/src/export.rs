@@ -826,7 +826,7 @@ mod tests {
 
     #[test]
     fn long_plain_text_folds_past_80_columns() {
-        let words = vec!["word"; 30].join(" ");
+        let words = ["word"; 30].join(" ");
         let folded = scalar(&words, 23, 6, true);
         let lines: Vec<&str> = folded.lines().collect();
         assert!(lines.len() > 1, "{folded}");
@@ -927,7 +927,7 @@ mod tests {
             author_email: "flux@example.com".to_string(),
             commit_template: Some(format!(
                 "Automated update\n\n{}\n{{{{range .Changed.Changes}}}}{{{{println .OldValue \"->\" .NewValue}}}}{{{{end}}}}\n",
-                vec!["long words here"; 10].join(" ")
+                ["long words here"; 10].join(" ")
             )),
             interval: Duration::from_secs(300),
         };
@@ -946,10 +946,10 @@ mod tests {
     #[test]
     fn folded_scalars_read_back_unchanged() {
         for text in [
-            vec!["alpha"; 40].join(" "),
-            format!("{{{{ {} }}}}", vec!["beta"; 40].join(" ")),
-            format!("true {}", vec!["x: y"; 30].join(" ")),
-            format!("\"{}\"", vec!["q"; 60].join(" ")),
+            ["alpha"; 40].join(" "),
+            format!("{{{{ {} }}}}", ["beta"; 40].join(" ")),
+            format!("true {}", ["x: y"; 30].join(" ")),
+            format!("\"{}\"", ["q"; 60].join(" ")),
         ] {
             let u = UpdateExport {
                 meta: meta("a"),
