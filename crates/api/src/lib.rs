@@ -8,6 +8,7 @@
 //! document and the field, and never stops the other documents.
 
 pub mod duration;
+pub mod export;
 pub mod image;
 mod model;
 mod node;

@@ -31,6 +31,8 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Reconcile Flux image automation manifests: scan, select, update Git.
     Run(cmd::run::RunArgs),
+    /// Generate Flux image automation manifests, as `flux create image … --export`.
+    Create(cmd::create::CreateArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +43,7 @@ fn main() -> ExitCode {
         Command::Update(args) => cmd::update::run(args),
         Command::Run(args) => cmd::run::run(args),
         Command::Demo(args) => cmd::demo::run(args),
+        Command::Create(args) => cmd::create::run(args),
     };
     match result {
         Ok(code) => code,

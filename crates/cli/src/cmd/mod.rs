@@ -1,4 +1,5 @@
 pub mod demo;
+pub mod create;
 pub mod policy;
 pub mod run;
 pub mod scan;
