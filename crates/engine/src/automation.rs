@@ -13,6 +13,9 @@ const PUSH_ATTEMPTS: u32 = 8;
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct AutomationStatus {
+    /// When the automation last ran, whatever the outcome.
+    #[serde(default)]
+    pub last_run: Option<std::time::SystemTime>,
     pub last_push_commit: Option<String>,
     pub last_push_time: Option<std::time::SystemTime>,
     pub conditions: Vec<Condition>,
@@ -67,6 +70,7 @@ pub async fn reconcile_automation(
     let now = ctx.clock.now();
     let outcome = run(auto, ctx).await?;
     let mut status = previous.clone();
+    status.last_run = Some(now);
     match outcome {
         Ok(Done::UpToDate) => {
             tracing::info!(kind = KIND, namespace = %auto.meta.namespace, name = %auto.meta.name, "repository up-to-date");

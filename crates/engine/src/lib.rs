@@ -140,3 +140,43 @@ pub async fn reconcile_all(ctx: &Context) -> Result<Vec<Report>, EngineError> {
     }
     Ok(reports)
 }
+
+/// The revision of a repository's last good scan: changes when its tags do.
+pub fn repository_revision(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<String>, EngineError> {
+    Ok(repository::load(ctx, namespace, name)?
+        .and_then(|s| s.last_scan)
+        .map(|(scan, _)| scan.revision))
+}
+
+/// What a policy resolved to last.
+pub fn policy_latest(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<LatestRef>, EngineError> {
+    let status: Option<PolicyStatus> = ctx.load(&key("ImagePolicy", namespace, name))?;
+    Ok(status.and_then(|s| s.latest))
+}
+
+/// When an object last ran, from the store: a restarted daemon waits out
+/// the rest of the interval instead of running everything again.
+pub fn last_run(
+    ctx: &Context,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<std::time::SystemTime>, EngineError> {
+    Ok(match kind {
+        "ImageRepository" => {
+            repository::load(ctx, namespace, name)?.and_then(|s| s.last_scan.map(|(_, t)| t))
+        }
+        "ImageUpdateAutomation" => ctx
+            .load::<AutomationStatus>(&key(kind, namespace, name))?
+            .and_then(|s| s.last_run),
+        _ => None,
+    })
+}

@@ -1,5 +1,5 @@
-pub mod demo;
 pub mod create;
+pub mod demo;
 pub mod policy;
 pub mod run;
 pub mod scan;

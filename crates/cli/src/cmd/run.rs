@@ -1,7 +1,7 @@
 //! `tagwarden run --once -f PATH…`: every ImageRepository, ImagePolicy and
 //! ImageUpdateAutomation reconciled once, as `flux` would in a cluster.
 
-use anyhow::{Result, bail};
+use anyhow::{Context as _, Result};
 use clap::Args;
 use std::io::Write;
 use std::path::PathBuf;
@@ -19,13 +19,19 @@ use tagwarden_store::{FileStore, MemoryStore, Store};
 )]
 pub struct RunArgs {
     /// Reconcile every object once and exit (CI, cron). Exit code 0 only if
-    /// all ended Ready.
+    /// all ended Ready. Without it tagwarden keeps running: every object on
+    /// its interval, at once on webhooks, manifests reloaded when they change.
     #[arg(long)]
     once: bool,
+    /// Serve /metrics, /healthz, /readyz and the Receivers' /hook/… here
+    /// (daemon only).
+    #[arg(long, value_name = "ADDR", conflicts_with = "once")]
+    listen: Option<std::net::SocketAddr>,
     /// Manifest files or folders (*.yaml, *.yml), repeatable.
     #[arg(short = 'f', long = "file", value_name = "PATH", required = true)]
     files: Vec<PathBuf>,
-    /// Keep tags and status between runs in DIR (embedded store).
+    /// Keep tags and status between runs in DIR (embedded store). The daemon
+    /// defaults to $XDG_STATE_HOME/tagwarden (~/.local/state/tagwarden).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
     /// Namespace of objects that name none.
@@ -38,9 +44,6 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<ExitCode> {
-    if !args.once {
-        bail!("only 'run --once' is available; the long-running daemon is not built yet");
-    }
     tracing_subscriber::fmt()
         .with_max_level(if args.verbose {
             tracing::Level::DEBUG
@@ -50,6 +53,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    if !args.once {
+        return daemon(args);
+    }
     let manifests = Manifests::load_paths(
         &args.files,
         &LoadOptions {
@@ -105,4 +111,51 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn default_state_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .map(|d| d.join("tagwarden"))
+}
+
+fn daemon(args: RunArgs) -> Result<ExitCode> {
+    let dir = args
+        .state_dir
+        .clone()
+        .or_else(default_state_dir)
+        .context("no --state-dir and no HOME to put the state in")?;
+    let store: Arc<dyn Store> = Arc::new(FileStore::open(&dir)?);
+    tracing::info!(state_dir = %dir.display(), "state");
+    let config = tagwarden_daemon::Config {
+        paths: args.files,
+        default_namespace: args.namespace,
+        listen: args.listen,
+        ..tagwarden_daemon::Config::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(tagwarden_daemon::run(config, store, shutdown_signal()))?;
+    eprintln!("✔ stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = term => {}
+    }
+    tracing::info!("signal received: stopping");
 }

@@ -1,0 +1,81 @@
+//! The daemon: reconciles every object on its interval (with jitter), at
+//! once when what it depends on changed, and when a webhook says so; reloads
+//! the manifests when their files change; serves health and metrics.
+
+mod metrics;
+mod schedule;
+
+pub use metrics::Metrics;
+pub use schedule::{ObjectKey, Scheduler};
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tagwarden_store::Store;
+
+/// How the daemon runs.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub paths: Vec<PathBuf>,
+    pub default_namespace: String,
+    pub listen: Option<SocketAddr>,
+    /// Reconciles in flight at once.
+    pub concurrency: usize,
+    /// How often manifest files are checked for changes.
+    pub reload_every: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            paths: Vec::new(),
+            default_namespace: "flux-system".into(),
+            listen: None,
+            concurrency: 4,
+            reload_every: Duration::from_secs(2),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    #[error("listening on {addr}: {message}")]
+    Listen { addr: SocketAddr, message: String },
+    #[error(transparent)]
+    Engine(#[from] tagwarden_engine::EngineError),
+}
+
+/// Runs until `shutdown` resolves; reconciles in flight finish first, so no
+/// push or state write is cut in half.
+pub async fn run(
+    config: Config,
+    store: Arc<dyn Store>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
+    let metrics = Arc::new(Metrics::default());
+    let scheduler = Scheduler::new(config.clone(), store, metrics.clone());
+    let http = match config.listen {
+        Some(addr) => {
+            let listener =
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| DaemonError::Listen {
+                        addr,
+                        message: e.to_string(),
+                    })?;
+            tracing::info!(addr = %listener.local_addr().map_or(addr, |a| a), "listening");
+            Some(tokio::spawn(metrics::serve(
+                listener,
+                metrics.clone(),
+                scheduler.clone(),
+            )))
+        }
+        None => None,
+    };
+    let result = scheduler.run(shutdown).await;
+    if let Some(h) = http {
+        h.abort();
+    }
+    result
+}

@@ -1,0 +1,442 @@
+//! When each object runs: on its interval with jitter, at once when what
+//! it depends on changed or a webhook asked, never two runs of one object
+//! at a time, and a bounded number in flight.
+
+use crate::{Config, DaemonError, Metrics};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+use tagwarden_api::status::ConditionStatus;
+use tagwarden_api::{LoadOptions, Manifests, Object};
+use tagwarden_engine::{
+    Context, EngineError, Report, SystemClock, last_run, policy_latest, reconcile_automation,
+    reconcile_policy, reconcile_repository, repository_revision,
+};
+use tagwarden_store::Store;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// An object by kind and namespaced name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey {
+    pub kind: &'static str,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectKey {
+    fn of(o: &Object) -> Option<ObjectKey> {
+        let kind = match o {
+            Object::ImageRepository(_) => "ImageRepository",
+            Object::ImagePolicy(_) => "ImagePolicy",
+            Object::ImageUpdateAutomation(_) => "ImageUpdateAutomation",
+            _ => return None,
+        };
+        Some(ObjectKey {
+            kind,
+            namespace: o.meta().namespace.clone(),
+            name: o.meta().name.clone(),
+        })
+    }
+}
+
+/// Shared by the run loop and the HTTP handlers (webhooks, status).
+#[derive(Clone)]
+pub struct Scheduler {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    config: Config,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+    ctx: RwLock<Arc<Context>>,
+    due: Mutex<BTreeMap<ObjectKey, Instant>>,
+    wake: Notify,
+    ready: AtomicBool,
+    fingerprint: Mutex<Vec<(PathBuf, SystemTime, u64)>>,
+}
+
+/// What one finished reconcile means for the others.
+struct Finished {
+    key: ObjectKey,
+    report: Result<Report, EngineError>,
+    changed: bool,
+    took: Duration,
+}
+
+impl Scheduler {
+    pub fn new(config: Config, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Scheduler {
+        let ctx = Arc::new(Context {
+            store: store.clone(),
+            clock: Arc::new(SystemClock),
+            objects: Arc::new(Manifests::default()),
+        });
+        Scheduler {
+            inner: Arc::new(Inner {
+                config,
+                store,
+                metrics,
+                ctx: RwLock::new(ctx),
+                due: Mutex::default(),
+                wake: Notify::new(),
+                ready: AtomicBool::new(false),
+                fingerprint: Mutex::default(),
+            }),
+        }
+    }
+
+    /// Runs `key` as soon as a slot is free.
+    pub fn trigger(&self, key: ObjectKey) {
+        tracing::debug!(kind = key.kind, namespace = %key.namespace, name = %key.name, "triggered");
+        self.lock_due().insert(key, Instant::now());
+        self.inner.wake.notify_one();
+    }
+
+    /// The manifests currently loaded.
+    pub fn context(&self) -> Arc<Context> {
+        self.inner
+            .ctx
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// True once every object has been reconciled once.
+    pub fn is_ready(&self) -> bool {
+        self.inner.ready.load(Ordering::SeqCst)
+    }
+
+    fn lock_due(&self) -> std::sync::MutexGuard<'_, BTreeMap<ObjectKey, Instant>> {
+        self.inner.due.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub(crate) async fn run(
+        &self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), DaemonError> {
+        self.reload(true);
+        let slots = Arc::new(Semaphore::new(self.inner.config.concurrency.max(1)));
+        let mut running: BTreeSet<ObjectKey> = BTreeSet::new();
+        let mut tasks: JoinSet<Finished> = JoinSet::new();
+        // Ready once everything due at start has run (resumed objects wait).
+        let start = Instant::now();
+        let mut first_pass: BTreeSet<ObjectKey> = self
+            .lock_due()
+            .iter()
+            .filter(|(_, t)| **t <= start)
+            .map(|(k, _)| k.clone())
+            .collect();
+        if first_pass.is_empty() {
+            self.inner.ready.store(true, Ordering::SeqCst);
+        }
+        let mut next_reload = Instant::now() + self.inner.config.reload_every;
+        tokio::pin!(shutdown);
+        loop {
+            self.start_due(&mut running, &mut tasks, &slots);
+            let next_due = self
+                .lock_due()
+                .iter()
+                .filter(|(k, _)| !running.contains(*k))
+                .map(|(_, t)| *t)
+                .min();
+            let wake_at = next_due.map_or(next_reload, |t| t.min(next_reload));
+            tokio::select! {
+                () = &mut shutdown => break,
+                () = self.inner.wake.notified() => {}
+                () = tokio::time::sleep_until(wake_at) => {}
+                Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                    let Ok(done) = done else { continue };
+                    running.remove(&done.key);
+                    first_pass.remove(&done.key);
+                    if first_pass.is_empty() {
+                        self.inner.ready.store(true, Ordering::SeqCst);
+                    }
+                    self.finished(done)?;
+                }
+            }
+            if Instant::now() >= next_reload {
+                self.reload(false);
+                next_reload = Instant::now() + self.inner.config.reload_every;
+            }
+        }
+        tracing::info!(
+            in_flight = tasks.len(),
+            "shutting down: letting reconciles in flight finish"
+        );
+        while let Some(done) = tasks.join_next().await {
+            if let Ok(done) = done {
+                self.finished(done)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts every due object whose dependencies are not due or running.
+    fn start_due(
+        &self,
+        running: &mut BTreeSet<ObjectKey>,
+        tasks: &mut JoinSet<Finished>,
+        slots: &Arc<Semaphore>,
+    ) {
+        let now = Instant::now();
+        let ctx = self.context();
+        let due: Vec<ObjectKey> = self
+            .lock_due()
+            .iter()
+            .filter(|(k, t)| **t <= now && !running.contains(*k))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let busy = |k: &ObjectKey, running: &BTreeSet<ObjectKey>, due: &[ObjectKey]| {
+            running.contains(k) || due.contains(k)
+        };
+        for key in due.iter() {
+            let Some(object) = find(&ctx, key) else {
+                self.lock_due().remove(key);
+                continue;
+            };
+            // Order by dependency: a policy waits for its repository's scan,
+            // an automation for the policies of its namespace.
+            let blocked = match &object {
+                Object::ImagePolicy(p) => {
+                    let repo = ObjectKey {
+                        kind: "ImageRepository",
+                        namespace: p
+                            .image_repository_ref
+                            .namespace
+                            .clone()
+                            .unwrap_or_else(|| p.meta.namespace.clone()),
+                        name: p.image_repository_ref.name.clone(),
+                    };
+                    busy(&repo, running, &due)
+                }
+                Object::ImageUpdateAutomation(a) => ctx.objects.objects.iter().any(|o| {
+                    matches!(o, Object::ImagePolicy(p) if p.meta.namespace == a.meta.namespace)
+                        && ObjectKey::of(o).is_some_and(|k| busy(&k, running, &due))
+                }),
+                _ => false,
+            };
+            if blocked {
+                continue;
+            }
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                return;
+            };
+            self.lock_due().remove(key);
+            running.insert(key.clone());
+            let (ctx, key) = (ctx.clone(), key.clone());
+            tasks.spawn(async move {
+                let _permit = permit;
+                let started = Instant::now();
+                let (report, changed) = reconcile(&ctx, &object, &key).await;
+                Finished {
+                    key,
+                    report,
+                    changed,
+                    took: started.elapsed(),
+                }
+            });
+        }
+    }
+
+    /// Records the outcome, schedules the next run and wakes dependents.
+    fn finished(&self, done: Finished) -> Result<(), DaemonError> {
+        let report = done.report?;
+        self.inner
+            .metrics
+            .observe(&done.key, report.ready == ConditionStatus::True, done.took);
+        let ctx = self.context();
+        let Some(object) = find(&ctx, &done.key) else {
+            return Ok(());
+        };
+        if let Some(interval) = interval(&object) {
+            self.lock_due()
+                .entry(done.key.clone())
+                .or_insert(Instant::now() + jitter(interval));
+        }
+        if done.changed {
+            for o in &ctx.objects.objects {
+                let dependent = match (&object, o) {
+                    (Object::ImageRepository(r), Object::ImagePolicy(p)) => {
+                        p.image_repository_ref.name == r.meta.name
+                            && p.image_repository_ref
+                                .namespace
+                                .as_deref()
+                                .unwrap_or(&p.meta.namespace)
+                                == r.meta.namespace
+                    }
+                    (Object::ImagePolicy(p), Object::ImageUpdateAutomation(a)) => {
+                        a.meta.namespace == p.meta.namespace
+                    }
+                    _ => false,
+                };
+                if dependent && let Some(k) = ObjectKey::of(o) {
+                    self.trigger(k);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Re-reads the manifests when their files changed (or on `force`):
+    /// new and edited objects run at once, removed ones are forgotten.
+    fn reload(&self, force: bool) {
+        let fingerprint = fingerprint(&self.inner.config.paths);
+        {
+            let mut last = self
+                .inner
+                .fingerprint
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !force && *last == fingerprint {
+                return;
+            }
+            *last = fingerprint;
+        }
+        let manifests = Manifests::load_paths(
+            &self.inner.config.paths,
+            &LoadOptions {
+                default_namespace: self.inner.config.default_namespace.clone(),
+            },
+        );
+        for e in &manifests.errors {
+            tracing::warn!(error = %e, "manifest not loaded");
+        }
+        let old = self.context();
+        let mut due = self.lock_due();
+        due.retain(|k, _| {
+            manifests
+                .objects
+                .iter()
+                .any(|o| ObjectKey::of(o).as_ref() == Some(k))
+        });
+        let new_ctx = Context {
+            store: self.inner.store.clone(),
+            clock: Arc::new(SystemClock),
+            objects: Arc::new(Manifests::default()),
+        };
+        for o in &manifests.objects {
+            let Some(k) = ObjectKey::of(o) else { continue };
+            if find(&old, &k).as_ref() == Some(o) {
+                continue;
+            }
+            // At start, resume: an object that ran within its interval waits
+            // for the rest of it. Edited objects run at once.
+            let resume_at = if force {
+                last_run(&new_ctx, k.kind, &k.namespace, &k.name)
+                    .ok()
+                    .flatten()
+                    .zip(interval(o))
+                    .and_then(|(at, every)| {
+                        let elapsed = SystemTime::now().duration_since(at).unwrap_or_default();
+                        every.checked_sub(elapsed)
+                    })
+                    .map(|left| Instant::now() + left)
+            } else {
+                None
+            };
+            due.insert(k, resume_at.unwrap_or_else(Instant::now));
+        }
+        drop(due);
+        tracing::info!(objects = manifests.objects.len(), "manifests loaded");
+        let ctx = Arc::new(Context {
+            store: self.inner.store.clone(),
+            clock: Arc::new(SystemClock),
+            objects: Arc::new(manifests),
+        });
+        *self.inner.ctx.write().unwrap_or_else(|p| p.into_inner()) = ctx;
+        self.inner.wake.notify_one();
+    }
+}
+
+fn find(ctx: &Context, key: &ObjectKey) -> Option<Object> {
+    ctx.objects
+        .objects
+        .iter()
+        .find(|o| ObjectKey::of(o).as_ref() == Some(key))
+        .cloned()
+}
+
+fn interval(o: &Object) -> Option<Duration> {
+    match o {
+        Object::ImageRepository(r) => Some(r.interval),
+        // A policy runs when its repository's tags change; with digest
+        // reflection it also has its own interval.
+        Object::ImagePolicy(p) => p.interval,
+        Object::ImageUpdateAutomation(a) => Some(a.interval),
+        _ => None,
+    }
+    .filter(|d| !d.is_zero())
+}
+
+/// ±5%, so objects with one interval do not run in lockstep.
+fn jitter(d: Duration) -> Duration {
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |t| t.subsec_nanos());
+    d.mul_f64(0.95 + f64::from(nanos % 1000) / 10_000.0)
+}
+
+/// Runs one reconcile; `changed` says whether dependents should run now.
+async fn reconcile(
+    ctx: &Context,
+    object: &Object,
+    key: &ObjectKey,
+) -> (Result<Report, EngineError>, bool) {
+    match object {
+        Object::ImageRepository(r) => {
+            let before = repository_revision(ctx, &key.namespace, &key.name)
+                .ok()
+                .flatten();
+            let report = reconcile_repository(r, ctx).await;
+            let after = repository_revision(ctx, &key.namespace, &key.name)
+                .ok()
+                .flatten();
+            (report, after.is_some() && before != after)
+        }
+        Object::ImagePolicy(p) => {
+            let before = policy_latest(ctx, &key.namespace, &key.name).ok().flatten();
+            let report = reconcile_policy(p, ctx).await;
+            let after = policy_latest(ctx, &key.namespace, &key.name).ok().flatten();
+            (report, after.is_some() && before != after)
+        }
+        Object::ImageUpdateAutomation(a) => (reconcile_automation(a, ctx).await, false),
+        _ => (
+            Ok(Report {
+                kind: "Unknown",
+                namespace: key.namespace.clone(),
+                name: key.name.clone(),
+                ready: ConditionStatus::Unknown,
+                message: String::new(),
+            }),
+            false,
+        ),
+    }
+}
+
+/// Path, modification time and size of every manifest file under `paths`.
+fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, SystemTime, u64)> {
+    let mut out = Vec::new();
+    let mut stack: Vec<PathBuf> = paths.to_vec();
+    while let Some(p) = stack.pop() {
+        let Ok(meta) = std::fs::metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(entries) = std::fs::read_dir(&p) {
+                stack.extend(entries.flatten().map(|e| e.path()));
+            }
+        } else if p.extension().is_some_and(|e| e == "yaml" || e == "yml") {
+            out.push((
+                p,
+                meta.modified().unwrap_or(SystemTime::UNIX_EPOCH),
+                meta.len(),
+            ));
+        }
+    }
+    out.sort();
+    out
+}
