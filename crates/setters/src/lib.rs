@@ -342,7 +342,7 @@ pub fn update_text(text: &str, setters: &Setters) -> Result<TextUpdate, YamlErro
         return Ok(out);
     }
     let scan = find_markers(text)?;
-    let mut edits: Vec<(Range<usize>, String, &str)> = Vec::new();
+    let mut edits: Vec<Edit<'_>> = Vec::new();
     for m in &scan.markers {
         let new = match setters.lookup(&m.setter) {
             Ok(v) => v,
@@ -366,7 +366,12 @@ pub fn update_text(text: &str, setters: &Setters) -> Result<TextUpdate, YamlErro
         {
             rendered = scalar::render(new, Style::DoubleQuoted, m.flow);
         }
-        edits.push((m.range.clone(), rendered, new));
+        edits.push(Edit {
+            range: m.range.clone(),
+            rendered,
+            value: new,
+            event: m.event,
+        });
         let id = scan.documents.get(m.document).cloned().unwrap_or_default();
         let change = Change {
             old_value: m.value.clone(),
@@ -392,10 +397,10 @@ pub fn update_text(text: &str, setters: &Setters) -> Result<TextUpdate, YamlErro
     }
     let mut new_text = String::with_capacity(text.len() + 64);
     let mut at = 0;
-    for (range, rendered, _) in &edits {
-        new_text.push_str(&text[at..range.start]);
-        new_text.push_str(rendered);
-        at = range.end;
+    for e in &edits {
+        new_text.push_str(&text[at..e.range.start]);
+        new_text.push_str(&e.rendered);
+        at = e.range.end;
     }
     new_text.push_str(&text[at..]);
     verify(text, &new_text, &edits)?;
@@ -403,29 +408,37 @@ pub fn update_text(text: &str, setters: &Setters) -> Result<TextUpdate, YamlErro
     Ok(out)
 }
 
+/// One scalar's replacement.
+struct Edit<'a> {
+    range: Range<usize>,
+    rendered: String,
+    value: &'a str,
+    /// The scalar's parser event in the old text.
+    event: usize,
+}
+
 /// Re-parses the new text: every event must equal the old one but for the
 /// edited scalars, which must now hold their new values. Guards the
 /// byte-level edit against ever changing a document's meaning.
-fn verify(old: &str, new: &str, edits: &[(Range<usize>, String, &str)]) -> Result<(), YamlError> {
+fn verify(old: &str, new: &str, edits: &[Edit<'_>]) -> Result<(), YamlError> {
     use yaml_rust2::parser::Event;
     let fail = |line: usize, what: &str| YamlError {
         line,
         column: 1,
         message: format!("internal error: the rewrite {what}; file left unchanged"),
     };
-    let (old_bom, old_body) = locate::strip_bom(old);
+    let (_, old_body) = locate::strip_bom(old);
     let (_, new_body) = locate::strip_bom(new);
     let before = locate::events(old_body)?;
     let after = locate::events(new_body).map_err(|e| fail(e.line, "does not parse"))?;
     if before.len() != after.len() {
         return Err(fail(1, "changes the document structure"));
     }
-    let starts: HashMap<usize, &str> = edits.iter().map(|(r, _, v)| (r.start, *v)).collect();
-    let c2b = locate::CharToByte::new(old_body);
-    for ((a, mark), (b, _)) in before.iter().zip(&after) {
+    let edited: HashMap<usize, &str> = edits.iter().map(|e| (e.event, e.value)).collect();
+    for (i, ((a, mark), (b, _))) in before.iter().zip(&after).enumerate() {
         let ok = match (a, b) {
             (Event::Scalar(_, _, anchor_a, tag_a), Event::Scalar(v, _, anchor_b, tag_b)) => {
-                match starts.get(&(old_bom + c2b.byte(mark.index()))) {
+                match edited.get(&i) {
                     Some(want) => v == want && anchor_a == anchor_b && tag_a == tag_b,
                     None => a == b,
                 }

@@ -27,6 +27,9 @@ pub struct MarkedScalar {
     pub line: usize,
     /// 0-based document of the file.
     pub document: usize,
+    /// Index of the scalar's parser event, to find it again after a rewrite
+    /// (an empty scalar before it may share its start mark).
+    pub(crate) event: usize,
 }
 
 /// Everything found in one text.
@@ -99,8 +102,14 @@ pub(crate) struct Lines<'a> {
 
 impl<'a> Lines<'a> {
     pub(crate) fn new(text: &'a str) -> Lines<'a> {
+        // YAML breaks lines at LF, CRLF and a lone CR.
+        let b = text.as_bytes();
         let mut starts = vec![0];
-        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
+        starts.extend(
+            memchr::memchr2_iter(b'\n', b'\r', b)
+                .filter(|&i| !(b[i] == b'\r' && b.get(i + 1) == Some(&b'\n')))
+                .map(|i| i + 1),
+        );
         Lines { text, starts }
     }
 
@@ -136,6 +145,7 @@ enum Frame {
 
 /// A single-line scalar value whose bytes were measured and verified.
 struct Candidate {
+    event: usize,
     range: Range<usize>,
     style: Style,
     flow: bool,
@@ -160,8 +170,8 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
     // First value scalar starting on each line: the one a head comment names.
     let mut first_value: HashMap<usize, usize> = HashMap::new();
 
-    let mut evs = evs.into_iter().peekable();
-    while let Some((ev, mark)) = evs.next() {
+    let mut evs = evs.into_iter().enumerate().peekable();
+    while let Some((event, (ev, mark))) = evs.next() {
         match ev {
             Event::DocumentStart => documents.push(ObjectId::default()),
             Event::MappingStart(..) | Event::SequenceStart(..) => {
@@ -210,7 +220,7 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
                     // until the next token.
                     let next = evs
                         .peek()
-                        .map_or(text.len(), |(_, m)| bom + c2b.byte(m.index()));
+                        .map_or(text.len(), |(_, (_, m))| bom + c2b.byte(m.index()));
                     in_block.push((lines.line_of(start)..lines.line_of(next), mark.col()));
                 }
                 if let (Some(Style::SingleQuoted | Style::DoubleQuoted), Some(end)) = (style, end) {
@@ -243,6 +253,7 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
                     && scalar::decode(&text[start..end], style).as_deref() == Some(value.as_str())
                 {
                     candidates.push(Candidate {
+                        event,
                         range: start..end,
                         style,
                         flow,
@@ -293,6 +304,7 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
                 value: c.value,
                 setter,
                 document: c.document,
+                event: c.event,
             });
         }
     }
@@ -382,8 +394,7 @@ fn heads_its_line(prefix: &str) -> bool {
 /// The comment right after a scalar on its line (text after `#`).
 fn line_comment(text: &str, end: usize) -> Option<&str> {
     let rest = &text[end..];
-    let line = &rest[..rest.find('\n').unwrap_or(rest.len())];
-    let line = line.strip_suffix('\r').unwrap_or(line);
+    let line = &rest[..rest.find(['\n', '\r']).unwrap_or(rest.len())];
     line.trim_start_matches([' ', '\t']).strip_prefix('#')
 }
 

@@ -236,3 +236,41 @@ fn a_plain_value_after_a_tab_is_quoted_when_it_would_start_with_a_letter() {
         "k: 5.0.3 # {\"$imagepolicy\": \"flux-system:podinfo:tag\"}\n"
     );
 }
+
+#[test]
+fn an_empty_tagged_value_sharing_the_next_scalars_mark_is_not_mistaken_for_it() {
+    // Found by fuzzing: yaml-rust2 gives the empty value of `- !` the start
+    // mark of the next scalar; the rewrite check must not confuse the two.
+    for nl in ["\n", "\r", "\r\n"] {
+        let text = format!(
+            "- !{nl}- docker.io/stefanprodan/podinfo # {{\"$imagepolicy\": \"flux-system:podinfo:name\"}}{nl}"
+        );
+        assert_eq!(
+            updated(&text, &podinfo()),
+            text.replace("docker.io", "ghcr.io"),
+            "{nl:?}"
+        );
+    }
+}
+
+#[test]
+fn a_lone_carriage_return_breaks_lines_as_yaml_says() {
+    let text = "a: 1\r# {\"$imagepolicy\": \"flux-system:podinfo:tag\"}\rtag: 5.0.0\r\
+                image: x # {\"$imagepolicy\": \"flux-system:podinfo\"}\rb: 2\r";
+    let u = update_text(text, &podinfo()).expect("valid");
+    assert_eq!(
+        u.text.as_deref(),
+        Some(
+            text.replace("tag: 5.0.0", "tag: 5.0.3")
+                .replace("image: x", "image: ghcr.io/stefanprodan/podinfo:5.0.3")
+                .as_str()
+        )
+    );
+    let lines: Vec<usize> = tagwarden_setters::find_markers(text)
+        .expect("valid")
+        .markers
+        .iter()
+        .map(|m| m.line)
+        .collect();
+    assert_eq!(lines, [3, 4]);
+}
