@@ -1,7 +1,7 @@
 //! ImageUpdateAutomation: check out, set the marked values, commit, push —
 //! and when the branch moved under us, start again from its new tip.
 
-use crate::{Context, EngineError, PolicyStatus, Report, key};
+use crate::{Context, EngineError, Failure, PolicyStatus, Report, key};
 use std::time::Duration;
 use tagwarden_api::status::{Condition, outcome_conditions};
 use tagwarden_api::{GitRepository, ImageUpdateAutomation, Object};
@@ -21,21 +21,8 @@ pub struct AutomationStatus {
     pub conditions: Vec<Condition>,
 }
 
-struct Failure {
-    reason: &'static str,
-    message: String,
-    stalled: bool,
-}
-
+/// Flux's reasons for Git failures.
 impl Failure {
-    fn new(reason: &'static str, message: impl Into<String>, stalled: bool) -> Failure {
-        Failure {
-            reason,
-            message: message.into(),
-            stalled,
-        }
-    }
-
     fn git(e: GitError) -> Failure {
         let reason = match &e {
             GitError::Clone { .. } | GitError::Checkout(_) => "GitOperationFailed",
@@ -100,14 +87,7 @@ pub async fn reconcile_automation(
         }
         Err(f) => {
             tracing::warn!(kind = KIND, namespace = %auto.meta.namespace, name = %auto.meta.name, reason = f.reason, error = %f.message, "automation failed");
-            status.conditions = outcome_conditions(
-                &previous.conditions,
-                false,
-                f.stalled,
-                f.reason,
-                &f.message,
-                now,
-            );
+            status.conditions = f.conditions(&previous.conditions, now);
         }
     }
     ctx.save(&k, &status)?;

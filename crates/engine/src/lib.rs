@@ -77,6 +77,36 @@ pub enum EngineError {
     State(String),
 }
 
+/// Why a reconcile did not succeed, with Flux's reason; `stalled` when only
+/// a change to the object can help.
+pub(crate) struct Failure {
+    pub(crate) reason: &'static str,
+    pub(crate) message: String,
+    pub(crate) stalled: bool,
+}
+
+impl Failure {
+    pub(crate) fn new(reason: &'static str, message: impl Into<String>, stalled: bool) -> Failure {
+        Failure {
+            reason,
+            message: message.into(),
+            stalled,
+        }
+    }
+
+    /// `Ready=False` (and `Stalled`) after this failure.
+    pub(crate) fn conditions(&self, previous: &[Condition], now: SystemTime) -> Vec<Condition> {
+        tagwarden_api::status::outcome_conditions(
+            previous,
+            false,
+            self.stalled,
+            self.reason,
+            &self.message,
+            now,
+        )
+    }
+}
+
 /// One line of `flux get`: how an object ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {

@@ -1,7 +1,7 @@
 //! ImagePolicy: select the latest tag from the repository's last scan, and
 //! its digest when asked to reflect it.
 
-use crate::{Context, EngineError, Report, key, repository};
+use crate::{Context, EngineError, Failure, Report, key, repository};
 use tagwarden_api::status::outcome_conditions;
 use tagwarden_api::{ImagePolicy, Object};
 use tagwarden_registry::{Client, scan_settings};
@@ -19,13 +19,6 @@ pub struct LatestRef {
 pub struct PolicyStatus {
     pub latest: Option<LatestRef>,
     pub conditions: Vec<tagwarden_api::status::Condition>,
-}
-
-/// Why a policy could not resolve, with Flux's reason.
-struct Failure {
-    reason: &'static str,
-    message: String,
-    stalled: bool,
 }
 
 pub async fn reconcile_policy(policy: &ImagePolicy, ctx: &Context) -> Result<Report, EngineError> {
@@ -63,14 +56,7 @@ pub async fn reconcile_policy(policy: &ImagePolicy, ctx: &Context) -> Result<Rep
             PolicyStatus {
                 // The last good selection stays: automations keep a sound value.
                 latest: previous.latest.clone(),
-                conditions: outcome_conditions(
-                    &previous.conditions,
-                    false,
-                    f.stalled,
-                    f.reason,
-                    &f.message,
-                    now,
-                ),
+                conditions: f.conditions(&previous.conditions, now),
             }
         }
     };
