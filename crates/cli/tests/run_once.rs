@@ -40,65 +40,7 @@ spec:
 fn manifests(dir: &Path, git_url: &str, image: &str, template: &str, secret: &str) {
     std::fs::write(
         dir.join("flux.yaml"),
-        format!(
-            r#"apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata:
-  name: flux-system
-  namespace: flux-system
-spec:
-  interval: 1m0s
-  ref:
-    branch: main
-  url: {git_url}
-{secret}---
-apiVersion: image.toolkit.fluxcd.io/v1beta1
-kind: ImageRepository
-metadata:
-  name: podinfo
-  namespace: flux-system
-spec:
-  image: {image}
-  interval: 1m0s
----
-apiVersion: image.toolkit.fluxcd.io/v1beta1
-kind: ImagePolicy
-metadata:
-  name: podinfo
-  namespace: flux-system
-spec:
-  imageRepositoryRef:
-    name: podinfo
-  policy:
-    semver:
-      range: 5.0.x
----
-apiVersion: image.toolkit.fluxcd.io/v1beta1
-kind: ImageUpdateAutomation
-metadata:
-  name: flux-system
-  namespace: flux-system
-spec:
-  interval: 1m0s
-  sourceRef:
-    kind: GitRepository
-    name: flux-system
-  git:
-    checkout:
-      ref:
-        branch: main
-    commit:
-      author:
-        email: fluxcdbot@users.noreply.github.com
-        name: fluxcdbot
-      messageTemplate: '{template}'
-    push:
-      branch: main
-  update:
-    path: ./clusters/my-cluster
-    strategy: Setters
-"#
-        ),
+        tagwarden_testkit::seed::podinfo_manifests(git_url, image, template, secret),
     )
     .expect("write manifests");
 }

@@ -5,6 +5,7 @@
 mod git;
 mod pki;
 mod proxy;
+pub mod seed;
 mod ssh;
 
 pub use git::{BareRepo, GitHttpServer, git};

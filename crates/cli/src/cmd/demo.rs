@@ -47,64 +47,11 @@ spec:
 
 /// The guide's image manifests, pointed at the local registry and repository.
 fn flux_manifests(image: &str, git_url: &str) -> String {
-    format!(
-        r#"apiVersion: source.toolkit.fluxcd.io/v1
-kind: GitRepository
-metadata:
-  name: flux-system
-  namespace: flux-system
-spec:
-  interval: 1m0s
-  ref:
-    branch: main
-  url: {git_url}
----
-apiVersion: image.toolkit.fluxcd.io/v1
-kind: ImageRepository
-metadata:
-  name: podinfo
-  namespace: flux-system
-spec:
-  image: {image}
-  interval: 1m0s
----
-apiVersion: image.toolkit.fluxcd.io/v1
-kind: ImagePolicy
-metadata:
-  name: podinfo
-  namespace: flux-system
-spec:
-  imageRepositoryRef:
-    name: podinfo
-  policy:
-    semver:
-      range: 5.0.x
----
-apiVersion: image.toolkit.fluxcd.io/v1beta1
-kind: ImageUpdateAutomation
-metadata:
-  name: flux-system
-  namespace: flux-system
-spec:
-  interval: 1m0s
-  sourceRef:
-    kind: GitRepository
-    name: flux-system
-  git:
-    checkout:
-      ref:
-        branch: main
-    commit:
-      author:
-        email: fluxcdbot@users.noreply.github.com
-        name: fluxcdbot
-      messageTemplate: '{{{{range .Updated.Images}}}}{{{{println .}}}}{{{{end}}}}'
-    push:
-      branch: main
-  update:
-    path: ./clusters/my-cluster
-    strategy: Setters
-"#
+    tagwarden_testkit::seed::podinfo_manifests(
+        git_url,
+        image,
+        "{{range .Updated.Images}}{{println .}}{{end}}",
+        "",
     )
 }
 
