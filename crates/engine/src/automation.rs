@@ -29,8 +29,9 @@ impl Failure {
             GitError::Commit(_) => "GitOperationFailed",
             GitError::Sign(_) => "GitOperationFailed",
             GitError::Push { .. } | GitError::Rejected { .. } => "GitOperationFailed",
-            // Flux reports a refused host key as a failed clone, retried on the interval.
-            GitError::HostKey { .. } => "GitOperationFailed",
+            // Flux reports a refused host key or TLS certificate as a failed
+            // clone, retried on the interval.
+            GitError::HostKey { .. } | GitError::Certificate { .. } => "GitOperationFailed",
             GitError::Config(_) => "InvalidConfiguration",
         };
         let stalled = matches!(e, GitError::Config(_));

@@ -4,6 +4,7 @@
 //!
 //! Blocking (git2); async callers run it on a blocking thread.
 
+mod ca;
 mod known_hosts;
 mod sign;
 
@@ -41,6 +42,10 @@ pub enum GitError {
     /// The SSH server's host key is not the one in the secret's `known_hosts`.
     #[error("ssh: handshake with '{url}' failed: {reason}")]
     HostKey { url: String, reason: HostKeyError },
+    /// The HTTPS server's certificate is trusted neither by the system nor
+    /// by the secret's `ca.crt`.
+    #[error("tls: certificate of '{url}' not trusted: {message}")]
+    Certificate { url: String, message: String },
 }
 
 impl GitError {
@@ -62,6 +67,8 @@ pub struct GitAuth {
     /// Private key (PEM / OpenSSH) for ssh:// URLs.
     pub identity: Option<String>,
     pub known_hosts: Option<String>,
+    /// PEM CA bundle (`ca.crt`) trusted for https:// URLs.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 // Never print a secret, not even in debug output.
@@ -76,12 +83,13 @@ impl std::fmt::Debug for GitAuth {
             )
             .field("identity", &self.identity.as_ref().map(|_| "<redacted>"))
             .field("known_hosts", &self.known_hosts.is_some())
+            .field("ca_pem", &self.ca_pem.is_some())
             .finish()
     }
 }
 
 impl GitAuth {
-    /// Reads `username`, `password`, `bearerToken`, `identity`, `known_hosts`.
+    /// Reads `username`, `password`, `bearerToken`, `identity`, `known_hosts`, `ca.crt`.
     pub fn from_secret(data: &BTreeMap<String, Vec<u8>>) -> GitAuth {
         let text = |k: &str| {
             data.get(k)
@@ -94,6 +102,7 @@ impl GitAuth {
             bearer_token: text("bearerToken"),
             identity: text("identity"),
             known_hosts: text("known_hosts"),
+            ca_pem: data.get("ca.crt").filter(|v| !v.is_empty()).cloned(),
         }
     }
 }
@@ -169,6 +178,10 @@ pub struct Workspace {
     pub base: Oid,
     /// Why the last SSH host key check failed: libgit2 only says "cancelled".
     host_key_error: RefCell<Option<HostKeyError>>,
+    /// The secret's `ca.crt`, parsed once.
+    ca: Option<ca::CaTrust>,
+    /// Why `ca.crt` did not vouch for the last TLS certificate seen.
+    ca_error: RefCell<Option<String>>,
 }
 
 const REMOTE: &str = "origin";
@@ -189,6 +202,12 @@ impl Workspace {
             url: url.to_string(),
             message: e.message().to_string(),
         };
+        let ca = auth
+            .ca_pem
+            .as_deref()
+            .map(ca::CaTrust::from_pem)
+            .transpose()
+            .map_err(GitError::Config)?;
         let repo = Repository::init(dir).map_err(clone_err)?;
         repo.remote(REMOTE, url).map_err(clone_err)?;
         let push_branch = match (push_branch, checkout) {
@@ -207,6 +226,8 @@ impl Workspace {
             push_branch,
             base: Oid::zero(),
             host_key_error: RefCell::new(None),
+            ca,
+            ca_error: RefCell::new(None),
         };
         let start = ws.resolve_checkout(checkout)?;
         // Pushing to the checkout branch: its tip is already fetched.
@@ -317,22 +338,40 @@ impl Workspace {
         let result = remote.fetch(refspecs, Some(&mut opts), None);
         drop(opts);
         result.map_err(|e| {
-            self.host_key_failure().unwrap_or_else(|| GitError::Clone {
+            self.connect_failure(&e).unwrap_or_else(|| GitError::Clone {
                 url: self.url.clone(),
                 message: e.message().to_string(),
             })
         })
     }
 
-    /// The host key refusal behind a failed connection, if that was the cause.
-    fn host_key_failure(&self) -> Option<GitError> {
-        self.host_key_error
-            .borrow_mut()
-            .take()
-            .map(|reason| GitError::HostKey {
+    /// The host key or TLS certificate refusal behind a failed connection,
+    /// if that was the cause.
+    fn connect_failure(&self, e: &git2::Error) -> Option<GitError> {
+        let ca_error = self.ca_error.borrow_mut().take();
+        if let Some(reason) = self.host_key_error.borrow_mut().take() {
+            return Some(GitError::HostKey {
                 url: self.url.clone(),
                 reason,
-            })
+            });
+        }
+        // libgit2 reports OpenSSL's verdict as class Ssl (ECERTIFICATE, or -1
+        // after our passthrough).
+        if e.class() != git2::ErrorClass::Ssl && e.code() != git2::ErrorCode::Certificate {
+            return None;
+        }
+        let message = match (&self.ca, ca_error) {
+            (None, _) => format!(
+                "{}; set ca.crt in the GitRepository's secretRef to trust a private CA",
+                e.message()
+            ),
+            (Some(_), Some(why)) => format!("{}; ca.crt: {why}", e.message()),
+            (Some(_), None) => e.message().to_string(),
+        };
+        Some(GitError::Certificate {
+            url: self.url.clone(),
+            message,
+        })
     }
 
     fn headers(&self) -> Vec<String> {
@@ -376,9 +415,24 @@ impl Workspace {
             ))
         });
         let host_key_error = &self.host_key_error;
+        let (ca, ca_error) = (&self.ca, &self.ca_error);
         let url = self.url.as_str();
-        cb.certificate_check(move |cert, _host| {
-            // TLS certificates keep libgit2's own verification.
+        cb.certificate_check(move |cert, host| {
+            if let Some(x509) = cert.as_x509() {
+                // git2 hides libgit2's own verdict, so a certificate ca.crt
+                // vouches for is accepted and anything else is left to
+                // libgit2 (system store, host name): trust is the union.
+                let Some(ca) = ca else {
+                    return Ok(CertificateCheckStatus::CertificatePassthrough);
+                };
+                return match ca.verify(x509.data(), host) {
+                    Ok(()) => Ok(CertificateCheckStatus::CertificateOk),
+                    Err(why) => {
+                        ca_error.replace(Some(why));
+                        Ok(CertificateCheckStatus::CertificatePassthrough)
+                    }
+                };
+            }
             let Some(hostkey) = cert.as_hostkey() else {
                 return Ok(CertificateCheckStatus::CertificatePassthrough);
             };
@@ -542,7 +596,7 @@ impl Workspace {
                     message: e.message().to_string(),
                 })
             }
-            Err(e) => Err(self.host_key_failure().unwrap_or_else(|| GitError::Push {
+            Err(e) => Err(self.connect_failure(&e).unwrap_or_else(|| GitError::Push {
                 branch,
                 message: e.message().to_string(),
             })),

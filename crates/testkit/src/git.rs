@@ -1,11 +1,13 @@
 //! Real Git servers for tests: bare repositories (file://) and smart HTTP
-//! through `git http-backend` behind a small server of ours with basic auth.
+//! through `git http-backend` behind a small server of ours with basic or
+//! bearer auth, over plain HTTP or TLS.
 
-use crate::TempDir;
+use crate::{Pki, TempDir};
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 
 /// Runs `git` in `dir` with a fixed identity, panicking with its stderr on failure.
 pub fn git(dir: &Path, args: &[&str]) -> String {
@@ -114,33 +116,97 @@ impl BareRepo {
 /// with basic auth.
 pub struct GitHttpServer {
     pub port: u16,
+    scheme: &'static str,
+}
+
+/// The one `Authorization` header a server accepts, and its 401 challenge.
+#[derive(Clone)]
+struct Auth {
+    expected: String,
+    challenge: &'static str,
 }
 
 impl GitHttpServer {
     /// Serves `root` (holding `NAME.git` folders) at `http://127.0.0.1:PORT/NAME.git`.
     pub fn start(root: &Path, user: &str, password: &str) -> GitHttpServer {
+        Self::spawn(root, basic(user, password), None)
+    }
+
+    /// Like [`GitHttpServer::start`] but only `Authorization: Bearer TOKEN` gets in.
+    pub fn start_bearer(root: &Path, token: &str) -> GitHttpServer {
+        let auth = Auth {
+            expected: format!("Bearer {token}"),
+            challenge: "Bearer realm=\"git\"",
+        };
+        Self::spawn(root, auth, None)
+    }
+
+    /// Like [`GitHttpServer::start`] over TLS with `pki`'s server certificate
+    /// (for 127.0.0.1 and localhost): `https://127.0.0.1:PORT/NAME.git`.
+    pub fn start_tls(root: &Path, user: &str, password: &str, pki: &Pki) -> GitHttpServer {
+        Self::spawn(root, basic(user, password), Some(tls_config(pki)))
+    }
+
+    fn spawn(root: &Path, auth: Auth, tls: Option<Arc<rustls::ServerConfig>>) -> GitHttpServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind git http");
         let port = listener.local_addr().expect("addr").port();
         let root = root.to_path_buf();
-        let expected = format!("Basic {}", crate::base64(&format!("{user}:{password}")));
+        let scheme = if tls.is_some() { "https" } else { "http" };
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { continue };
-                let (root, expected) = (root.clone(), expected.clone());
-                std::thread::spawn(move || serve_cgi(conn, &root, &expected));
+                let (root, auth, tls) = (root.clone(), auth.clone(), tls.clone());
+                std::thread::spawn(move || match tls {
+                    None => serve_cgi(conn, &root, &auth),
+                    Some(config) => {
+                        let Ok(session) = rustls::ServerConnection::new(config) else {
+                            return;
+                        };
+                        // The handshake runs on first read; a client refusing
+                        // our certificate just ends the connection.
+                        serve_cgi(rustls::StreamOwned::new(session, conn), &root, &auth);
+                    }
+                });
             }
         });
-        GitHttpServer { port }
+        GitHttpServer { port, scheme }
     }
 
     pub fn url(&self, name: &str) -> String {
-        format!("http://127.0.0.1:{}/{name}", self.port)
+        format!("{}://127.0.0.1:{}/{name}", self.scheme, self.port)
     }
 }
 
-fn serve_cgi(conn: TcpStream, root: &Path, expected_auth: &str) {
-    let mut reader = BufReader::new(conn.try_clone().expect("clone stream"));
-    let mut out = conn;
+fn basic(user: &str, password: &str) -> Auth {
+    Auth {
+        expected: format!("Basic {}", crate::base64(&format!("{user}:{password}"))),
+        challenge: "Basic realm=\"git\"",
+    }
+}
+
+fn tls_config(pki: &Pki) -> Arc<rustls::ServerConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(&pki.server_cert)
+        .expect("read server.crt")
+        .collect::<Result<Vec<_>, _>>()
+        .expect("parse server.crt");
+    let key = PrivateKeyDer::from_pem_file(&pki.server_key).expect("read server.key");
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .expect("server cert and key match");
+    Arc::new(config)
+}
+
+fn serve_cgi<S: Read + Write>(conn: S, root: &Path, auth: &Auth) {
+    // One stream for both ways (a TLS session cannot be cloned); writes go
+    // through get_mut, bypassing only the read buffer.
+    let mut reader = BufReader::new(conn);
     // Keep-alive: libgit2 sends several requests on one connection.
     loop {
         let mut line = String::new();
@@ -189,10 +255,19 @@ fn serve_cgi(conn: TcpStream, root: &Path, expected_auth: &str) {
                 body.extend_from_slice(&chunk[..n]);
             }
         }
-        if header("authorization").as_deref() != Some(expected_auth) {
-            let _ = out.write_all(
-                b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\n\r\n",
+        let out = reader.get_mut();
+        if header("authorization").as_deref() != Some(auth.expected.as_str()) {
+            let refusal = format!(
+                "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: {}\r\nContent-Length: 0\r\n\r\n",
+                auth.challenge
             );
+            if out
+                .write_all(refusal.as_bytes())
+                .and_then(|()| out.flush())
+                .is_err()
+            {
+                return;
+            }
             continue;
         }
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
@@ -232,6 +307,7 @@ fn serve_cgi(conn: TcpStream, root: &Path, expected_auth: &str) {
             .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
         let Some((end, sep)) = split else {
             let _ = out.write_all(b"HTTP/1.1 500 CGI\r\nContent-Length: 0\r\n\r\n");
+            let _ = out.flush();
             continue;
         };
         let head = String::from_utf8_lossy(&raw[..end]).into_owned();
@@ -250,7 +326,11 @@ fn serve_cgi(conn: TcpStream, root: &Path, expected_auth: &str) {
             "HTTP/1.1 {status}\r\n{resp}Content-Length: {}\r\n\r\n",
             cgi_body.len()
         );
-        if out.write_all(head.as_bytes()).is_err() || out.write_all(cgi_body).is_err() {
+        // TLS buffers records: flush or the client waits forever.
+        if out.write_all(head.as_bytes()).is_err()
+            || out.write_all(cgi_body).is_err()
+            || out.flush().is_err()
+        {
             return;
         }
     }
