@@ -62,6 +62,8 @@ impl Store for MemoryStore {
 
 const TABLE: redb::TableDefinition<&str, &[u8]> = redb::TableDefinition::new("records");
 
+const CACHE_BYTES: usize = 2 << 20;
+
 /// `state.redb` in a folder.
 pub struct FileStore(redb::Database);
 
@@ -73,7 +75,12 @@ impl FileStore {
             message: m,
         };
         std::fs::create_dir_all(dir).map_err(|e| open_err(e.to_string()))?;
-        let db = redb::Database::create(&path).map_err(|e| open_err(e.to_string()))?;
+        // A small page cache: the daemon reads a record per reconcile, and
+        // redb's default cache would grow with every tag list it has seen.
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| open_err(e.to_string()))?;
         // Create the table once so readers never meet a missing one.
         let tx = db.begin_write().map_err(|e| open_err(e.to_string()))?;
         tx.open_table(TABLE).map_err(|e| open_err(e.to_string()))?;
