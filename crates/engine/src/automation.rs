@@ -273,6 +273,7 @@ fn update_and_push(
     let checkout = Checkout::from_ref(auto.checkout_ref.as_ref().or(repo.reference.as_ref()));
     let dir = tempdir().map_err(|e| Failure::new("ReconciliationFailed", e, false))?;
     let result = (|| {
+        let started = std::time::Instant::now();
         let mut ws = Workspace::open(
             &repo.url,
             &checkout,
@@ -281,6 +282,7 @@ fn update_and_push(
             &dir,
         )
         .map_err(Failure::git)?;
+        tracing::debug!(url = %repo.url, ms = started.elapsed().as_millis() as u64, "checked out");
         let setters = Setters::new(
             &auto.meta.namespace,
             auto.policy_selector.as_ref(),
@@ -304,7 +306,10 @@ fn update_and_push(
             let Some(commit) = commit else {
                 return Ok(Done::UpToDate);
             };
-            match ws.push(auto.push_refspec.as_deref(), &auto.push_options) {
+            tracing::debug!(ms = started.elapsed().as_millis() as u64, "committed");
+            let pushed = ws.push(auto.push_refspec.as_deref(), &auto.push_options);
+            tracing::debug!(ms = started.elapsed().as_millis() as u64, "push returned");
+            match pushed {
                 Ok(()) => {
                     return Ok(Done::Pushed {
                         commit: commit.to_string(),
