@@ -1,5 +1,6 @@
 pub mod create;
 pub mod demo;
+pub mod get;
 pub mod policy;
 pub mod run;
 pub mod scan;
