@@ -33,6 +33,26 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Generate Flux image automation manifests, as `flux create image … --export`.
     Create(cmd::create::CreateArgs),
+    /// Show objects and their status, as `flux get image …`.
+    Get {
+        #[command(subcommand)]
+        group: cmd::get::GetGroup,
+    },
+    /// Stop reconciling an object until resumed.
+    Suspend {
+        #[command(subcommand)]
+        group: cmd::get::ActGroup,
+    },
+    /// Reconcile a suspended object again.
+    Resume {
+        #[command(subcommand)]
+        group: cmd::get::ActGroup,
+    },
+    /// Reconcile an object now (running daemon) and wait for the result.
+    Reconcile {
+        #[command(subcommand)]
+        group: cmd::get::ActGroup,
+    },
 }
 
 fn main() -> ExitCode {
@@ -44,6 +64,10 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Create(args) => cmd::create::run(args),
+        Command::Get { group } => cmd::get::get(group),
+        Command::Suspend { group } => cmd::get::suspend(group, true),
+        Command::Resume { group } => cmd::get::suspend(group, false),
+        Command::Reconcile { group } => cmd::get::reconcile(group),
     };
     match result {
         Ok(code) => code,

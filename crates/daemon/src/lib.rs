@@ -2,6 +2,7 @@
 //! once when what it depends on changed, and when a webhook says so; reloads
 //! the manifests when their files change; serves health and metrics.
 
+mod api;
 mod metrics;
 mod schedule;
 
@@ -14,6 +15,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tagwarden_store::Store;
 
+/// In the state dir while the daemon listens: its address, for the CLI.
+pub const ADDR_FILE: &str = "daemon.addr";
+
 /// How the daemon runs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -24,6 +28,9 @@ pub struct Config {
     pub concurrency: usize,
     /// How often manifest files are checked for changes.
     pub reload_every: Duration,
+    /// Where the store lives: `daemon.addr` is written there so the CLI
+    /// finds the API while the store is locked.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -34,6 +41,7 @@ impl Default for Config {
             listen: None,
             concurrency: 4,
             reload_every: Duration::from_secs(2),
+            state_dir: None,
         }
     }
 }
@@ -64,7 +72,14 @@ pub async fn run(
                         addr,
                         message: e.to_string(),
                     })?;
-            tracing::info!(addr = %listener.local_addr().map_or(addr, |a| a), "listening");
+            let bound = listener.local_addr().map_or(addr, |a| a);
+            tracing::info!(addr = %bound, "listening");
+            if let Some(dir) = &config.state_dir {
+                let file = dir.join(ADDR_FILE);
+                if let Err(e) = std::fs::write(&file, bound.to_string()) {
+                    tracing::warn!(file = %file.display(), error = %e, "address file not written");
+                }
+            }
             Some(tokio::spawn(metrics::serve(
                 listener,
                 metrics.clone(),
@@ -76,6 +91,9 @@ pub async fn run(
     let result = scheduler.run(shutdown).await;
     if let Some(h) = http {
         h.abort();
+        if let Some(dir) = &config.state_dir {
+            let _ = std::fs::remove_file(dir.join(ADDR_FILE));
+        }
     }
     result
 }

@@ -86,9 +86,9 @@ impl Metrics {
 }
 
 #[derive(Clone)]
-struct AppState {
-    metrics: Arc<Metrics>,
-    scheduler: Scheduler,
+pub(crate) struct AppState {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) scheduler: Scheduler,
 }
 
 pub(crate) async fn serve(
@@ -101,6 +101,7 @@ pub(crate) async fn serve(
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
         .route("/hook/{digest}", axum::routing::any(hook))
+        .merge(crate::api::routes())
         // The receiver checks the size itself, to answer 413 as Flux does.
         .layer(axum::extract::DefaultBodyLimit::max(
             tagwarden_receivers::MAX_BODY + 1,

@@ -136,7 +136,12 @@ impl Scheduler {
         let mut next_reload = Instant::now() + self.inner.config.reload_every;
         tokio::pin!(shutdown);
         loop {
-            self.start_due(&mut running, &mut tasks, &slots);
+            for k in self.start_due(&mut running, &mut tasks, &slots) {
+                first_pass.remove(&k);
+                if first_pass.is_empty() {
+                    self.inner.ready.store(true, Ordering::SeqCst);
+                }
+            }
             let next_due = self
                 .lock_due()
                 .iter()
@@ -181,7 +186,8 @@ impl Scheduler {
         running: &mut BTreeSet<ObjectKey>,
         tasks: &mut JoinSet<Finished>,
         slots: &Arc<Semaphore>,
-    ) {
+    ) -> Vec<ObjectKey> {
+        let mut skipped = Vec::new();
         let now = Instant::now();
         let ctx = self.context();
         let due: Vec<ObjectKey> = self
@@ -198,6 +204,20 @@ impl Scheduler {
                 self.lock_due().remove(key);
                 continue;
             };
+            // `tagwarden suspend`: not run until resumed (resume triggers).
+            if tagwarden_engine::listing::is_suspended(
+                &*self.inner.store,
+                key.kind,
+                &key.namespace,
+                &key.name,
+            )
+            .unwrap_or(false)
+            {
+                tracing::debug!(kind = key.kind, namespace = %key.namespace, name = %key.name, "suspended: skipped");
+                self.lock_due().remove(key);
+                skipped.push(key.clone());
+                continue;
+            }
             // Order by dependency: a policy waits for its repository's scan,
             // an automation for the policies of its namespace.
             let blocked = match &object {
@@ -223,7 +243,7 @@ impl Scheduler {
                 continue;
             }
             let Ok(permit) = slots.clone().try_acquire_owned() else {
-                return;
+                return skipped;
             };
             self.lock_due().remove(key);
             running.insert(key.clone());
@@ -240,6 +260,7 @@ impl Scheduler {
                 }
             });
         }
+        skipped
     }
 
     /// Records the outcome, schedules the next run and wakes dependents.

@@ -4,6 +4,7 @@
 //! records status as Flux reports it.
 
 mod automation;
+pub mod listing;
 mod message;
 mod policy;
 mod repository;

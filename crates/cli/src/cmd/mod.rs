@@ -1,12 +1,13 @@
 pub mod create;
 pub mod demo;
+pub mod get;
 pub mod policy;
 pub mod run;
 pub mod scan;
 pub mod update;
 
 use anyhow::{Result, bail};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use tagwarden_api::{Manifests, Object};
 
 /// The one object of `kind` in `m` (named `name` when given), or an error
@@ -46,4 +47,13 @@ pub fn one_object<'a, T>(
                 .join(", ")
         ),
     }
+}
+
+/// The daemon's state dir when none is given: `$XDG_STATE_HOME/tagwarden`,
+/// else `~/.local/state/tagwarden`.
+pub fn default_state_dir() -> Option<PathBuf> {
+    std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .map(|d| d.join("tagwarden"))
 }

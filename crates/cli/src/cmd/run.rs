@@ -113,22 +113,16 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     })
 }
 
-fn default_state_dir() -> Option<PathBuf> {
-    std::env::var_os("XDG_STATE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .map(|d| d.join("tagwarden"))
-}
-
 fn daemon(args: RunArgs) -> Result<ExitCode> {
     let dir = args
         .state_dir
         .clone()
-        .or_else(default_state_dir)
+        .or_else(super::default_state_dir)
         .context("no --state-dir and no HOME to put the state in")?;
     let store: Arc<dyn Store> = Arc::new(FileStore::open(&dir)?);
     tracing::info!(state_dir = %dir.display(), "state");
     let config = tagwarden_daemon::Config {
+        state_dir: Some(dir.clone()),
         paths: args.files,
         default_namespace: args.namespace,
         listen: args.listen,

@@ -1,0 +1,408 @@
+//! `tagwarden get|suspend|resume|reconcile image …`: through the daemon's
+//! API when it runs (it holds the store's lock), else the store directly.
+
+use anyhow::{Context as _, Result, bail};
+use clap::{Args, Subcommand, ValueEnum};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, SystemTime};
+use tagwarden_engine::listing::{self, ObjectRow};
+use tagwarden_store::{FileStore, Store};
+
+#[derive(Subcommand)]
+pub enum GetGroup {
+    /// ImageRepositories, ImagePolicies and ImageUpdateAutomations.
+    Image(GetArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GetKind {
+    Repository,
+    Policy,
+    Update,
+    All,
+}
+
+#[derive(Args)]
+#[command(after_help = "Examples:\n  tagwarden get image repository\n  \
+    tagwarden get image all -A\n  tagwarden get image policy podinfo -n apps")]
+pub struct GetArgs {
+    kind: GetKind,
+    /// Only the object with this name.
+    name: Option<String>,
+    #[command(flatten)]
+    scope: Scope,
+}
+
+#[derive(Args)]
+pub struct Scope {
+    /// Namespace of the objects.
+    #[arg(short = 'n', long, default_value = "flux-system")]
+    namespace: String,
+    /// Every namespace.
+    #[arg(short = 'A', long)]
+    all_namespaces: bool,
+    /// The daemon's state dir (its `daemon.addr`, else its store).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+pub enum ActGroup {
+    /// An ImageRepository, ImagePolicy or ImageUpdateAutomation.
+    Image(ActArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ActKind {
+    Repository,
+    Policy,
+    Update,
+}
+
+impl ActKind {
+    fn kind(self) -> &'static str {
+        match self {
+            ActKind::Repository => "ImageRepository",
+            ActKind::Policy => "ImagePolicy",
+            ActKind::Update => "ImageUpdateAutomation",
+        }
+    }
+
+    fn human(self) -> &'static str {
+        match self {
+            ActKind::Repository => "image repository",
+            ActKind::Policy => "image policy",
+            ActKind::Update => "image update automation",
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct ActArgs {
+    kind: ActKind,
+    name: String,
+    #[command(flatten)]
+    scope: Scope,
+}
+
+/// Where the rows come from.
+enum Backend {
+    Api {
+        rt: tokio::runtime::Runtime,
+        http: reqwest::Client,
+        base: String,
+    },
+    Store(FileStore),
+}
+
+fn state_dir(scope: &Scope) -> Result<PathBuf> {
+    scope
+        .state_dir
+        .clone()
+        .or_else(super::default_state_dir)
+        .context("no --state-dir and no HOME to find the state in")
+}
+
+impl Backend {
+    fn connect(dir: &Path) -> Result<Backend> {
+        if let Ok(addr) = std::fs::read_to_string(dir.join(tagwarden_daemon::ADDR_FILE)) {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let http = reqwest::Client::builder()
+                .timeout(Duration::from_secs(90))
+                .build()?;
+            let base = format!("http://{}", addr.trim());
+            let alive = rt.block_on(async {
+                http.get(format!("{base}/healthz"))
+                    .timeout(Duration::from_secs(3))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            });
+            if alive {
+                return Ok(Backend::Api { rt, http, base });
+            }
+        }
+        let store = FileStore::open(dir).with_context(|| {
+            format!(
+                "no daemon answers at {}/{} and the store cannot be opened \
+                 (a daemon without --listen holds it)",
+                dir.display(),
+                tagwarden_daemon::ADDR_FILE
+            )
+        })?;
+        Ok(Backend::Store(store))
+    }
+
+    fn rows(&self) -> Result<Vec<ObjectRow>> {
+        match self {
+            Backend::Api { rt, http, base } => rt.block_on(async {
+                let r = http.get(format!("{base}/api/v1/objects")).send().await?;
+                Ok(r.error_for_status()?.json().await?)
+            }),
+            Backend::Store(s) => Ok(listing::rows_from_store(s)?),
+        }
+    }
+
+    /// POSTs an action; the row on success, else the daemon's message.
+    fn act(
+        &self,
+        action: &str,
+        kind: &str,
+        ns: &str,
+        name: &str,
+    ) -> Result<Result<ObjectRow, String>> {
+        let Backend::Api { rt, http, base } = self else {
+            bail!("not connected to a daemon")
+        };
+        rt.block_on(async {
+            let r = http
+                .post(format!("{base}/api/v1/{action}/{kind}/{ns}/{name}"))
+                .send()
+                .await?;
+            Ok(if r.status().is_success() {
+                Ok(r.json().await?)
+            } else {
+                Err(r.text().await?)
+            })
+        })
+    }
+}
+
+pub fn get(group: GetGroup) -> Result<ExitCode> {
+    let GetGroup::Image(args) = group;
+    let backend = Backend::connect(&state_dir(&args.scope)?)?;
+    let rows: Vec<ObjectRow> = backend
+        .rows()?
+        .into_iter()
+        .filter(|r| args.scope.all_namespaces || r.namespace == args.scope.namespace)
+        .filter(|r| args.name.as_ref().is_none_or(|n| &r.name == n))
+        .collect();
+    let kinds: &[GetKind] = match args.kind {
+        GetKind::All => &[GetKind::Repository, GetKind::Policy, GetKind::Update],
+        one => std::slice::from_ref(match one {
+            GetKind::Repository => &GetKind::Repository,
+            GetKind::Policy => &GetKind::Policy,
+            _ => &GetKind::Update,
+        }),
+    };
+    let mut out = std::io::stdout().lock();
+    let mut first = true;
+    for &kind in kinds {
+        let (kind_name, prefix) = match kind {
+            GetKind::Repository => ("ImageRepository", "imagerepository/"),
+            GetKind::Policy => ("ImagePolicy", "imagepolicy/"),
+            _ => ("ImageUpdateAutomation", "imageupdateautomation/"),
+        };
+        let of_kind: Vec<&ObjectRow> = rows.iter().filter(|r| r.kind == kind_name).collect();
+        if of_kind.is_empty() {
+            if args.kind != GetKind::All {
+                eprintln!("{}", not_found(kind_name, &args.scope));
+            }
+            continue;
+        }
+        if !first {
+            writeln!(out)?;
+        }
+        first = false;
+        let prefix = if args.kind == GetKind::All {
+            prefix
+        } else {
+            ""
+        };
+        out.write_all(table(kind, &of_kind, prefix, args.scope.all_namespaces).as_bytes())?;
+    }
+    if first && args.kind == GetKind::All {
+        eprintln!("{}", not_found("image automation", &args.scope));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn not_found(what: &str, scope: &Scope) -> String {
+    if scope.all_namespaces {
+        format!("✗ no {what} objects found")
+    } else {
+        format!("✗ no {what} objects found in {} namespace", scope.namespace)
+    }
+}
+
+/// Flux's layout: cells padded to their column's width and joined by tabs,
+/// the last column unpadded.
+fn table(kind: GetKind, rows: &[&ObjectRow], prefix: &str, namespaces: bool) -> String {
+    let header: Vec<&str> = match kind {
+        GetKind::Repository => vec!["NAME", "LAST SCAN", "SUSPENDED", "READY", "MESSAGE"],
+        GetKind::Policy => vec!["NAME", "IMAGE", "TAG", "READY", "MESSAGE"],
+        _ => vec!["NAME", "LAST RUN", "SUSPENDED", "READY", "MESSAGE"],
+    };
+    let bool_str = |b: bool| if b { "True" } else { "False" }.to_string();
+    let time = |t: Option<SystemTime>| t.map(rfc3339).unwrap_or_default();
+    let mut cells: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
+    for r in rows {
+        let name = format!("{prefix}{}", r.name);
+        let message = r.message.replace('\n', " ");
+        cells.push(match kind {
+            GetKind::Repository => vec![
+                name,
+                time(r.last_scan),
+                bool_str(r.suspended),
+                r.ready.clone(),
+                message,
+            ],
+            GetKind::Policy => vec![
+                name,
+                r.image.clone().unwrap_or_default(),
+                r.tag.clone().unwrap_or_default(),
+                r.ready.clone(),
+                message,
+            ],
+            _ => vec![
+                name,
+                time(r.last_run),
+                bool_str(r.suspended),
+                r.ready.clone(),
+                message,
+            ],
+        });
+    }
+    if namespaces {
+        cells[0].insert(0, "NAMESPACE".into());
+        for (row, r) in cells.iter_mut().skip(1).zip(rows) {
+            row.insert(0, r.namespace.clone());
+        }
+    }
+    let columns = cells[0].len();
+    let widths: Vec<usize> = (0..columns)
+        .map(|i| {
+            cells
+                .iter()
+                .map(|c| c[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut out = String::new();
+    for row in &cells {
+        let line: Vec<String> = row
+            .iter()
+            .enumerate()
+            .map(|(i, c)| {
+                if i + 1 == columns {
+                    c.clone()
+                } else {
+                    format!("{c:w$}", w = widths[i])
+                }
+            })
+            .collect();
+        out.push_str(line.join("\t").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// RFC 3339 in UTC (`Z`): no time zone database here.
+pub fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Howard Hinnant's civil_from_days.
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+pub fn suspend(group: ActGroup, suspend: bool) -> Result<ExitCode> {
+    let ActGroup::Image(args) = group;
+    let (kind, human, ns, name) = (
+        args.kind.kind(),
+        args.kind.human(),
+        &args.scope.namespace,
+        &args.name,
+    );
+    let verb = if suspend { "suspending" } else { "resuming" };
+    let done = if suspend { "suspended" } else { "resumed" };
+    eprintln!("► {verb} {human} {name} in {ns} namespace");
+    match Backend::connect(&state_dir(&args.scope)?)? {
+        b @ Backend::Api { .. } => {
+            let action = if suspend { "suspend" } else { "resume" };
+            if let Err(message) = b.act(action, kind, ns, name)? {
+                eprintln!("✗ {}", message.trim());
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        Backend::Store(store) => {
+            if store.get(&format!("{kind}/{ns}/{name}"))?.is_none() {
+                eprintln!("✗ {kind} '{ns}/{name}' not found in the store");
+                return Ok(ExitCode::FAILURE);
+            }
+            listing::set_suspended(&store, kind, ns, name, suspend)?;
+        }
+    }
+    eprintln!("✔ {human} {done}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn reconcile(group: ActGroup) -> Result<ExitCode> {
+    let ActGroup::Image(args) = group;
+    let (kind, ns, name) = (args.kind.kind(), &args.scope.namespace, &args.name);
+    if args.kind == ActKind::Policy {
+        bail!("reconcile image policy is not supported: reconcile its repository");
+    }
+    let backend = Backend::connect(&state_dir(&args.scope)?)?;
+    if let Backend::Store(_) = backend {
+        eprintln!("✗ the daemon is not running: start it with `tagwarden run --listen ADDR`");
+        return Ok(ExitCode::FAILURE);
+    }
+    eprintln!("► annotating {kind} {name} in {ns} namespace");
+    eprintln!("✔ {kind} annotated");
+    eprintln!("◎ waiting for {kind} reconciliation");
+    let row = match backend.act("reconcile", kind, ns, name)? {
+        Ok(row) => row,
+        Err(message) => {
+            eprintln!("✗ {}", message.trim());
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    if row.ready != "True" {
+        eprintln!("✗ {}", row.message);
+        return Ok(ExitCode::FAILURE);
+    }
+    eprintln!("✔ {kind} reconciliation completed");
+    match args.kind {
+        ActKind::Repository => {
+            eprintln!("✔ scan fetched {} tags", row.tag_count.unwrap_or(0));
+        }
+        _ => match row.last_run {
+            Some(t) => eprintln!("✔ last run: {}", rfc3339(t)),
+            None => eprintln!("✔ {}", row.message),
+        },
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_utc() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_607_874_708);
+        assert_eq!(rfc3339(t), "2020-12-13T15:51:48Z");
+        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
+    }
+}

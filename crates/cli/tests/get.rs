@@ -1,0 +1,296 @@
+//! `tagwarden get|suspend|resume|reconcile image …` against a real daemon
+//! (through its API: it holds the store) and after it stopped (the store).
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use tagwarden_testkit::{BareRepo, Registry, RegistryAuth, TempDir, free_port};
+
+const DEPLOY: &str = "clusters/my-cluster/podinfo-deployment.yaml";
+
+fn manifests(image: &str, git_url: &str, range: &str) -> String {
+    format!(
+        r#"apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {{name: flux-system, namespace: flux-system}}
+spec: {{interval: 1h, ref: {{branch: main}}, url: "{git_url}"}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: podinfo, namespace: flux-system}}
+spec: {{image: "{image}", interval: 1h}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: podinfo, namespace: flux-system}}
+spec: {{imageRepositoryRef: {{name: podinfo}}, policy: {{semver: {{range: "{range}"}}}}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageUpdateAutomation
+metadata: {{name: flux-system, namespace: flux-system}}
+spec:
+  interval: 1h
+  sourceRef: {{kind: GitRepository, name: flux-system}}
+  git:
+    checkout: {{ref: {{branch: main}}}}
+    commit: {{author: {{name: fluxcdbot, email: fluxcdbot@users.noreply.github.com}}}}
+    push: {{branch: main}}
+  update: {{path: ./clusters/my-cluster, strategy: Setters}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {{name: podinfo-hook, namespace: flux-system}}
+spec:
+  type: generic
+  secretRef: {{name: webhook-token}}
+  resources:
+    - kind: ImageRepository
+      name: podinfo
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: webhook-token, namespace: flux-system}}
+stringData: {{token: s3cr3t-t0ken}}
+"#
+    )
+}
+
+struct Daemon(Child);
+
+impl Daemon {
+    fn start(dir: &Path, state: &Path, port: u16) -> Daemon {
+        let child = Command::new(env!("CARGO_BIN_EXE_tagwarden"))
+            .args(["run", "-f"])
+            .arg(dir)
+            .arg("--state-dir")
+            .arg(state)
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start daemon");
+        Daemon(child)
+    }
+
+    /// SIGTERM, then the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.0.id().to_string();
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill -TERM");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(s) = self.0.try_wait().expect("wait") {
+                return s;
+            }
+            assert!(Instant::now() < deadline, "daemon did not stop on SIGTERM");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn http(port: u16, method: &str, path: &str, body: &str) -> Option<(u16, String)> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    write!(
+        s,
+        "{method} {path} HTTP/1.1\r\nHost: x\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .ok()?;
+    let mut out = String::new();
+    s.read_to_string(&mut out).ok()?;
+    let status = out.split_whitespace().nth(1)?.parse().ok()?;
+    Some((
+        status,
+        out.split_once("\r\n\r\n")
+            .map_or("", |(_, b)| b)
+            .to_string(),
+    ))
+}
+
+fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Duration {
+    let started = Instant::now();
+    while !ok() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    started.elapsed()
+}
+
+fn hook_path() -> String {
+    tagwarden_receivers::hook_path("s3cr3t-t0ken", "podinfo-hook", "flux-system")
+}
+
+/// `tagwarden ARGS --state-dir STATE`: (success, stdout, stderr).
+fn tw(state: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tagwarden"))
+        .args(args)
+        .arg("--state-dir")
+        .arg(state)
+        .output()
+        .expect("run tagwarden");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The trimmed cells of the row named `name` in a `get` table.
+fn row(table: &str, name: &str) -> Vec<String> {
+    table
+        .lines()
+        .map(|l| {
+            l.split('\t')
+                .map(|c| c.trim().to_string())
+                .collect::<Vec<_>>()
+        })
+        .find(|cells| cells[0] == name)
+        .unwrap_or_else(|| panic!("no row {name} in:\n{table}"))
+}
+
+fn get_all(state: &Path) -> String {
+    let (ok, out, err) = tw(state, &["get", "image", "all"]);
+    assert!(ok, "{err}");
+    out
+}
+
+#[test]
+fn get_suspend_resume_reconcile_with_and_without_the_daemon() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("stefanprodan/podinfo", &["5.0.0", "5.0.1"], None);
+    let image = format!("{}/stefanprodan/podinfo", reg.host());
+    let line =
+        |tag: &str| format!("image: {image}:{tag} # {{\"$imagepolicy\": \"flux-system:podinfo\"}}");
+    let bare = BareRepo::new("main", &[(DEPLOY, &format!("{}\n", line("5.0.0")))]);
+    let dir = TempDir::new("get");
+    let manifests_dir = dir.path().join("flux");
+    std::fs::create_dir_all(&manifests_dir).expect("mkdir");
+    std::fs::write(
+        manifests_dir.join("automation.yaml"),
+        manifests(&image, &bare.url(), "5.0.x"),
+    )
+    .expect("write");
+    let state = dir.path().join("state");
+    let port = free_port();
+    let daemon = Daemon::start(&manifests_dir, &state, port);
+    let deployed = |tag: &str| bare.show("main", DEPLOY) == line(tag);
+    wait_for("/readyz", Duration::from_secs(30), || {
+        http(port, "GET", "/readyz", "").is_some_and(|(s, _)| s == 200)
+    });
+    wait_for("the first update", Duration::from_secs(10), || {
+        deployed("5.0.1")
+    });
+    assert_eq!(
+        std::fs::read_to_string(state.join("daemon.addr")).expect("daemon.addr"),
+        format!("127.0.0.1:{port}")
+    );
+
+    // While the daemon runs (and holds the store's lock): its API.
+    let all = get_all(&state);
+    let header = all.lines().next().expect("header");
+    assert_eq!(
+        header.split('\t').map(str::trim).collect::<Vec<_>>(),
+        ["NAME", "LAST SCAN", "SUSPENDED", "READY", "MESSAGE"]
+    );
+    let repo = row(&all, "imagerepository/podinfo");
+    assert_eq!(
+        repo[2..],
+        ["False", "True", "successful scan: found 2 tags"]
+    );
+    assert!(repo[1].ends_with('Z') && repo[1].len() == 20, "{repo:?}");
+    let policy = row(&all, "imagepolicy/podinfo");
+    assert_eq!(policy[1..4], [image.as_str(), "5.0.1", "True"]);
+    assert_eq!(row(&all, "imageupdateautomation/flux-system")[3], "True");
+
+    // Suspended: SUSPENDED True, and neither a webhook nor reconcile scans.
+    let (ok, _, err) = tw(&state, &["suspend", "image", "repository", "podinfo"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("► suspending image repository podinfo in flux-system namespace\n✔ image repository suspended"),
+        "{err}"
+    );
+    let (_, out, _) = tw(&state, &["get", "image", "repository", "podinfo"]);
+    let suspended = row(&out, "podinfo");
+    assert_eq!(suspended[2], "True", "{out}");
+    reg.publish("stefanprodan/podinfo", &["5.0.3"], None);
+    let (status, body) = http(port, "POST", &hook_path(), "{}").expect("hook");
+    assert_eq!(status, 200, "{body}");
+    let (ok, _, err) = tw(&state, &["reconcile", "image", "repository", "podinfo"]);
+    assert!(!ok && err.contains("✗ resource is suspended"), "{err}");
+    std::thread::sleep(Duration::from_millis(1500));
+    let (_, out, _) = tw(&state, &["get", "image", "repository", "podinfo"]);
+    assert_eq!(row(&out, "podinfo"), suspended, "no scan while suspended");
+    assert!(deployed("5.0.1"));
+
+    // Resumed: reconcile scans at once and says so.
+    let (ok, _, err) = tw(&state, &["resume", "image", "repository", "podinfo"]);
+    assert!(ok, "{err}");
+    assert!(err.contains("✔ image repository resumed"), "{err}");
+    let (ok, _, err) = tw(&state, &["reconcile", "image", "repository", "podinfo"]);
+    assert!(ok, "{err}");
+    assert!(
+        err.contains("► annotating ImageRepository podinfo in flux-system namespace"),
+        "{err}"
+    );
+    assert!(
+        err.contains("◎ waiting for ImageRepository reconciliation"),
+        "{err}"
+    );
+    assert!(
+        err.contains("✔ ImageRepository reconciliation completed\n✔ scan fetched 3 tags"),
+        "{err}"
+    );
+    wait_for("the update to 5.0.3", Duration::from_secs(10), || {
+        deployed("5.0.3")
+    });
+    let (ok, _, err) = tw(&state, &["reconcile", "image", "update", "flux-system"]);
+    assert!(
+        ok && err.contains("✔ ImageUpdateAutomation reconciliation completed"),
+        "{err}"
+    );
+
+    // Settled rows, then SIGTERM: the same rows from the store.
+    let mut before = get_all(&state);
+    loop {
+        std::thread::sleep(Duration::from_millis(300));
+        let now = get_all(&state);
+        if now == before {
+            break;
+        }
+        before = now;
+    }
+    assert_eq!(row(&before, "imagepolicy/podinfo")[2], "5.0.3");
+    assert!(daemon.stop().success());
+    assert!(!state.join("daemon.addr").exists(), "removed on clean stop");
+    assert_eq!(get_all(&state), before);
+
+    // No daemon: suspend writes the store, reconcile refuses.
+    let (ok, _, err) = tw(&state, &["suspend", "image", "repository", "podinfo"]);
+    assert!(ok && err.contains("✔ image repository suspended"), "{err}");
+    let (ok, _, err) = tw(&state, &["reconcile", "image", "repository", "podinfo"]);
+    assert!(!ok && err.contains("✗ the daemon is not running"), "{err}");
+    let (_, out, _) = tw(&state, &["get", "image", "repository", "-A"]);
+    let cells = row(&out.replace("flux-system\t", ""), "podinfo");
+    assert_eq!(cells[2], "True", "{out}");
+
+    // A restarted daemon keeps the flag: suspended, and still ready.
+    let port = free_port();
+    let daemon = Daemon::start(&manifests_dir, &state, port);
+    wait_for("/readyz after restart", Duration::from_secs(30), || {
+        http(port, "GET", "/readyz", "").is_some_and(|(s, _)| s == 200)
+    });
+    let (_, out, _) = tw(&state, &["get", "image", "repository", "podinfo"]);
+    assert_eq!(row(&out, "podinfo")[2], "True", "{out}");
+    assert!(daemon.stop().success());
+}
