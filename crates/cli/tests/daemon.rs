@@ -53,6 +53,15 @@ fn webhook_update_live_edits_metrics_sigterm_and_resume() {
     let (status, metrics) = http(port, "GET", "/metrics", "").expect("metrics");
     assert_eq!(status, 200);
     assert!(
+        metrics.contains("tagwarden_repository_tags{namespace=\"flux-system\",name=\"podinfo\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics
+            .contains("tagwarden_pushes_total{namespace=\"flux-system\",name=\"flux-system\"} 3"),
+        "three pushes: 5.0.1, 5.0.3, back to 5.0.1: {metrics}"
+    );
+    assert!(
         metrics.contains(
             "tagwarden_reconcile_total{kind=\"ImageUpdateAutomation\",result=\"success\"}"
         ),

@@ -23,6 +23,8 @@ pub struct Metrics {
     reconciles: Family<Labels, Counter>,
     durations: Family<Labels, Histogram>,
     ready: Family<Labels, Gauge>,
+    tags: Family<Labels, Gauge>,
+    pushes: Family<Labels, Counter>,
 }
 
 impl Default for Metrics {
@@ -33,6 +35,18 @@ impl Default for Metrics {
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
         });
         let ready = Family::<Labels, Gauge>::default();
+        let tags = Family::<Labels, Gauge>::default();
+        let pushes = Family::<Labels, Counter>::default();
+        registry.register(
+            "repository_tags",
+            "Tags of the last good scan, per ImageRepository",
+            tags.clone(),
+        );
+        registry.register(
+            "pushes",
+            "Commits pushed, per ImageUpdateAutomation",
+            pushes.clone(),
+        );
         registry.register(
             "reconcile",
             "Reconciles by kind and result",
@@ -53,6 +67,8 @@ impl Default for Metrics {
             reconciles,
             durations,
             ready,
+            tags,
+            pushes,
         }
     }
 }
@@ -74,6 +90,24 @@ impl Metrics {
             ("name".into(), key.name.clone()),
         ];
         self.ready.get_or_create(&object).set(i64::from(ready));
+    }
+
+    pub(crate) fn tags(&self, namespace: &str, name: &str, count: usize) {
+        let labels: Labels = vec![
+            ("namespace".into(), namespace.into()),
+            ("name".into(), name.into()),
+        ];
+        self.tags
+            .get_or_create(&labels)
+            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    pub(crate) fn pushed(&self, namespace: &str, name: &str) {
+        let labels: Labels = vec![
+            ("namespace".into(), namespace.into()),
+            ("name".into(), name.into()),
+        ];
+        self.pushes.get_or_create(&labels).inc();
     }
 
     /// The Prometheus text exposition.

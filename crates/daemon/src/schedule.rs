@@ -12,7 +12,7 @@ use tagwarden_api::status::ConditionStatus;
 use tagwarden_api::{LoadOptions, Manifests, Object};
 use tagwarden_engine::{
     Context, EngineError, Report, SystemClock, last_run, policy_latest, reconcile_automation,
-    reconcile_policy, reconcile_repository, repository_revision,
+    reconcile_policy, reconcile_repository, repository_revision, repository_tag_count,
 };
 use tagwarden_store::Store;
 use tokio::sync::{Notify, Semaphore};
@@ -270,6 +270,20 @@ impl Scheduler {
             .metrics
             .observe(&done.key, report.ready == ConditionStatus::True, done.took);
         let ctx = self.context();
+        let metrics = &self.inner.metrics;
+        match done.key.kind {
+            "ImageRepository" => {
+                if let Ok(Some(n)) = repository_tag_count(&ctx, &done.key.namespace, &done.key.name)
+                {
+                    metrics.tags(&done.key.namespace, &done.key.name, n);
+                }
+            }
+            // The engine's Ready message for a push, as Flux words it.
+            "ImageUpdateAutomation" if report.message.starts_with("pushed commit") => {
+                metrics.pushed(&done.key.namespace, &done.key.name);
+            }
+            _ => {}
+        }
         let Some(object) = find(&ctx, &done.key) else {
             return Ok(());
         };

@@ -183,6 +183,17 @@ pub fn repository_revision(
         .map(|(scan, _)| scan.revision))
 }
 
+/// How many tags a repository's last good scan found.
+pub fn repository_tag_count(
+    ctx: &Context,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<usize>, EngineError> {
+    Ok(repository::load(ctx, namespace, name)?
+        .and_then(|s| s.last_scan)
+        .map(|(scan, _)| scan.tag_count))
+}
+
 /// What a policy resolved to last.
 pub fn policy_latest(
     ctx: &Context,
