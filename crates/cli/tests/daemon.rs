@@ -50,16 +50,18 @@ fn webhook_update_live_edits_metrics_sigterm_and_resume() {
         || deployed("5.0.1"),
     );
 
+    // The push lands in Git a moment before the daemon records it.
+    let pushes = "tagwarden_pushes_total{namespace=\"flux-system\",name=\"flux-system\"} 3";
+    wait_for(
+        "three pushes: 5.0.1, 5.0.3, back to 5.0.1",
+        Duration::from_secs(5),
+        || http(port, "GET", "/metrics", "").is_some_and(|(_, m)| m.contains(pushes)),
+    );
     let (status, metrics) = http(port, "GET", "/metrics", "").expect("metrics");
     assert_eq!(status, 200);
     assert!(
         metrics.contains("tagwarden_repository_tags{namespace=\"flux-system\",name=\"podinfo\"} 3"),
         "{metrics}"
-    );
-    assert!(
-        metrics
-            .contains("tagwarden_pushes_total{namespace=\"flux-system\",name=\"flux-system\"} 3"),
-        "three pushes: 5.0.1, 5.0.3, back to 5.0.1: {metrics}"
     );
     assert!(
         metrics.contains(
@@ -92,4 +94,65 @@ fn webhook_update_live_edits_metrics_sigterm_and_resume() {
     );
     assert!(daemon.stop().success());
     assert_eq!(bare.log("main", "%H").len(), commits);
+}
+
+/// SIGTERM while a webhook-triggered update is in flight: the daemon lets it
+/// finish, exits cleanly, leaves no checkout behind, and the store reopens.
+#[test]
+fn sigterm_mid_update_leaves_no_partial_state() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("stefanprodan/podinfo", &["5.0.0", "5.0.1"], None);
+    let image = format!("{}/stefanprodan/podinfo", reg.host());
+    let line =
+        |tag: &str| format!("image: {image}:{tag} # {{\"$imagepolicy\": \"flux-system:podinfo\"}}");
+    let bare = BareRepo::new("main", &[(DEPLOY, &format!("{}\n", line("5.0.0")))]);
+    let dir = TempDir::new("daemon-term");
+    let manifests_dir = dir.path().join("flux");
+    std::fs::create_dir_all(&manifests_dir).expect("mkdir");
+    std::fs::write(
+        manifests_dir.join("automation.yaml"),
+        manifests(&image, &bare.url(), "5.0.x"),
+    )
+    .expect("write");
+    let state = dir.path().join("state");
+    let port = free_port();
+    let daemon = Daemon::start(&manifests_dir, &state, port);
+    wait_for("/readyz", Duration::from_secs(30), || {
+        http(port, "GET", "/readyz", "").is_some_and(|(s, _)| s == 200)
+    });
+    let pid = daemon.pid();
+
+    reg.publish("stefanprodan/podinfo", &["5.0.3"], None);
+    let (status, _) = http(port, "POST", &hook_path(), "{}").expect("post");
+    assert_eq!(status, 200);
+    assert!(daemon.stop().success(), "clean exit with work in flight");
+
+    let deployed = bare.show("main", DEPLOY);
+    assert!(
+        [line("5.0.1"), line("5.0.3")].contains(&deployed),
+        "the file is one whole version or the other: {deployed}"
+    );
+    let leftovers: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .expect("read tmp")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(&format!("tagwarden-checkout-{pid}-"))
+        })
+        .collect();
+    assert!(leftovers.is_empty(), "checkouts left behind: {leftovers:?}");
+
+    // The store reopens and the next daemon finishes the job.
+    let port = free_port();
+    let daemon = Daemon::start(&manifests_dir, &state, port);
+    wait_for("/readyz after restart", Duration::from_secs(30), || {
+        http(port, "GET", "/readyz", "").is_some_and(|(s, _)| s == 200)
+    });
+    let (status, _) = http(port, "POST", &hook_path(), "{}").expect("post");
+    assert_eq!(status, 200);
+    wait_for("5.0.3 after restart", Duration::from_secs(10), || {
+        bare.show("main", DEPLOY) == line("5.0.3")
+    });
+    assert!(daemon.stop().success());
 }

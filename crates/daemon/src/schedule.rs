@@ -358,9 +358,11 @@ impl Scheduler {
             if find(&old, &k).as_ref() == Some(o) {
                 continue;
             }
-            // At start, resume: an object that ran within its interval waits
-            // for the rest of it. Edited objects run at once.
-            let resume_at = if force {
+            // At start, resume: a repository scanned within its interval
+            // waits for the rest of it. Policies and automations run at once:
+            // a stop may have cut the chain between a new scan and its push,
+            // and only running them again finishes it.
+            let resume_at = if force && k.kind == "ImageRepository" {
                 last_run(&new_ctx, k.kind, &k.namespace, &k.name)
                     .ok()
                     .flatten()

@@ -75,6 +75,10 @@ impl Daemon {
         Daemon(child)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.0.id()
+    }
+
     /// SIGTERM, then the exit status.
     pub fn stop(mut self) -> std::process::ExitStatus {
         let pid = self.0.id().to_string();
