@@ -64,6 +64,10 @@ fn webhook_update_live_edits_metrics_sigterm_and_resume() {
         "{metrics}"
     );
     assert!(
+        metrics.contains("tagwarden_registry_requests_total{status=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(
         metrics.contains(
             "tagwarden_reconcile_total{kind=\"ImageUpdateAutomation\",result=\"success\"}"
         ),

@@ -25,6 +25,10 @@ pub struct Metrics {
     ready: Family<Labels, Gauge>,
     tags: Family<Labels, Gauge>,
     pushes: Family<Labels, Counter>,
+    /// Mirrors the registry client's process-wide counts at each scrape.
+    registry_requests: Family<Labels, Counter>,
+    /// One scrape at a time, so two never add the same requests twice.
+    scrape: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
@@ -37,6 +41,12 @@ impl Default for Metrics {
         let ready = Family::<Labels, Gauge>::default();
         let tags = Family::<Labels, Gauge>::default();
         let pushes = Family::<Labels, Counter>::default();
+        let registry_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "registry_requests",
+            "Registry HTTP requests by status code (0: no response)",
+            registry_requests.clone(),
+        );
         registry.register(
             "repository_tags",
             "Tags of the last good scan, per ImageRepository",
@@ -69,6 +79,8 @@ impl Default for Metrics {
             ready,
             tags,
             pushes,
+            registry_requests,
+            scrape: std::sync::Mutex::new(()),
         }
     }
 }
@@ -112,6 +124,17 @@ impl Metrics {
 
     /// The Prometheus text exposition.
     pub fn render(&self) -> String {
+        let _one_at_a_time = self.scrape.lock().unwrap_or_else(|p| p.into_inner());
+        for (status, total) in tagwarden_registry::request_counts() {
+            let c = self
+                .registry_requests
+                .get_or_create(&vec![("status".to_string(), status.to_string())]);
+            // Counters only go up: add what happened since the last scrape.
+            let seen = c.get();
+            if total > seen {
+                c.inc_by(total - seen);
+            }
+        }
         let mut out = String::new();
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);

@@ -17,6 +17,30 @@ use std::time::{Duration, Instant};
 use tagwarden_api::image::ImageRef;
 use tokio::sync::Semaphore;
 
+/// Registry HTTP requests made by this process, by status code (0 for a
+/// connection that gave no response), for the daemon's metrics.
+pub fn request_counts() -> Vec<(u16, u64)> {
+    requests()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(k, v)| (*k, *v))
+        .collect()
+}
+
+fn requests() -> &'static Mutex<std::collections::BTreeMap<u16, u64>> {
+    static REQUESTS: OnceLock<Mutex<std::collections::BTreeMap<u16, u64>>> = OnceLock::new();
+    REQUESTS.get_or_init(Default::default)
+}
+
+fn count_request(status: u16) {
+    *requests()
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .entry(status)
+        .or_insert(0) += 1;
+}
+
 /// Manifest media types accepted for digest lookups.
 pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.index.v1+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.docker.distribution.manifest.v2+json";
 
@@ -449,8 +473,14 @@ impl Client {
                 Auth::Bearer(t) => req.header(AUTHORIZATION, format!("Bearer {t}")),
             };
             let outcome = match req.send().await {
-                Ok(r) => self.read(image, url, r).await,
-                Err(e) => Err(ReadError::Http(e)),
+                Ok(r) => {
+                    count_request(r.status().as_u16());
+                    self.read(image, url, r).await
+                }
+                Err(e) => {
+                    count_request(0);
+                    Err(ReadError::Http(e))
+                }
             };
             let wait = match outcome {
                 Ok(f) if f.status == StatusCode::TOO_MANY_REQUESTS => {
