@@ -17,6 +17,10 @@ pub struct AutomationStatus {
     #[serde(default)]
     pub last_run: Option<std::time::SystemTime>,
     pub last_push_commit: Option<String>,
+    /// The policies applied in the last run and the image each resolved to
+    /// (Flux's `observedPolicies`), keyed `namespace/name`.
+    #[serde(default)]
+    pub observed_policies: std::collections::BTreeMap<String, String>,
     pub last_push_time: Option<std::time::SystemTime>,
     pub conditions: Vec<Condition>,
 }
@@ -56,8 +60,20 @@ pub async fn reconcile_automation(
     let k = key(KIND, &auto.meta.namespace, &auto.meta.name);
     let previous: AutomationStatus = ctx.load(&k)?.unwrap_or_default();
     let now = ctx.clock.now();
+    let mut status_policies = std::collections::BTreeMap::new();
     let outcome = run(auto, ctx).await?;
+    if outcome.is_ok()
+        && let Ok(policies) = ready_policies(auto, ctx)?
+    {
+        status_policies = policies
+            .iter()
+            .map(|p| (format!("{}/{}", p.namespace, p.name), p.latest.to_string()))
+            .collect();
+    }
     let mut status = previous.clone();
+    if !status_policies.is_empty() {
+        status.observed_policies = status_policies;
+    }
     status.last_run = Some(now);
     match outcome {
         Ok(Done::UpToDate) => {

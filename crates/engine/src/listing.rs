@@ -160,6 +160,7 @@ mod tests {
                 tag: "5.0.3".into(),
                 digest: None,
             }),
+            observed_previous: None,
             conditions: Vec::new(),
         };
         s.put(

@@ -18,6 +18,9 @@ pub struct LatestRef {
 #[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct PolicyStatus {
     pub latest: Option<LatestRef>,
+    /// What `latest` was before it last changed (Flux's `observedPreviousRef`).
+    #[serde(default)]
+    pub observed_previous: Option<LatestRef>,
     pub conditions: Vec<tagwarden_api::status::Condition>,
 }
 
@@ -48,6 +51,11 @@ pub async fn reconcile_policy(policy: &ImagePolicy, ctx: &Context) -> Result<Rep
                     &message,
                     now,
                 ),
+                observed_previous: if previous.latest.as_ref() != Some(&latest) {
+                    previous.latest.clone()
+                } else {
+                    previous.observed_previous.clone()
+                },
                 latest: Some(latest),
             }
         }
@@ -56,6 +64,7 @@ pub async fn reconcile_policy(policy: &ImagePolicy, ctx: &Context) -> Result<Rep
             PolicyStatus {
                 // The last good selection stays: automations keep a sound value.
                 latest: previous.latest.clone(),
+                observed_previous: previous.observed_previous.clone(),
                 conditions: f.conditions(&previous.conditions, now),
             }
         }

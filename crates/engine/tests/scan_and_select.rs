@@ -135,6 +135,19 @@ spec:
         r[1].2,
         format!("Latest image tag for '{image}' updated from 5.0.3 to 5.0.4")
     );
+    let status: PolicyStatus = serde_json::from_slice(
+        &store
+            .get("ImagePolicy/flux-system/podinfo")
+            .expect("get")
+            .expect("recorded"),
+    )
+    .expect("json");
+    assert_eq!(status.latest.map(|l| l.tag).as_deref(), Some("5.0.4"));
+    assert_eq!(
+        status.observed_previous.map(|l| l.tag).as_deref(),
+        Some("5.0.3"),
+        "observedPreviousRef"
+    );
 
     // The registry goes away: the repository is not ready, the policy still
     // selects from the last good tag list.
