@@ -6,21 +6,12 @@ mod common;
 use common::*;
 #[test]
 fn webhook_update_live_edits_metrics_sigterm_and_resume() {
-    let reg = Registry::start(RegistryAuth::None);
-    reg.publish("stefanprodan/podinfo", &["5.0.0", "5.0.1"], None);
-    let image = format!("{}/stefanprodan/podinfo", reg.host());
-    let line =
-        |tag: &str| format!("image: {image}:{tag} # {{\"$imagepolicy\": \"flux-system:podinfo\"}}");
-    let bare = BareRepo::new("main", &[(DEPLOY, &format!("{}\n", line("5.0.0")))]);
-    let dir = TempDir::new("daemon");
-    let manifests_dir = dir.path().join("flux");
-    std::fs::create_dir_all(&manifests_dir).expect("mkdir");
-    let file = manifests_dir.join("automation.yaml");
-    std::fs::write(&file, manifests(&image, &bare.url(), "5.0.x")).expect("write");
-    let state = dir.path().join("state");
+    let (s, reg) = Setup::new("daemon");
+    let (bare, state) = (&s.bare, &s.state);
+    let manifests_dir = &s.manifests_dir;
     let port = free_port();
-    let daemon = Daemon::start(&manifests_dir, &state, port);
-    let deployed = |tag: &str| bare.show("main", DEPLOY) == line(tag);
+    let daemon = Daemon::start(manifests_dir, state, port);
+    let deployed = |tag: &str| s.deployed(tag);
 
     wait_for("/readyz", Duration::from_secs(30), || {
         http(port, "GET", "/readyz", "").is_some_and(|(s, _)| s == 200)
@@ -43,7 +34,7 @@ fn webhook_update_live_edits_metrics_sigterm_and_resume() {
     eprintln!("webhook to pushed commit: {latency:?}");
 
     // A live edit of the manifests: the policy now wants 5.0.1 at most.
-    std::fs::write(&file, manifests(&image, &bare.url(), "<=5.0.1")).expect("edit");
+    s.write("<=5.0.1");
     wait_for(
         "the edited policy to apply",
         Duration::from_secs(10),
@@ -87,7 +78,7 @@ fn webhook_update_live_edits_metrics_sigterm_and_resume() {
     // its interval, so the registry is not needed), nothing new to push.
     drop(reg);
     let port = free_port();
-    let daemon = Daemon::start(&manifests_dir, &state, port);
+    let daemon = Daemon::start(manifests_dir, state, port);
     wait_for("/readyz after restart", Duration::from_secs(30), || {
         http(port, "GET", "/readyz", "").is_some_and(|(s, _)| s == 200)
     });
@@ -104,23 +95,12 @@ fn webhook_update_live_edits_metrics_sigterm_and_resume() {
 /// finish, exits cleanly, leaves no checkout behind, and the store reopens.
 #[test]
 fn sigterm_mid_update_leaves_no_partial_state() {
-    let reg = Registry::start(RegistryAuth::None);
-    reg.publish("stefanprodan/podinfo", &["5.0.0", "5.0.1"], None);
-    let image = format!("{}/stefanprodan/podinfo", reg.host());
-    let line =
-        |tag: &str| format!("image: {image}:{tag} # {{\"$imagepolicy\": \"flux-system:podinfo\"}}");
-    let bare = BareRepo::new("main", &[(DEPLOY, &format!("{}\n", line("5.0.0")))]);
-    let dir = TempDir::new("daemon-term");
-    let manifests_dir = dir.path().join("flux");
-    std::fs::create_dir_all(&manifests_dir).expect("mkdir");
-    std::fs::write(
-        manifests_dir.join("automation.yaml"),
-        manifests(&image, &bare.url(), "5.0.x"),
-    )
-    .expect("write");
-    let state = dir.path().join("state");
+    let (s, reg) = Setup::new("daemon-term");
+    let (bare, state) = (&s.bare, &s.state);
+    let manifests_dir = &s.manifests_dir;
+    let line = |tag: &str| s.line(tag);
     let port = free_port();
-    let daemon = Daemon::start(&manifests_dir, &state, port);
+    let daemon = Daemon::start(manifests_dir, state, port);
     wait_for("/readyz", Duration::from_secs(30), || {
         http(port, "GET", "/readyz", "").is_some_and(|(s, _)| s == 200)
     });
@@ -149,7 +129,7 @@ fn sigterm_mid_update_leaves_no_partial_state() {
 
     // The store reopens and the next daemon finishes the job.
     let port = free_port();
-    let daemon = Daemon::start(&manifests_dir, &state, port);
+    let daemon = Daemon::start(manifests_dir, state, port);
     wait_for("/readyz after restart", Duration::from_secs(30), || {
         http(port, "GET", "/readyz", "").is_some_and(|(s, _)| s == 200)
     });

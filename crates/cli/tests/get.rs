@@ -40,24 +40,12 @@ fn get_all(state: &Path) -> String {
 
 #[test]
 fn get_suspend_resume_reconcile_with_and_without_the_daemon() {
-    let reg = Registry::start(RegistryAuth::None);
-    reg.publish("stefanprodan/podinfo", &["5.0.0", "5.0.1"], None);
-    let image = format!("{}/stefanprodan/podinfo", reg.host());
-    let line =
-        |tag: &str| format!("image: {image}:{tag} # {{\"$imagepolicy\": \"flux-system:podinfo\"}}");
-    let bare = BareRepo::new("main", &[(DEPLOY, &format!("{}\n", line("5.0.0")))]);
-    let dir = TempDir::new("get");
-    let manifests_dir = dir.path().join("flux");
-    std::fs::create_dir_all(&manifests_dir).expect("mkdir");
-    std::fs::write(
-        manifests_dir.join("automation.yaml"),
-        manifests(&image, &bare.url(), "5.0.x"),
-    )
-    .expect("write");
-    let state = dir.path().join("state");
+    let (s, reg) = Setup::new("get");
+    let (image, state) = (&s.image, &s.state);
+    let manifests_dir = &s.manifests_dir;
     let port = free_port();
-    let daemon = Daemon::start(&manifests_dir, &state, port);
-    let deployed = |tag: &str| bare.show("main", DEPLOY) == line(tag);
+    let daemon = Daemon::start(manifests_dir, state, port);
+    let deployed = |tag: &str| s.deployed(tag);
     wait_for("/readyz", Duration::from_secs(30), || {
         http(port, "GET", "/readyz", "").is_some_and(|(s, _)| s == 200)
     });
@@ -70,7 +58,7 @@ fn get_suspend_resume_reconcile_with_and_without_the_daemon() {
     );
 
     // While the daemon runs (and holds the store's lock): its API.
-    let all = get_all(&state);
+    let all = get_all(state);
     let header = all.lines().next().expect("header");
     assert_eq!(
         header.split('\t').map(str::trim).collect::<Vec<_>>(),
@@ -87,30 +75,30 @@ fn get_suspend_resume_reconcile_with_and_without_the_daemon() {
     assert_eq!(row(&all, "imageupdateautomation/flux-system")[3], "True");
 
     // Suspended: SUSPENDED True, and neither a webhook nor reconcile scans.
-    let (ok, _, err) = tw(&state, &["suspend", "image", "repository", "podinfo"]);
+    let (ok, _, err) = tw(state, &["suspend", "image", "repository", "podinfo"]);
     assert!(ok, "{err}");
     assert!(
         err.contains("► suspending image repository podinfo in flux-system namespace\n✔ image repository suspended"),
         "{err}"
     );
-    let (_, out, _) = tw(&state, &["get", "image", "repository", "podinfo"]);
+    let (_, out, _) = tw(state, &["get", "image", "repository", "podinfo"]);
     let suspended = row(&out, "podinfo");
     assert_eq!(suspended[2], "True", "{out}");
     reg.publish("stefanprodan/podinfo", &["5.0.3"], None);
     let (status, body) = http(port, "POST", &hook_path(), "{}").expect("hook");
     assert_eq!(status, 200, "{body}");
-    let (ok, _, err) = tw(&state, &["reconcile", "image", "repository", "podinfo"]);
+    let (ok, _, err) = tw(state, &["reconcile", "image", "repository", "podinfo"]);
     assert!(!ok && err.contains("✗ resource is suspended"), "{err}");
     std::thread::sleep(Duration::from_millis(1500));
-    let (_, out, _) = tw(&state, &["get", "image", "repository", "podinfo"]);
+    let (_, out, _) = tw(state, &["get", "image", "repository", "podinfo"]);
     assert_eq!(row(&out, "podinfo"), suspended, "no scan while suspended");
     assert!(deployed("5.0.1"));
 
     // Resumed: reconcile scans at once and says so.
-    let (ok, _, err) = tw(&state, &["resume", "image", "repository", "podinfo"]);
+    let (ok, _, err) = tw(state, &["resume", "image", "repository", "podinfo"]);
     assert!(ok, "{err}");
     assert!(err.contains("✔ image repository resumed"), "{err}");
-    let (ok, _, err) = tw(&state, &["reconcile", "image", "repository", "podinfo"]);
+    let (ok, _, err) = tw(state, &["reconcile", "image", "repository", "podinfo"]);
     assert!(ok, "{err}");
     assert!(
         err.contains("► annotating ImageRepository podinfo in flux-system namespace"),
@@ -127,17 +115,17 @@ fn get_suspend_resume_reconcile_with_and_without_the_daemon() {
     wait_for("the update to 5.0.3", Duration::from_secs(10), || {
         deployed("5.0.3")
     });
-    let (ok, _, err) = tw(&state, &["reconcile", "image", "update", "flux-system"]);
+    let (ok, _, err) = tw(state, &["reconcile", "image", "update", "flux-system"]);
     assert!(
         ok && err.contains("✔ ImageUpdateAutomation reconciliation completed"),
         "{err}"
     );
 
     // Settled rows, then SIGTERM: the same rows from the store.
-    let mut before = get_all(&state);
+    let mut before = get_all(state);
     loop {
         std::thread::sleep(Duration::from_millis(300));
-        let now = get_all(&state);
+        let now = get_all(state);
         if now == before {
             break;
         }
@@ -146,24 +134,24 @@ fn get_suspend_resume_reconcile_with_and_without_the_daemon() {
     assert_eq!(row(&before, "imagepolicy/podinfo")[2], "5.0.3");
     assert!(daemon.stop().success());
     assert!(!state.join("daemon.addr").exists(), "removed on clean stop");
-    assert_eq!(get_all(&state), before);
+    assert_eq!(get_all(state), before);
 
     // No daemon: suspend writes the store, reconcile refuses.
-    let (ok, _, err) = tw(&state, &["suspend", "image", "repository", "podinfo"]);
+    let (ok, _, err) = tw(state, &["suspend", "image", "repository", "podinfo"]);
     assert!(ok && err.contains("✔ image repository suspended"), "{err}");
-    let (ok, _, err) = tw(&state, &["reconcile", "image", "repository", "podinfo"]);
+    let (ok, _, err) = tw(state, &["reconcile", "image", "repository", "podinfo"]);
     assert!(!ok && err.contains("✗ the daemon is not running"), "{err}");
-    let (_, out, _) = tw(&state, &["get", "image", "repository", "-A"]);
+    let (_, out, _) = tw(state, &["get", "image", "repository", "-A"]);
     let cells = row(&out.replace("flux-system\t", ""), "podinfo");
     assert_eq!(cells[2], "True", "{out}");
 
     // A restarted daemon keeps the flag: suspended, and still ready.
     let port = free_port();
-    let daemon = Daemon::start(&manifests_dir, &state, port);
+    let daemon = Daemon::start(manifests_dir, state, port);
     wait_for("/readyz after restart", Duration::from_secs(30), || {
         http(port, "GET", "/readyz", "").is_some_and(|(s, _)| s == 200)
     });
-    let (_, out, _) = tw(&state, &["get", "image", "repository", "podinfo"]);
+    let (_, out, _) = tw(state, &["get", "image", "repository", "podinfo"]);
     assert_eq!(row(&out, "podinfo")[2], "True", "{out}");
     assert!(daemon.stop().success());
 }

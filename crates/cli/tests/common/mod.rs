@@ -135,3 +135,61 @@ pub fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) -> Du
 pub fn hook_path() -> String {
     tagwarden_receivers::hook_path("s3cr3t-t0ken", "podinfo-hook", "flux-system")
 }
+
+/// A registry with podinfo 5.0.0 and 5.0.1, a Git repository whose
+/// Deployment is marked at 5.0.0, the manifests (range 5.0.x) in a folder
+/// of their own, and a state folder. The registry comes separately so a
+/// test can take it away.
+pub struct Setup {
+    pub image: String,
+    pub bare: BareRepo,
+    pub manifests_dir: std::path::PathBuf,
+    pub file: std::path::PathBuf,
+    pub state: std::path::PathBuf,
+    _dir: TempDir,
+}
+
+impl Setup {
+    pub fn new(prefix: &str) -> (Setup, Registry) {
+        let reg = Registry::start(RegistryAuth::None);
+        reg.publish("stefanprodan/podinfo", &["5.0.0", "5.0.1"], None);
+        let image = format!("{}/stefanprodan/podinfo", reg.host());
+        let dir = TempDir::new(prefix);
+        let manifests_dir = dir.path().join("flux");
+        std::fs::create_dir_all(&manifests_dir).expect("mkdir");
+        let bare = BareRepo::new(
+            "main",
+            &[(DEPLOY, &format!("{}\n", marked_line(&image, "5.0.0")))],
+        );
+        let s = Setup {
+            bare,
+            file: manifests_dir.join("automation.yaml"),
+            state: dir.path().join("state"),
+            manifests_dir,
+            image,
+            _dir: dir,
+        };
+        s.write("5.0.x");
+        (s, reg)
+    }
+
+    /// The marked line at `tag`.
+    pub fn line(&self, tag: &str) -> String {
+        marked_line(&self.image, tag)
+    }
+
+    /// Whether the repository's Deployment is at `tag`.
+    pub fn deployed(&self, tag: &str) -> bool {
+        self.bare.show("main", DEPLOY) == self.line(tag)
+    }
+
+    /// (Re)writes the manifests with the policy's semver `range`.
+    pub fn write(&self, range: &str) {
+        std::fs::write(&self.file, manifests(&self.image, &self.bare.url(), range))
+            .expect("write manifests");
+    }
+}
+
+fn marked_line(image: &str, tag: &str) -> String {
+    format!("image: {image}:{tag} # {{\"$imagepolicy\": \"flux-system:podinfo\"}}")
+}
