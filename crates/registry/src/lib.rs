@@ -254,10 +254,37 @@ impl Client {
         image: &ImageRef,
         host: &str,
     ) -> Result<&'static str, RegistryError> {
-        // A port speaks one of the two, so the order changes only the cost:
-        // plain HTTP first, because these hosts are mostly plain registries.
+        // A host without a port means two ports (80, 443), where plain HTTP
+        // often only redirects: try HTTPS first there, as go-containerregistry
+        // does. With a port, one port speaks one of the two, so the order
+        // changes only the cost: plain first, as local registries mostly are.
         // A TLS server answers a plain request with 400; only a registry's
         // answer counts.
+        if !host.contains(':') {
+            if self
+                .http
+                .get(format!("https://{host}/v2/"))
+                .send()
+                .await
+                .is_ok()
+            {
+                return Ok("https");
+            }
+            return match self.http.get(format!("http://{host}/v2/")).send().await {
+                Ok(r) if matches!(r.status().as_u16(), 200 | 401 | 403) => Ok("http"),
+                Ok(r) => Err(RegistryError::Connect {
+                    registry: image.registry.clone(),
+                    message: format!(
+                        "neither HTTPS nor plain HTTP answered as a registry (HTTP {})",
+                        r.status().as_u16()
+                    ),
+                }),
+                Err(e) => Err(RegistryError::Connect {
+                    registry: image.registry.clone(),
+                    message: error_chain(&e),
+                }),
+            };
+        }
         let plain = self.http.get(format!("http://{host}/v2/")).send().await;
         if let Ok(r) = &plain
             && matches!(r.status().as_u16(), 200 | 401 | 403)
