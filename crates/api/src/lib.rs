@@ -12,6 +12,7 @@ pub mod export;
 pub mod image;
 mod model;
 mod node;
+pub mod redact;
 mod selector;
 
 pub mod status;

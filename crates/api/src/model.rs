@@ -421,7 +421,10 @@ fn git_repository(meta: Meta, s: Node<'_>) -> Field<GitRepository> {
     if !scheme_ok {
         return Err(s.err(
             "url",
-            format!("invalid URL '{url}': expected an http://, https://, ssh:// or file:// URL"),
+            format!(
+                "invalid URL '{}': expected an http://, https://, ssh:// or file:// URL",
+                crate::redact::url(&url)
+            ),
         ));
     }
     Ok(GitRepository {

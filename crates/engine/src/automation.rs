@@ -175,9 +175,17 @@ async fn run(
     };
     let auto = auto.clone();
     let git_repo = git_repo.clone();
+    let state_dir = ctx.store.state_dir().map(|d| d.to_path_buf());
     // git2 blocks: keep it off the async workers.
     let joined = tokio::task::spawn_blocking(move || {
-        update_and_push(&auto, &git_repo, &auth, signer.as_ref(), &policies)
+        update_and_push(
+            &auto,
+            &git_repo,
+            &auth,
+            signer.as_ref(),
+            &policies,
+            state_dir.as_deref(),
+        )
     })
     .await;
     Ok(joined.unwrap_or_else(|e| {
@@ -285,20 +293,17 @@ fn update_and_push(
     auth: &GitAuth,
     signer: Option<&Signer>,
     policies: &[PolicyImage],
+    state_dir: Option<&std::path::Path>,
 ) -> Result<Done, Failure> {
     let checkout = Checkout::from_ref(auto.checkout_ref.as_ref().or(repo.reference.as_ref()));
-    let dir = tempdir().map_err(|e| Failure::new("ReconciliationFailed", e, false))?;
+    let scratch = crate::workdir::create(state_dir)
+        .map_err(|e| Failure::new("ReconciliationFailed", e, false))?;
+    let dir = scratch.path();
     let result = (|| {
         let started = std::time::Instant::now();
-        let mut ws = Workspace::open(
-            &repo.url,
-            &checkout,
-            auto.push_branch.as_deref(),
-            auth,
-            &dir,
-        )
-        .map_err(Failure::git)?;
-        tracing::debug!(url = %repo.url, ms = started.elapsed().as_millis() as u64, "checked out");
+        let mut ws = Workspace::open(&repo.url, &checkout, auto.push_branch.as_deref(), auth, dir)
+            .map_err(Failure::git)?;
+        tracing::debug!(url = %tagwarden_api::redact::url(&repo.url), ms = started.elapsed().as_millis() as u64, "checked out");
         let setters = Setters::new(
             &auto.meta.namespace,
             auto.policy_selector.as_ref(),
@@ -333,7 +338,7 @@ fn update_and_push(
                     });
                 }
                 Err(GitError::Rejected { message, .. }) if attempt < PUSH_ATTEMPTS => {
-                    tracing::info!(attempt, reason = %message, "push rejected: re-applying on the new tip");
+                    tracing::info!(attempt, reason = %tagwarden_api::redact::text(&message, &repo.url), "push rejected: re-applying on the new tip");
                     std::thread::sleep(backoff);
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     ws.refresh().map_err(Failure::git)?;
@@ -347,19 +352,10 @@ fn update_and_push(
             false,
         ))
     })();
-    let _ = std::fs::remove_dir_all(&dir);
-    result
-}
-
-fn tempdir() -> Result<std::path::PathBuf, String> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    static N: AtomicUsize = AtomicUsize::new(0);
-    let d = std::env::temp_dir().join(format!(
-        "tagwarden-checkout-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).map_err(|e| format!("creating {}: {e}", d.display()))?;
-    Ok(d)
+    // Git and servers quote the URL in errors; credentials in it stay out of
+    // status, the store and the logs.
+    result.map_err(|mut f| {
+        f.message = tagwarden_api::redact::text(&f.message, &repo.url);
+        f
+    })
 }

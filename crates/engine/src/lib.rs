@@ -8,6 +8,7 @@ pub mod listing;
 mod message;
 mod policy;
 mod repository;
+mod workdir;
 
 pub use automation::{AutomationStatus, reconcile_automation};
 pub use policy::{LatestRef, PolicyStatus, reconcile_policy};

@@ -67,7 +67,15 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     }
     let load_failed = !manifests.errors.is_empty();
     let store: Arc<dyn Store> = match &args.state_dir {
-        Some(dir) => Arc::new(FileStore::open(dir)?),
+        // Cron and CI can start a run while the last one still pushes: wait
+        // for it rather than fail, and say so.
+        Some(dir) => Arc::new(FileStore::open_waiting(dir, STATE_LOCK_WAIT, |path| {
+            eprintln!(
+                "◎ waiting for another tagwarden process to release {} (up to {}s)",
+                path.display(),
+                STATE_LOCK_WAIT.as_secs()
+            )
+        })?),
         None => Arc::new(MemoryStore::default()),
     };
     let ctx = Context {
@@ -112,6 +120,9 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         ExitCode::FAILURE
     })
 }
+
+/// How long `run --once` waits for another process holding the state dir.
+const STATE_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
 
 fn daemon(args: RunArgs) -> Result<ExitCode> {
     let dir = args
