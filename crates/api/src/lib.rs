@@ -16,6 +16,7 @@ pub mod redact;
 mod selector;
 
 pub mod status;
+pub mod text;
 pub use model::*;
 pub use node::FieldError;
 pub use selector::{LabelSelector, Requirement};

@@ -160,3 +160,40 @@ fn a_second_run_on_one_state_dir_waits_for_the_first() {
     assert_eq!(mode(&state), 0o700);
     assert_eq!(mode(&state.join("state.redb")), 0o600);
 }
+
+#[test]
+fn control_characters_from_a_file_never_reach_the_commit_message_raw() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("stefanprodan/podinfo", &["5.0.0", "5.0.3"], None);
+    let image = format!("{}/stefanprodan/podinfo", reg.host());
+    // The old value, as the file holds it, carries a BEL, an escape sequence
+    // and a Unicode line separator: a template that prints it must not forge lines.
+    let deployment = format!(
+        "kind: Deployment\nmetadata:\n  name: podinfo\nspec:\n  image: \"{image}:5.0.0\\a\\e[31m\\L\" # {{\"$imagepolicy\": \"flux-system:podinfo\"}}\n"
+    );
+    let bare = BareRepo::new("main", &[("clusters/my-cluster/deploy.yaml", &deployment)]);
+    let dir = TempDir::new("commit-escape");
+    let file = dir.path().join("flux.yaml");
+    std::fs::write(
+        &file,
+        tagwarden_testkit::seed::podinfo_manifests(
+            &bare.url(),
+            &image,
+            "{{range .Changed.Changes}}{{.OldValue}} -> {{.NewValue}}{{end}}",
+            "",
+        ),
+    )
+    .expect("write");
+    let out = run(&["--once", "-f", file.to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let message = bare.log("main", "%B")[0].clone();
+    assert_eq!(
+        message.trim_end(),
+        format!("{image}:5.0.0\\u{{7}}\\u{{1b}}[31m\\u{{2028}} -> {image}:5.0.3")
+    );
+}

@@ -48,5 +48,9 @@ pub(crate) fn render(
         values: auto.message_template_values.clone(),
         images,
     };
-    tagwarden_template::render(auto.message_template.as_deref(), &data).map_err(|e| e.to_string())
+    // Values come from files and registries: no control character or Unicode
+    // line break reaches the commit, where it could forge a trailer line.
+    tagwarden_template::render(auto.message_template.as_deref(), &data)
+        .map(|m| tagwarden_api::text::escape(&m, true).into_owned())
+        .map_err(|e| e.to_string())
 }

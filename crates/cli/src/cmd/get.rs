@@ -242,7 +242,8 @@ fn table(kind: GetKind, rows: &[&ObjectRow], prefix: &str, namespaces: bool) -> 
     let mut cells: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     for r in rows {
         let name = format!("{prefix}{}", r.name);
-        let message = r.message.replace('\n', " ");
+        let message =
+            tagwarden_api::text::escape(&r.message.replace('\n', " "), false).into_owned();
         cells.push(match kind {
             GetKind::Repository => vec![
                 name,
@@ -379,7 +380,7 @@ pub fn reconcile(group: ActGroup) -> Result<ExitCode> {
         }
     };
     if row.ready != "True" {
-        eprintln!("✗ {}", row.message);
+        eprintln!("✗ {}", tagwarden_api::text::escape(&row.message, false));
         return Ok(ExitCode::FAILURE);
     }
     eprintln!("✔ {kind} reconciliation completed");
@@ -389,7 +390,7 @@ pub fn reconcile(group: ActGroup) -> Result<ExitCode> {
         }
         _ => match row.last_run {
             Some(t) => eprintln!("✔ last run: {}", rfc3339(t)),
-            None => eprintln!("✔ {}", row.message),
+            None => eprintln!("✔ {}", tagwarden_api::text::escape(&row.message, false)),
         },
     }
     Ok(ExitCode::SUCCESS)

@@ -96,7 +96,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
                 r.kind.to_string(),
                 format!("{}/{}", r.namespace, r.name),
                 r.ready.to_string(),
-                r.message.replace('\n', " "),
+                // Messages quote registries and servers: one line, no raw controls.
+                tagwarden_api::text::escape(&r.message.replace('\n', " "), false).into_owned(),
             ]
         })
         .collect();
