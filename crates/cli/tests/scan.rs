@@ -156,3 +156,82 @@ stringData:
         "{err}"
     );
 }
+
+/// Neither stream holds a control character other than the line ends, nor a
+/// Unicode line separator.
+fn assert_printable(s: &str) {
+    assert!(
+        !s.chars()
+            .any(|c| (c.is_control() && c != '\n') || matches!(c, '\u{2028}' | '\u{2029}')),
+        "{s:?}"
+    );
+}
+
+#[test]
+fn hostile_tags_and_error_bodies_never_reach_the_terminal_raw() {
+    use tagwarden_testkit::{Action, FaultProxy};
+    let reg = Registry::start(RegistryAuth::None);
+    let tags = serde_json::json!({
+        "name": "app",
+        "tags": ["1.0.0", "1.0\u{2028}evil", "../x", "a".repeat(200), "-bad", "x\x1b[31m", "2.0.0"],
+    })
+    .to_string();
+    let proxy = FaultProxy::start(reg.port, move |r| {
+        if r.path().ends_with("/tags/list") {
+            Action::Respond {
+                status: 200,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body: tags.clone().into_bytes(),
+            }
+        } else {
+            Action::Forward
+        }
+    });
+    let image = format!("{}/app", proxy.host());
+    let out = scan(&[&image]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "2.0.0\n1.0.0\n");
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "warning: skipped 5 tags outside the OCI tag grammar [A-Za-z0-9_][A-Za-z0-9._-]{{0,127}}: \
+             '1.0\\u{{2028}}evil', '../x', '{}…', '-bad', 'x\\u{{1b}}[31m'\n\
+             ✔ successful scan: found 2 tags (5 invalid tags skipped) ({image})\n",
+            "a".repeat(40)
+        )
+    );
+    assert_printable(&text(&out.stdout));
+    assert_printable(&text(&out.stderr));
+
+    let out = scan(&[&image, "--json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(
+        (v["tagCount"].clone(), v["invalidTagCount"].clone()),
+        (2.into(), 5.into())
+    );
+
+    // A registry's error page with a terminal title escape, a bell and a
+    // line separator.
+    let proxy = FaultProxy::start(reg.port, |r| {
+        if r.path().ends_with("/tags/list") {
+            Action::Respond {
+                status: 400,
+                headers: vec![],
+                body: "no\x1b]0;owned\x07\u{2028}way\r\n".into(),
+            }
+        } else {
+            Action::Forward
+        }
+    });
+    let out = scan(&[&format!("{}/app", proxy.host())]);
+    assert!(!out.status.success());
+    assert_eq!(
+        text(&out.stderr),
+        format!(
+            "error: {0}: HTTP 400 for http://{0}/v2/app/tags/list?n=1000: \
+             no\\u{{1b}}]0;owned\\u{{7}}\\u{{2028}}way\\u{{d}}\\u{{a}}\n",
+            proxy.host()
+        )
+    );
+    assert_printable(&text(&out.stderr));
+}

@@ -19,7 +19,7 @@ pub async fn reconcile_repository(
     let outcome = async {
         let s = scan_settings(repo, |name| ctx.secret(&ns, name))?;
         let tags = Client::new(s.options.clone())?
-            .list_tags(&s.image, s.credentials.as_ref())
+            .scan_tags(&s.image, s.credentials.as_ref())
             .await?;
         Ok(scan_result(&s.image.canonical(), tags, &s.exclusions))
     }
@@ -31,7 +31,7 @@ pub async fn reconcile_repository(
     );
     match &outcome {
         Ok(r) => {
-            tracing::info!(kind = KIND, namespace = %repo.meta.namespace, name = %repo.meta.name, image = %r.canonical_image_name, tags = r.tag_count, "scanned")
+            tracing::info!(kind = KIND, namespace = %repo.meta.namespace, name = %repo.meta.name, image = %r.canonical_image_name, tags = r.tag_count, invalid_tags = r.invalid_tag_count, "scanned")
         }
         Err(e) => {
             tracing::warn!(kind = KIND, namespace = %repo.meta.namespace, name = %repo.meta.name, error = %e, "scan failed")

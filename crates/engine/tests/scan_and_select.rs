@@ -156,3 +156,61 @@ spec:
     assert_eq!(r[0].1, ConditionStatus::False);
     assert!(r[0].2.contains("cannot connect"), "{}", r[0].2);
 }
+
+#[tokio::test]
+async fn tags_outside_the_oci_grammar_are_skipped_and_the_ready_message_says_so() {
+    use tagwarden_testkit::{Action, FaultProxy};
+    let reg = Registry::start(RegistryAuth::None);
+    // A hostile registry: its tag list carries a YAML line separator, a path,
+    // an escape sequence and tags too long or badly started.
+    let tags = serde_json::json!({
+        "name": "app",
+        "tags": ["1.0.0", "1.0\u{2028}evil", "../x", "a".repeat(200), "-bad", "x\x1b[31m", "2.0.0"],
+    })
+    .to_string();
+    let proxy = FaultProxy::start(reg.port, move |r| {
+        if r.path().ends_with("/tags/list") {
+            Action::Respond {
+                status: 200,
+                headers: vec![("Content-Type".into(), "application/json".into())],
+                body: tags.clone().into_bytes(),
+            }
+        } else {
+            Action::Forward
+        }
+    });
+    let yaml = format!(
+        r#"
+apiVersion: image.toolkit.fluxcd.io/v1beta2
+kind: ImageRepository
+metadata: {{name: app, namespace: flux-system}}
+spec: {{image: {host}/app, interval: 1m}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: app, namespace: flux-system}}
+spec:
+  imageRepositoryRef: {{name: app}}
+  policy: {{alphabetical: {{order: asc}}}}
+"#,
+        host = proxy.host()
+    );
+    let ctx = context(&yaml, Arc::new(MemoryStore::default()));
+    let r = reconcile_all(&ctx).await;
+    assert_eq!(
+        r[0],
+        (
+            "app".into(),
+            ConditionStatus::True,
+            "successful scan: found 2 tags (5 invalid tags skipped)".into()
+        )
+    );
+    // Alphabetically "x\x1b[31m" would win: it never reached the policy.
+    assert_eq!(
+        r[1].2,
+        format!(
+            "Latest image tag for '{}/app' resolved to 2.0.0",
+            proxy.host()
+        )
+    );
+}

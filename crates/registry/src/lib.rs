@@ -4,10 +4,12 @@
 mod auth;
 mod scan;
 mod settings;
+mod tags;
 
 pub use auth::{Credentials, credentials_from_docker_config};
 pub use scan::{RepositoryStatus, ScanResult, record_scan, scan_result};
 pub use settings::{ScanSettings, scan_settings};
+pub use tags::{TagList, is_valid_tag, printable};
 
 use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, LINK, RETRY_AFTER, WWW_AUTHENTICATE};
 use reqwest::{Method, StatusCode};
@@ -83,6 +85,38 @@ pub enum RegistryError {
     },
     #[error("{registry}: tag list exceeds {limit} pages")]
     TooManyPages { registry: String, limit: usize },
+    #[error(
+        "{registry}: repository '{repository}' lists more than {limit} tags; a scan keeps at most {limit}"
+    )]
+    TooManyTags {
+        registry: String,
+        repository: String,
+        limit: usize,
+    },
+    #[error(
+        "{registry}: the tag list of '{repository}' exceeds {limit} bytes in total; a scan reads at most {limit}"
+    )]
+    TagListTooLarge {
+        registry: String,
+        repository: String,
+        limit: usize,
+    },
+    #[error(
+        "{registry}: {operation} timed out after {after} (the timeout bounds the whole {operation}: every page, retry and token request)"
+    )]
+    Timeout {
+        registry: String,
+        operation: &'static str,
+        after: String,
+    },
+    #[error(
+        "{registry}: HTTP 429 for {url}: registry asked to retry after {retry_after_secs}s; giving up for now"
+    )]
+    RateLimited {
+        registry: String,
+        url: String,
+        retry_after_secs: u64,
+    },
     #[error("invalid client configuration: {0}")]
     Config(String),
     #[error("spec.image: {0}")]
@@ -97,7 +131,10 @@ impl RegistryError {
     /// Worth retrying later without a change by the user.
     pub fn is_transient(&self) -> bool {
         match self {
-            RegistryError::Connect { .. } | RegistryError::TooLarge { .. } => true,
+            RegistryError::Connect { .. }
+            | RegistryError::TooLarge { .. }
+            | RegistryError::Timeout { .. }
+            | RegistryError::RateLimited { .. } => true,
             RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
             _ => false,
         }
@@ -129,8 +166,12 @@ impl RegistryError {
 pub struct ClientOptions {
     /// Plain HTTP (`spec.insecure`).
     pub insecure: bool,
-    /// Per request (`spec.timeout`).
+    /// Deadline for one whole operation (`spec.timeout`): a scan with all
+    /// its pages, retries, waits and token requests, or a digest lookup.
     pub timeout: Duration,
+    /// An attempt that connects or receives nothing for this long fails and
+    /// is retried (within `timeout`).
+    pub stall_timeout: Duration,
     /// Extra CA certificates, PEM (`certSecretRef` `ca.crt`).
     pub ca_pem: Option<Vec<u8>>,
     /// Client certificate and key, PEM (`tls.crt` + `tls.key`).
@@ -139,7 +180,12 @@ pub struct ClientOptions {
     pub proxy: Option<String>,
     pub page_size: usize,
     pub max_pages: usize,
+    /// Per response.
     pub max_body: usize,
+    /// Tags per scan, valid or not, over all pages (default 1,000,000).
+    pub max_tags: usize,
+    /// Bytes of tag-list bodies per scan, over all pages (default 64 MiB).
+    pub max_tag_bytes: usize,
     /// Attempts for a request that fails transiently.
     pub attempts: u32,
     /// First backoff; doubled per attempt, with jitter.
@@ -153,12 +199,15 @@ impl Default for ClientOptions {
         ClientOptions {
             insecure: false,
             timeout: Duration::from_secs(60),
+            stall_timeout: Duration::from_secs(30),
             ca_pem: None,
             identity_pem: None,
             proxy: None,
             page_size: 1000,
             max_pages: 1000,
             max_body: 32 << 20,
+            max_tags: 1_000_000,
+            max_tag_bytes: 64 << 20,
             attempts: 4,
             backoff: Duration::from_millis(200),
             per_registry: 4,
@@ -193,8 +242,18 @@ enum Auth<'a> {
 impl Client {
     pub fn new(opts: ClientOptions) -> Result<Client, RegistryError> {
         let cfg = |e: reqwest::Error| RegistryError::Config(e.to_string());
+        // No overall per-request timeout: the operation's deadline bounds
+        // everything; a stalled attempt fails on the read timeout and is retried.
+        let stall = opts
+            .stall_timeout
+            .min(opts.timeout)
+            .max(Duration::from_millis(1));
+        // A redirect target (blob stores, CDNs) learns nothing of where we came
+        // from; reqwest drops Authorization when the host or port changes.
         let mut b = reqwest::Client::builder()
-            .timeout(opts.timeout)
+            .connect_timeout(stall)
+            .read_timeout(stall)
+            .referer(false)
             .user_agent(concat!("tagwarden/", env!("CARGO_PKG_VERSION")))
             .redirect(reqwest::redirect::Policy::limited(5));
         if let Some(ca) = &opts.ca_pem {
@@ -300,56 +359,133 @@ impl Client {
         }
     }
 
-    /// Every tag of the repository, in the order the registry lists them.
+    /// Every valid tag of the repository, in the order the registry lists them.
     pub async fn list_tags(
         &self,
         image: &ImageRef,
         creds: Option<&Credentials>,
     ) -> Result<Vec<String>, RegistryError> {
+        Ok(self.scan_tags(image, creds).await?.tags)
+    }
+
+    /// The repository's tag list as a scan keeps it: tags outside the OCI
+    /// grammar dropped and counted, the total capped at `max_tags` tags and
+    /// `max_tag_bytes` bytes, everything within `timeout`.
+    pub async fn scan_tags(
+        &self,
+        image: &ImageRef,
+        creds: Option<&Credentials>,
+    ) -> Result<TagList, RegistryError> {
+        let deadline = tokio::time::Instant::now() + self.opts.timeout;
+        let list = self
+            .within(
+                image,
+                "scan",
+                deadline,
+                self.tag_pages(image, creds, deadline),
+            )
+            .await?;
+        if list.invalid > 0 {
+            tracing::warn!(
+                registry = %image.registry,
+                repository = %image.repository,
+                invalid = list.invalid,
+                examples = %list.examples_line(),
+                "skipped tags outside the OCI tag grammar"
+            );
+        }
+        Ok(list)
+    }
+
+    /// Runs `op` until `deadline`, then gives up with a timeout error.
+    async fn within<T>(
+        &self,
+        image: &ImageRef,
+        operation: &'static str,
+        deadline: tokio::time::Instant,
+        op: impl std::future::Future<Output = Result<T, RegistryError>>,
+    ) -> Result<T, RegistryError> {
+        match tokio::time::timeout_at(deadline, op).await {
+            Ok(r) => r,
+            Err(_) => Err(RegistryError::Timeout {
+                registry: image.registry.clone(),
+                operation,
+                after: tagwarden_api::duration::format(self.opts.timeout),
+            }),
+        }
+    }
+
+    async fn tag_pages(
+        &self,
+        image: &ImageRef,
+        creds: Option<&Credentials>,
+        deadline: tokio::time::Instant,
+    ) -> Result<TagList, RegistryError> {
         let base = self.base(image).await?;
-        // A registry may cap the page below what we ask for (and send a Link
+        // A registry may cap the page size below what we ask for (and send a Link
         // anyway): the first page with a Link tells us the real page size.
         let mut n = self.opts.page_size;
         let mut url = format!("{base}/v2/{}/tags/list?n={n}", image.repository);
-        let mut tags: Vec<String> = Vec::new();
+        let mut acc = tags::Collect::new(self.opts.max_tags);
         let mut seen_last: Vec<String> = Vec::new();
+        let mut bytes = 0usize;
         for page_no in 0..self.opts.max_pages {
-            let resp = self.get(image, creds, Method::GET, &url, None).await?;
-            #[derive(serde::Deserialize)]
-            struct Page {
-                tags: Option<Vec<String>>,
-            }
-            let page: Page =
-                serde_json::from_slice(&resp.body).map_err(|e| RegistryError::Malformed {
+            // Each body is parsed and dropped before the next is fetched; the
+            // total budget shrinks the per-response cap as pages arrive.
+            let budget = self.opts.max_tag_bytes.saturating_sub(bytes);
+            let limit = self.opts.max_body.min(budget);
+            let resp = match self
+                .get(image, creds, Method::GET, &url, None, limit, deadline)
+                .await
+            {
+                Err(RegistryError::TooLarge { .. }) if limit < self.opts.max_body => {
+                    return Err(self.tag_bytes_error(image));
+                }
+                r => r?,
+            };
+            bytes += resp.body.len();
+            let mark = acc.mark();
+            let mut de = serde_json::Deserializer::from_slice(&resp.body);
+            let parsed = serde::de::DeserializeSeed::deserialize(tags::Page(&mut acc), &mut de)
+                .and_then(|()| de.end());
+            if acc.over {
+                return Err(RegistryError::TooManyTags {
                     registry: image.registry.clone(),
-                    url: url.clone(),
-                    message: e.to_string(),
-                })?;
-            let page = page.tags.unwrap_or_default();
+                    repository: image.repository.clone(),
+                    limit: self.opts.max_tags,
+                });
+            }
+            parsed.map_err(|e| RegistryError::Malformed {
+                registry: image.registry.clone(),
+                url: url.clone(),
+                message: printable(&e.to_string()),
+            })?;
+            let page_len = acc.seen - mark.3;
             let next = resp
                 .headers
                 .get(LINK)
                 .and_then(|v| v.to_str().ok())
                 .and_then(next_link);
-            let Some(last) = page.last().cloned() else {
-                return Ok(tags);
+            let last = match acc.last_invalid.take() {
+                Some(t) => t,
+                None if page_len > 0 => acc.list.tags.last().cloned().unwrap_or_default(),
+                None => return Ok(acc.list),
             };
             // A `last` seen before means the registry loops its Link header:
             // this page repeats one we have.
             if seen_last.contains(&last) {
-                tracing::warn!(registry = %image.registry, url, "registry repeats a tag page; stopping");
-                return Ok(tags);
+                acc.undo(mark);
+                tracing::warn!(registry = %image.registry, url = %printable(&url), "registry repeats a tag page; stopping");
+                return Ok(acc.list);
             }
             if page_no == 0 && next.is_some() {
-                n = n.min(page.len());
+                n = n.min(page_len);
             }
-            let short = page.len() < n;
-            tags.extend(page);
             let Some(next) = next else {
-                return Ok(tags);
+                return Ok(acc.list);
             };
-            if short {
-                return Ok(tags);
+            if page_len < n {
+                return Ok(acc.list);
             }
             seen_last.push(last);
             url = if next.starts_with("http://") || next.starts_with("https://") {
@@ -364,6 +500,14 @@ impl Client {
         })
     }
 
+    fn tag_bytes_error(&self, image: &ImageRef) -> RegistryError {
+        RegistryError::TagListTooLarge {
+            registry: image.registry.clone(),
+            repository: image.repository.clone(),
+            limit: self.opts.max_tag_bytes,
+        }
+    }
+
     /// The digest of `tag`'s manifest (index or image), by HEAD.
     pub async fn digest(
         &self,
@@ -371,26 +515,39 @@ impl Client {
         tag: &str,
         creds: Option<&Credentials>,
     ) -> Result<String, RegistryError> {
-        let url = format!(
-            "{}/v2/{}/manifests/{tag}",
-            self.base(image).await?,
-            image.repository
-        );
-        let resp = self
-            .get(image, creds, Method::HEAD, &url, Some(MANIFEST_TYPES))
-            .await?;
-        resp.headers
-            .get("docker-content-digest")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-            .ok_or_else(|| RegistryError::Malformed {
-                registry: image.registry.clone(),
-                url,
-                message: "no Docker-Content-Digest header".to_string(),
-            })
+        let deadline = tokio::time::Instant::now() + self.opts.timeout;
+        let op = async {
+            let url = format!(
+                "{}/v2/{}/manifests/{tag}",
+                self.base(image).await?,
+                image.repository
+            );
+            let resp = self
+                .get(
+                    image,
+                    creds,
+                    Method::HEAD,
+                    &url,
+                    Some(MANIFEST_TYPES),
+                    self.opts.max_body,
+                    deadline,
+                )
+                .await?;
+            resp.headers
+                .get("docker-content-digest")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+                .ok_or_else(|| RegistryError::Malformed {
+                    registry: image.registry.clone(),
+                    url,
+                    message: "no Docker-Content-Digest header".to_string(),
+                })
+        };
+        self.within(image, "digest lookup", deadline, op).await
     }
 
-    /// One request with auth negotiation, retries, and the body size cap.
+    /// One request with auth negotiation, retries, and a body cap of `limit`.
+    #[allow(clippy::too_many_arguments)]
     async fn get(
         &self,
         image: &ImageRef,
@@ -398,6 +555,8 @@ impl Client {
         method: Method,
         url: &str,
         accept: Option<&str>,
+        limit: usize,
+        deadline: tokio::time::Instant,
     ) -> Result<Fetched, RegistryError> {
         let scope = format!("repository:{}:pull", image.repository);
         let token_key = format!(
@@ -419,7 +578,9 @@ impl Client {
         };
         let mut challenged = false;
         loop {
-            let resp = self.send(image, method.clone(), url, accept, &auth).await?;
+            let resp = self
+                .send(image, method.clone(), url, accept, &auth, limit, deadline)
+                .await?;
             let status = resp.status;
             if status == StatusCode::UNAUTHORIZED && !challenged {
                 challenged = true;
@@ -462,10 +623,13 @@ impl Client {
                     registry: image.registry.clone(),
                     url: url.to_string(),
                     status: s.as_u16(),
-                    body: String::from_utf8_lossy(&resp.body)
-                        .chars()
-                        .take(200)
-                        .collect(),
+                    // The registry's words, but never its control characters.
+                    body: printable(
+                        &String::from_utf8_lossy(&resp.body)
+                            .chars()
+                            .take(200)
+                            .collect::<String>(),
+                    ),
                 }),
             };
         }
@@ -473,7 +637,8 @@ impl Client {
 
     /// Sends and reads the body with retries: connection errors, timeouts,
     /// cut bodies and 5xx back off exponentially with jitter; 429 waits as
-    /// `Retry-After` says.
+    /// `Retry-After` says, unless that is beyond 60 s or the deadline.
+    #[allow(clippy::too_many_arguments)]
     async fn send(
         &self,
         image: &ImageRef,
@@ -481,6 +646,8 @@ impl Client {
         url: &str,
         accept: Option<&str>,
         auth: &Auth<'_>,
+        limit: usize,
+        deadline: tokio::time::Instant,
     ) -> Result<Fetched, RegistryError> {
         let permit = limiter(&image.registry, self.opts.per_registry)
             .acquire_owned()
@@ -502,7 +669,7 @@ impl Client {
             let outcome = match req.send().await {
                 Ok(r) => {
                     count_request(r.status().as_u16());
-                    self.read(image, url, r).await
+                    self.read(image, url, r, limit).await
                 }
                 Err(e) => {
                     count_request(0);
@@ -516,10 +683,17 @@ impl Client {
                         .get(RETRY_AFTER)
                         .and_then(|v| v.to_str().ok())
                         .and_then(retry_after);
+                    let left = deadline.saturating_duration_since(tokio::time::Instant::now());
                     match after {
                         // Waiting longer than a scan should take is the
-                        // scheduler's job, not ours: give up for now.
-                        Some(d) if d > MAX_RETRY_AFTER => return Ok(f),
+                        // scheduler's job, not ours: give up for now, and say why.
+                        Some(d) if d > MAX_RETRY_AFTER || d >= left => {
+                            return Err(RegistryError::RateLimited {
+                                registry: image.registry.clone(),
+                                url: url.to_string(),
+                                retry_after_secs: d.as_secs_f64().ceil() as u64,
+                            });
+                        }
                         _ if last_try => return Ok(f),
                         Some(d) => d,
                         None => self.backoff(attempt),
@@ -531,7 +705,7 @@ impl Client {
                     return Err(RegistryError::TooLarge {
                         registry: image.registry.clone(),
                         url: url.to_string(),
-                        limit: self.opts.max_body,
+                        limit,
                     });
                 }
                 Err(ReadError::Http(e))
@@ -565,14 +739,14 @@ impl Client {
         base.mul_f64(jitter).min(Duration::from_secs(30))
     }
 
-    /// The whole response, its body capped at `max_body`.
+    /// The whole response, its body capped at `limit`.
     async fn read(
         &self,
         image: &ImageRef,
         url: &str,
         mut resp: reqwest::Response,
+        limit: usize,
     ) -> Result<Fetched, ReadError> {
-        let limit = self.opts.max_body;
         if resp.content_length().is_some_and(|l| l > limit as u64) {
             tracing::debug!(registry = %image.registry, url, limit, "response announces a body over the cap");
             return Err(ReadError::TooLarge);
@@ -677,7 +851,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         s.push_str(&c.to_string());
         cur = c.source();
     }
-    s
+    printable(&s)
 }
 
 /// The `rel="next"` target of a `Link` header.

@@ -1,6 +1,6 @@
 //! What a scan reports, as Flux's ImageRepository status does.
 
-use crate::RegistryError;
+use crate::{RegistryError, TagList};
 use regex::Regex;
 use sha2::{Digest, Sha256};
 use std::time::SystemTime;
@@ -17,22 +17,31 @@ pub struct ScanResult {
     pub latest_tags: Vec<String>,
     /// sha256 of the sorted list: changes exactly when the tag set changes.
     pub revision: String,
+    /// Tags the registry listed outside the OCI tag grammar, dropped.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub invalid_tag_count: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl ScanResult {
-    /// Flux's Ready message for a scan.
+    /// Flux's Ready message for a scan, and what was skipped when anything was.
     pub fn message(&self) -> String {
-        format!("successful scan: found {} tags", self.tag_count)
+        let found = format!("successful scan: found {} tags", self.tag_count);
+        match self.invalid_tag_count {
+            0 => found,
+            1 => format!("{found} (1 invalid tag skipped)"),
+            n => format!("{found} ({n} invalid tags skipped)"),
+        }
     }
 }
 
 /// Applies the exclusion list (any match drops the tag) and orders the rest.
-pub fn scan_result(
-    canonical_image_name: &str,
-    tags: Vec<String>,
-    exclusions: &[Regex],
-) -> ScanResult {
-    let mut tags: Vec<String> = tags
+pub fn scan_result(canonical_image_name: &str, list: TagList, exclusions: &[Regex]) -> ScanResult {
+    let mut tags: Vec<String> = list
+        .tags
         .into_iter()
         .filter(|t| !exclusions.iter().any(|r| r.is_match(t)))
         .collect();
@@ -49,6 +58,7 @@ pub fn scan_result(
         latest_tags: tags.iter().take(10).cloned().collect(),
         revision: format!("sha256:{:x}", h.finalize()),
         tags,
+        invalid_tag_count: list.invalid,
     }
 }
 

@@ -1,12 +1,14 @@
 //! The client against a real docker-registry behind our fault-injecting
 //! proxy: pagination (Distribution 2.8 ignores `n`/`last`), 429, 500,
-//! resets, stalled bodies, malformed JSON and looping `Link` headers.
+//! resets, stalled bodies, malformed JSON and looping `Link` headers; and a
+//! hostile registry: invalid tags, endless big pages, hanging and trickling
+//! answers, huge Retry-After, redirects to another host.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tagwarden_api::image::ImageRef;
-use tagwarden_registry::{Client, ClientOptions, RegistryError};
+use tagwarden_registry::{Client, ClientOptions, Credentials, RegistryError, scan_result};
 use tagwarden_testkit::{Action, FaultProxy, Registry, RegistryAuth, Request};
 
 const TAGS: [&str; 7] = [
@@ -24,7 +26,8 @@ fn client(page_size: usize) -> Client {
         page_size,
         backoff: Duration::from_millis(20),
         attempts: 3,
-        timeout: Duration::from_secs(2),
+        timeout: Duration::from_secs(20),
+        stall_timeout: Duration::from_secs(2),
         ..ClientOptions::default()
     })
     .expect("client")
@@ -193,11 +196,47 @@ async fn too_many_requests_waits_as_retry_after_says() {
         .await
         .expect_err("gives up");
     assert!(started.elapsed() < Duration::from_secs(2));
-    assert!(
-        matches!(err, RegistryError::Status { status: 429, .. }),
-        "{err}"
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{0}: HTTP 429 for http://{0}/v2/app/tags/list?n=1000: registry asked to retry after 3600s; giving up for now",
+            proxy.host()
+        )
     );
     assert!(err.is_transient());
+    assert_eq!(tag_requests(&proxy).len(), 1, "no second try");
+}
+
+#[tokio::test]
+async fn a_retry_after_beyond_the_deadline_gives_up_at_once() {
+    let reg = registry();
+    let proxy = FaultProxy::start(
+        reg.port,
+        first_n(
+            1,
+            Action::Respond {
+                status: 429,
+                headers: vec![("Retry-After".into(), "30".into())],
+                body: vec![],
+            },
+        ),
+    );
+    let c = Client::new(ClientOptions {
+        timeout: Duration::from_secs(5),
+        ..ClientOptions::default()
+    })
+    .expect("client");
+    let started = Instant::now();
+    let err = c
+        .list_tags(&image(&proxy), None)
+        .await
+        .expect_err("gives up");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        err.to_string()
+            .ends_with("registry asked to retry after 30s; giving up for now"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -354,4 +393,270 @@ async fn many_scans_of_one_host_stay_under_the_concurrency_limit() {
         assert_eq!(sorted(s.await.expect("join").expect("list")), TAGS);
     }
     assert_eq!(peak.load(Ordering::SeqCst), 2);
+}
+
+fn tag_page(tags: &[String]) -> Action {
+    Action::Respond {
+        status: 200,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: serde_json::json!({ "name": "app", "tags": tags })
+            .to_string()
+            .into_bytes(),
+    }
+}
+
+/// Serves `tags` as the tag list; everything else goes to the registry.
+fn serve_tags(tags: Vec<String>) -> impl Fn(&Request) -> Action + Send + Sync {
+    move |r: &Request| {
+        if r.path().ends_with("/tags/list") {
+            tag_page(&tags)
+        } else {
+            Action::Forward
+        }
+    }
+}
+
+#[tokio::test]
+async fn tags_outside_the_oci_grammar_are_skipped_counted_and_escaped() {
+    let reg = registry();
+    let hostile: Vec<String> = [
+        "1.0.0",
+        "1.0\u{2028}evil",
+        "../x",
+        &"a".repeat(200),
+        "-bad",
+        "x\x1b[31m",
+        "2.0.0",
+        &"b".repeat(128),
+    ]
+    .iter()
+    .map(|t| t.to_string())
+    .collect();
+    let proxy = FaultProxy::start(reg.port, serve_tags(hostile));
+    let list = client(1000)
+        .scan_tags(&image(&proxy), None)
+        .await
+        .expect("scan");
+    assert_eq!(list.tags, ["1.0.0", "2.0.0", &"b".repeat(128)]);
+    assert_eq!(list.invalid, 5);
+    assert_eq!(
+        list.examples_line(),
+        format!(
+            "'1.0\\u{{2028}}evil', '../x', '{}…', '-bad', 'x\\u{{1b}}[31m'",
+            "a".repeat(40)
+        )
+    );
+    let result = scan_result("r/app", list, &[]);
+    assert_eq!(
+        result.message(),
+        "successful scan: found 3 tags (5 invalid tags skipped)"
+    );
+    assert_eq!(result.invalid_tag_count, 5);
+    assert!(
+        result
+            .tags
+            .iter()
+            .all(|t| tagwarden_registry::is_valid_tag(t))
+    );
+}
+
+/// Endless pages of `per_page` fresh 40-byte tags, each with a Link to the next.
+fn endless_pages(per_page: usize) -> impl Fn(&Request) -> Action + Send + Sync {
+    let n = Arc::new(AtomicUsize::new(0));
+    move |r: &Request| {
+        if !r.path().ends_with("/tags/list") {
+            return Action::Forward;
+        }
+        let i = n.fetch_add(1, Ordering::SeqCst);
+        let tags: Vec<String> = (0..per_page).map(|j| format!("{i:08}-{j:031}")).collect();
+        let Action::Respond { body, .. } = tag_page(&tags) else {
+            unreachable!()
+        };
+        Action::Respond {
+            status: 200,
+            headers: vec![(
+                "Link".into(),
+                format!("</v2/app/tags/list?n={per_page}&last={i:08}>; rel=\"next\""),
+            )],
+            body,
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_total_tag_list_is_capped_in_tags_and_bytes() {
+    let reg = registry();
+    // Pages of 2,000 tags (~86 KB each) with no end.
+    let proxy = FaultProxy::start(reg.port, endless_pages(2000));
+    let c = Client::new(ClientOptions {
+        page_size: 2000,
+        max_tags: 9000,
+        ..ClientOptions::default()
+    })
+    .expect("client");
+    let err = c
+        .scan_tags(&image(&proxy), None)
+        .await
+        .expect_err("tag cap");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: repository 'app' lists more than 9000 tags; a scan keeps at most 9000",
+            proxy.host()
+        )
+    );
+    assert!(!err.is_transient() && !err.is_stalled());
+    assert_eq!(
+        tag_requests(&proxy).len(),
+        5,
+        "the fifth page crosses the cap"
+    );
+
+    let proxy = FaultProxy::start(reg.port, endless_pages(2000));
+    let c = Client::new(ClientOptions {
+        page_size: 2000,
+        max_tag_bytes: 300_000,
+        ..ClientOptions::default()
+    })
+    .expect("client");
+    let err = c
+        .scan_tags(&image(&proxy), None)
+        .await
+        .expect_err("byte cap");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{}: the tag list of 'app' exceeds 300000 bytes in total; a scan reads at most 300000",
+            proxy.host()
+        )
+    );
+    assert_eq!(
+        tag_requests(&proxy).len(),
+        4,
+        "3 pages fit, the fourth does not"
+    );
+
+    // The defaults are documented: a million tags, 64 MiB of bodies.
+    let d = ClientOptions::default();
+    assert_eq!((d.max_tags, d.max_tag_bytes), (1_000_000, 64 << 20));
+}
+
+#[tokio::test]
+async fn the_timeout_bounds_the_whole_scan() {
+    let reg = registry();
+    let timed = |timeout_ms: u64| {
+        Client::new(ClientOptions {
+            page_size: 1,
+            timeout: Duration::from_millis(timeout_ms),
+            backoff: Duration::from_millis(300),
+            attempts: 10,
+            ..ClientOptions::default()
+        })
+        .expect("client")
+    };
+    let expected = |p: &FaultProxy, after: &str| {
+        format!(
+            "{}: scan timed out after {after} (the timeout bounds the whole scan: every page, retry and token request)",
+            p.host()
+        )
+    };
+
+    // Trickling: every page answers in 400 ms, each well within the
+    // timeout; seven pages are not.
+    let proxy = FaultProxy::start(reg.port, |r| {
+        if r.path().ends_with("/tags/list") {
+            std::thread::sleep(Duration::from_millis(400));
+        }
+        Action::Paginate { cap: 1 }
+    });
+    let started = Instant::now();
+    let err = timed(1500)
+        .scan_tags(&image(&proxy), None)
+        .await
+        .expect_err("trickles past the deadline");
+    let took = started.elapsed();
+    assert_eq!(err.to_string(), expected(&proxy, "1.5s"));
+    assert!(err.is_transient());
+    assert!(
+        took >= Duration::from_millis(1500) && took < Duration::from_millis(2500),
+        "{took:?}"
+    );
+    assert!(tag_requests(&proxy).len() < 7, "the scan stopped early");
+
+    // Hanging: the head and a few bytes, then nothing.
+    let proxy = FaultProxy::start(
+        reg.port,
+        first_n(
+            usize::MAX,
+            Action::Stall {
+                sent: 5,
+                hold: Duration::from_secs(8),
+            },
+        ),
+    );
+    let started = Instant::now();
+    let err = timed(1000)
+        .scan_tags(&image(&proxy), None)
+        .await
+        .expect_err("hangs");
+    assert_eq!(err.to_string(), expected(&proxy, "1s"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+
+    // Retries: ten attempts with growing backoff would take seconds.
+    let proxy = FaultProxy::start(
+        reg.port,
+        first_n(
+            usize::MAX,
+            Action::Respond {
+                status: 503,
+                headers: vec![],
+                body: b"busy".to_vec(),
+            },
+        ),
+    );
+    let started = Instant::now();
+    let err = timed(1000)
+        .scan_tags(&image(&proxy), None)
+        .await
+        .expect_err("always 503");
+    assert_eq!(err.to_string(), expected(&proxy, "1s"));
+    assert!(started.elapsed() < Duration::from_secs(2));
+}
+
+#[tokio::test]
+async fn a_redirect_to_another_host_gets_neither_credentials_nor_referer() {
+    let reg = registry();
+    // The second listener records what reaches it and serves the list.
+    let target = FaultProxy::start(reg.port, serve_tags(vec!["9.9.9".into()]));
+    let location = format!("http://{}/v2/app/tags/list?n=1000", target.host());
+    let proxy = FaultProxy::start(reg.port, move |r| {
+        if r.path().ends_with("/tags/list") {
+            Action::Respond {
+                status: 307,
+                headers: vec![("Location".into(), location.clone())],
+                body: vec![],
+            }
+        } else {
+            Action::Forward
+        }
+    });
+    let creds = Credentials {
+        username: "bot".into(),
+        password: "s3cret".into(),
+    };
+    let tags = client(1000)
+        .list_tags(&image(&proxy), Some(&creds))
+        .await
+        .expect("followed");
+    assert_eq!(tags, ["9.9.9"]);
+    let has = |r: &Request, name: &str| r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
+    let sent = tag_requests(&proxy);
+    assert!(
+        has(&sent[0], "authorization"),
+        "credentials go to the registry"
+    );
+    let got = tag_requests(&target);
+    assert_eq!(got.len(), 1);
+    assert!(!has(&got[0], "authorization"), "{:?}", got[0].headers);
+    assert!(!has(&got[0], "referer"), "{:?}", got[0].headers);
 }

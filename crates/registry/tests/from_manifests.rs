@@ -39,7 +39,7 @@ async fn scan(s: &ScanSettings) -> Result<tagwarden_registry::ScanResult, Regist
     opts.backoff = Duration::from_millis(10);
     opts.attempts = 2;
     let tags = Client::new(opts)?
-        .list_tags(&s.image, s.credentials.as_ref())
+        .scan_tags(&s.image, s.credentials.as_ref())
         .await?;
     Ok(scan_result(&s.image.canonical(), tags, &s.exclusions))
 }

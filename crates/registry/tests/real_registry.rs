@@ -41,7 +41,11 @@ async fn lists_tags_and_digests_anonymously() {
     );
 
     let exclusions = [tagwarden_policy::go_regex(r"^.*\.sig$").expect("default exclusion")];
-    let result = scan_result(&img.canonical(), tags, &exclusions);
+    let list = tagwarden_registry::TagList {
+        tags,
+        ..Default::default()
+    };
+    let result = scan_result(&img.canonical(), list, &exclusions);
     assert_eq!(result.tags, ["latest", "5.0.3", "5.0.1", "5.0.0"]);
     assert_eq!(result.message(), "successful scan: found 4 tags");
     assert_eq!(

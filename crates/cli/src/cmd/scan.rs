@@ -8,7 +8,8 @@ use std::process::ExitCode;
 use tagwarden_api::image::ImageRef;
 use tagwarden_api::{LoadOptions, Manifests, Object};
 use tagwarden_registry::{
-    Client, ClientOptions, ScanSettings, credentials_from_docker_config, scan_result, scan_settings,
+    Client, ClientOptions, ScanSettings, credentials_from_docker_config, printable, scan_result,
+    scan_settings,
 };
 
 #[derive(Args)]
@@ -50,7 +51,7 @@ pub struct ScanArgs {
     /// default '^.*\.sig$' as a user exclusionList does.
     #[arg(long = "exclude", value_name = "RE")]
     exclude: Vec<String>,
-    /// Per-request timeout, e.g. 30s.
+    /// Deadline for the whole scan (every page, retry and token request), e.g. 30s.
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     timeout: String,
     /// Print the full scan result as JSON.
@@ -67,8 +68,20 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let tags = rt.block_on(client.list_tags(&settings.image, settings.credentials.as_ref()))?;
-    let result = scan_result(&settings.image.canonical(), tags, &settings.exclusions);
+    // Registry errors are escaped where they are made; escaping again here
+    // keeps any that slip through from reaching the terminal raw.
+    let list = rt
+        .block_on(client.scan_tags(&settings.image, settings.credentials.as_ref()))
+        .map_err(|e| anyhow::anyhow!(printable(&e.to_string())))?;
+    if list.invalid > 0 {
+        let n = list.invalid;
+        eprintln!(
+            "warning: skipped {n} {} outside the OCI tag grammar [A-Za-z0-9_][A-Za-z0-9._-]{{0,127}}: {}",
+            if n == 1 { "tag" } else { "tags" },
+            list.examples_line()
+        );
+    }
+    let result = scan_result(&settings.image.canonical(), list, &settings.exclusions);
 
     // Buffered: a line-buffered stdout makes one write per tag.
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -78,6 +91,7 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
             "tagCount": result.tag_count,
             "latestTags": result.latest_tags,
             "revision": result.revision,
+            "invalidTagCount": result.invalid_tag_count,
             "tags": result.tags,
         });
         writeln!(out, "{}", serde_json::to_string_pretty(&v)?)?;
@@ -87,7 +101,11 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         }
     }
     out.flush()?;
-    eprintln!("✔ {} ({})", result.message(), result.canonical_image_name);
+    eprintln!(
+        "✔ {} ({})",
+        result.message(),
+        printable(&result.canonical_image_name)
+    );
     Ok(ExitCode::SUCCESS)
 }
 
