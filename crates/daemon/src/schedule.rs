@@ -1,6 +1,7 @@
 //! When each object runs: on its interval with jitter, at once when what
 //! it depends on changed or a webhook asked, never two runs of one object
-//! at a time, and a bounded number in flight.
+//! at a time, a bounded number in flight per kind and per registry host (so
+//! a hanging registry cannot starve the rest), each run under a deadline.
 
 use crate::{Config, DaemonError, Metrics};
 use std::collections::{BTreeMap, BTreeSet};
@@ -119,8 +120,9 @@ impl Scheduler {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), DaemonError> {
         self.reload(true);
-        let slots = Arc::new(Semaphore::new(self.inner.config.concurrency.max(1)));
-        let mut running: BTreeSet<ObjectKey> = BTreeSet::new();
+        let slots = Slots::new(self.inner.config.concurrency);
+        // What runs, with the registry host of a scan.
+        let mut running: Running = BTreeMap::new();
         let mut tasks: JoinSet<Finished> = JoinSet::new();
         // Ready once everything due at start has run (resumed objects wait).
         let start = Instant::now();
@@ -145,7 +147,7 @@ impl Scheduler {
             let next_due = self
                 .lock_due()
                 .iter()
-                .filter(|(k, _)| !running.contains(*k))
+                .filter(|(k, _)| !running.contains_key(*k))
                 .map(|(_, t)| *t)
                 .min();
             let wake_at = next_due.map_or(next_reload, |t| t.min(next_reload));
@@ -168,13 +170,34 @@ impl Scheduler {
                 next_reload = Instant::now() + self.inner.config.reload_every;
             }
         }
+        let grace = self.inner.config.shutdown_grace;
         tracing::info!(
             in_flight = tasks.len(),
+            grace_secs = grace.as_secs_f64(),
             "shutting down: letting reconciles in flight finish"
         );
-        while let Some(done) = tasks.join_next().await {
-            if let Ok(done) = done {
-                self.finished(done)?;
+        let drain = async {
+            while let Some(done) = tasks.join_next().await {
+                if let Ok(done) = done {
+                    running.remove(&done.key);
+                    self.finished(done)?;
+                }
+            }
+            Ok::<(), DaemonError>(())
+        };
+        match tokio::time::timeout(grace, drain).await {
+            Ok(result) => result?,
+            Err(_) => {
+                let abandoned: Vec<String> = running
+                    .keys()
+                    .map(|k| format!("{}/{}/{}", k.kind, k.namespace, k.name))
+                    .collect();
+                tracing::warn!(
+                    grace_secs = grace.as_secs_f64(),
+                    abandoned = ?abandoned,
+                    "shutdown grace period over: abandoning reconciles in flight"
+                );
+                tasks.abort_all();
             }
         }
         Ok(())
@@ -183,9 +206,9 @@ impl Scheduler {
     /// Starts every due object whose dependencies are not due or running.
     fn start_due(
         &self,
-        running: &mut BTreeSet<ObjectKey>,
+        running: &mut Running,
         tasks: &mut JoinSet<Finished>,
-        slots: &Arc<Semaphore>,
+        slots: &Slots,
     ) -> Vec<ObjectKey> {
         let mut skipped = Vec::new();
         let now = Instant::now();
@@ -193,11 +216,11 @@ impl Scheduler {
         let due: Vec<ObjectKey> = self
             .lock_due()
             .iter()
-            .filter(|(k, t)| **t <= now && !running.contains(*k))
+            .filter(|(k, t)| **t <= now && !running.contains_key(*k))
             .map(|(k, _)| k.clone())
             .collect();
-        let busy = |k: &ObjectKey, running: &BTreeSet<ObjectKey>, due: &[ObjectKey]| {
-            running.contains(k) || due.contains(k)
+        let busy = |k: &ObjectKey, running: &Running, due: &[ObjectKey]| {
+            running.contains_key(k) || due.contains(k)
         };
         for key in due.iter() {
             let Some(object) = find(&ctx, key) else {
@@ -242,16 +265,31 @@ impl Scheduler {
             if blocked {
                 continue;
             }
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                return skipped;
+            // A scan also needs its registry host to be below its share.
+            let host = match &object {
+                Object::ImageRepository(r) => Some(registry_host(&r.image)),
+                _ => None,
+            };
+            if let Some(h) = &host
+                && running.values().flatten().filter(|r| *r == h).count() >= slots.per_host
+            {
+                continue;
+            }
+            let Ok(permit) = slots.of(key.kind).clone().try_acquire_owned() else {
+                continue;
             };
             self.lock_due().remove(key);
-            running.insert(key.clone());
+            running.insert(key.clone(), host);
             let (ctx, key) = (ctx.clone(), key.clone());
+            let limit = deadline(&object);
             tasks.spawn(async move {
                 let _permit = permit;
                 let started = Instant::now();
-                let (report, changed) = reconcile(&ctx, &object, &key).await;
+                let (report, changed) =
+                    match tokio::time::timeout(limit, reconcile(&ctx, &object, &key)).await {
+                        Ok(done) => done,
+                        Err(_) => abandoned(&key, limit),
+                    };
                 Finished {
                     key,
                     report,
@@ -387,6 +425,89 @@ impl Scheduler {
         *self.inner.ctx.write().unwrap_or_else(|p| p.into_inner()) = ctx;
         self.inner.wake.notify_one();
     }
+}
+
+/// Objects in flight, with the registry host of a scan.
+type Running = BTreeMap<ObjectKey, Option<String>>;
+
+/// Slots per kind, so policies and automations never wait behind scans;
+/// scans get twice as many (they mostly wait on the network) and at most
+/// `per_host` of them go to one registry host.
+struct Slots {
+    repositories: Arc<Semaphore>,
+    policies: Arc<Semaphore>,
+    automations: Arc<Semaphore>,
+    per_host: usize,
+}
+
+impl Slots {
+    fn new(concurrency: usize) -> Slots {
+        let n = concurrency.max(1);
+        Slots {
+            repositories: Arc::new(Semaphore::new(2 * n)),
+            policies: Arc::new(Semaphore::new(n)),
+            automations: Arc::new(Semaphore::new(n)),
+            per_host: n,
+        }
+    }
+
+    fn of(&self, kind: &str) -> &Arc<Semaphore> {
+        match kind {
+            "ImageRepository" => &self.repositories,
+            "ImagePolicy" => &self.policies,
+            _ => &self.automations,
+        }
+    }
+}
+
+/// The registry host of an image reference, as `docker` reads it: the first
+/// path segment when it looks like a host, else Docker Hub.
+fn registry_host(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => {
+            first.to_ascii_lowercase()
+        }
+        _ => "docker.io".into(),
+    }
+}
+
+/// Shortest and longest hard deadline for one reconcile.
+const MIN_DEADLINE: Duration = Duration::from_secs(5);
+const MAX_DEADLINE: Duration = Duration::from_secs(600);
+/// On top of the object's own timeout, so the engine's error (which says
+/// what hung) is what gets reported when it keeps to its timeout.
+const DEADLINE_SLACK: Duration = Duration::from_secs(5);
+
+/// The hard deadline of one reconcile: the object's `timeout`, else its
+/// interval (else a minute), within [5 s, 10 min], plus slack.
+fn deadline(o: &Object) -> Duration {
+    let base = match o {
+        Object::ImageRepository(r) => r.timeout.unwrap_or(r.interval),
+        Object::ImagePolicy(p) => p.interval.unwrap_or(Duration::from_secs(60)),
+        Object::ImageUpdateAutomation(a) => a.interval,
+        _ => Duration::from_secs(60),
+    };
+    base.clamp(MIN_DEADLINE, MAX_DEADLINE) + DEADLINE_SLACK
+}
+
+/// The outcome of a reconcile cut off at its deadline: not Ready, and its
+/// slot free again.
+fn abandoned(key: &ObjectKey, limit: Duration) -> (Result<Report, EngineError>, bool) {
+    let message = format!(
+        "reconcile did not finish within {}: abandoned",
+        tagwarden_api::duration::format(limit)
+    );
+    tracing::warn!(kind = key.kind, namespace = %key.namespace, name = %key.name, deadline_secs = limit.as_secs_f64(), "{message}");
+    (
+        Ok(Report {
+            kind: key.kind,
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            ready: ConditionStatus::False,
+            message,
+        }),
+        false,
+    )
 }
 
 fn find(ctx: &Context, key: &ObjectKey) -> Option<Object> {
