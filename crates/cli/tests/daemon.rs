@@ -222,7 +222,10 @@ fn hanging_registry_blocks_nothing_and_sigterm_keeps_to_its_grace() {
     eprintln!("SIGTERM to exit with hung scans: {took:?}");
     assert!(status.success(), "{status:?}");
     assert!(took < Duration::from_secs(5), "{took:?}");
-    assert!(took >= Duration::from_millis(1900), "the grace was kept: {took:?}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "the grace was kept: {took:?}"
+    );
     let log = std::fs::read_to_string(&log).expect("log");
     assert!(
         log.contains("shutdown grace period over: abandoning reconciles in flight"),

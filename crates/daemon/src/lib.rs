@@ -42,6 +42,9 @@ pub struct Config {
     /// After a stop signal, how long reconciles in flight may take before
     /// they are abandoned and the daemon exits.
     pub shutdown_grace: Duration,
+    /// The longest any one reconcile may run, whatever its timeout or
+    /// interval says; then it is abandoned and its slot freed.
+    pub max_reconcile: Duration,
     /// What the public listener tolerates.
     pub http: HttpLimits,
 }
@@ -56,6 +59,7 @@ impl Default for Config {
             reload_every: Duration::from_secs(2),
             state_dir: None,
             shutdown_grace: Duration::from_secs(10),
+            max_reconcile: Duration::from_secs(600),
             http: HttpLimits::default(),
         }
     }
@@ -109,12 +113,8 @@ pub async fn run(
                 })?;
         let bound = listener.local_addr().map_or(addr, |a| a);
         tracing::info!(addr = %bound, "listening");
-        if !bound.ip().is_loopback() {
-            tracing::warn!(
-                addr = %bound,
-                "listening beyond this machine: /hook/, /metrics, /healthz and /readyz are \
-                 reachable by anyone who can reach this address (the control API is not)"
-            );
+        if let Some(warning) = exposure_warning(bound) {
+            tracing::warn!(addr = %bound, "{warning}");
         }
         if let Some(dir) = &config.state_dir {
             let file = dir.join(ADDR_FILE);
@@ -144,4 +144,39 @@ pub async fn run(
         let _ = std::fs::remove_file(f);
     }
     result
+}
+
+/// What to say when the public listener is reachable from other machines.
+fn exposure_warning(addr: SocketAddr) -> Option<String> {
+    (!addr.ip().is_loopback()).then(|| {
+        format!(
+            "listening on {addr}, beyond this machine: /hook/, /metrics, /healthz and /readyz \
+             are reachable by anyone who can reach it (the control API is not: it is on the \
+             state dir's {SOCKET_FILE})"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_loopback_listen_addresses_are_warned_about() {
+        let any: SocketAddr = "0.0.0.0:9292".parse().expect("addr");
+        assert_eq!(
+            exposure_warning(any).as_deref(),
+            Some(
+                "listening on 0.0.0.0:9292, beyond this machine: /hook/, /metrics, /healthz and \
+                 /readyz are reachable by anyone who can reach it (the control API is not: it is \
+                 on the state dir's daemon.sock)"
+            )
+        );
+        for local in ["127.0.0.1:9292", "[::1]:9292"] {
+            let addr: SocketAddr = local.parse().expect("addr");
+            assert_eq!(exposure_warning(addr), None, "{local}");
+        }
+        let lan: SocketAddr = "192.168.1.10:9292".parse().expect("addr");
+        assert!(exposure_warning(lan).is_some());
+    }
 }

@@ -281,7 +281,7 @@ impl Scheduler {
             self.lock_due().remove(key);
             running.insert(key.clone(), host);
             let (ctx, key) = (ctx.clone(), key.clone());
-            let limit = deadline(&object);
+            let limit = deadline(&object, self.inner.config.max_reconcile);
             tasks.spawn(async move {
                 let _permit = permit;
                 let started = Instant::now();
@@ -471,23 +471,22 @@ fn registry_host(image: &str) -> String {
     }
 }
 
-/// Shortest and longest hard deadline for one reconcile.
+/// Shortest hard deadline for one reconcile (below `max_reconcile`).
 const MIN_DEADLINE: Duration = Duration::from_secs(5);
-const MAX_DEADLINE: Duration = Duration::from_secs(600);
 /// On top of the object's own timeout, so the engine's error (which says
 /// what hung) is what gets reported when it keeps to its timeout.
 const DEADLINE_SLACK: Duration = Duration::from_secs(5);
 
 /// The hard deadline of one reconcile: the object's `timeout`, else its
-/// interval (else a minute), within [5 s, 10 min], plus slack.
-fn deadline(o: &Object) -> Duration {
+/// interval (else a minute), at least 5 s, plus slack; never above `cap`.
+fn deadline(o: &Object, cap: Duration) -> Duration {
     let base = match o {
         Object::ImageRepository(r) => r.timeout.unwrap_or(r.interval),
         Object::ImagePolicy(p) => p.interval.unwrap_or(Duration::from_secs(60)),
         Object::ImageUpdateAutomation(a) => a.interval,
         _ => Duration::from_secs(60),
     };
-    base.clamp(MIN_DEADLINE, MAX_DEADLINE) + DEADLINE_SLACK
+    (base.max(MIN_DEADLINE) + DEADLINE_SLACK).min(cap)
 }
 
 /// The outcome of a reconcile cut off at its deadline: not Ready, and its
@@ -597,4 +596,18 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, SystemTime, u64)> {
     }
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_hosts_as_docker_reads_them() {
+        assert_eq!(registry_host("ghcr.io/stefanprodan/podinfo"), "ghcr.io");
+        assert_eq!(registry_host("127.0.0.1:5000/app"), "127.0.0.1:5000");
+        assert_eq!(registry_host("localhost/app"), "localhost");
+        assert_eq!(registry_host("stefanprodan/podinfo"), "docker.io");
+        assert_eq!(registry_host("nginx"), "docker.io");
+    }
 }

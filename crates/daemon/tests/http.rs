@@ -44,11 +44,21 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
 
 impl Daemon {
     fn start(http: HttpLimits, prepare: impl FnOnce(&Path)) -> Daemon {
+        Daemon::start_with(|c, _| {
+            c.http = http;
+            if let Some(state) = &c.state_dir {
+                prepare(state);
+            }
+        })
+    }
+
+    /// With `modify` applied to the config (and the temporary dir).
+    fn start_with(modify: impl FnOnce(&mut Config, &Path)) -> Daemon {
         let dir = TempDir::new("daemon-http");
         let port = free_port();
-        let config = config(dir.path(), port, http);
+        let mut config = config(dir.path(), port, HttpLimits::default());
+        modify(&mut config, dir.path());
         let state = dir.path().join("state");
-        prepare(&state);
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             let stop = async {
@@ -124,7 +134,10 @@ fn control_api_only_on_the_private_socket() {
     // TCP: no API, whatever the method.
     for (method, path) in [
         ("GET", "/api/v1/objects"),
-        ("POST", "/api/v1/suspend/ImageRepository/flux-system/podinfo"),
+        (
+            "POST",
+            "/api/v1/suspend/ImageRepository/flux-system/podinfo",
+        ),
         ("POST", "/api/v1/resume/ImageRepository/flux-system/podinfo"),
     ] {
         let s = TcpStream::connect(("127.0.0.1", d.port)).expect("connect");
@@ -145,7 +158,10 @@ fn control_api_only_on_the_private_socket() {
     let s = UnixStream::connect(&socket).expect("connect socket");
     let (status, answer) = exchange(
         s,
-        &request("POST", "/api/v1/suspend/ImageRepository/flux-system/podinfo"),
+        &request(
+            "POST",
+            "/api/v1/suspend/ImageRepository/flux-system/podinfo",
+        ),
     )
     .expect("answer");
     assert_eq!(
@@ -277,7 +293,9 @@ fn a_burst_of_webhooks_gets_429_with_retry_after() {
     let (status, answer) = post();
     assert_eq!(status, 429, "{answer}");
     assert!(
-        answer.to_ascii_lowercase().contains("\r\nretry-after: 2\r\n"),
+        answer
+            .to_ascii_lowercase()
+            .contains("\r\nretry-after: 2\r\n"),
         "{answer}"
     );
     assert_eq!(
@@ -287,4 +305,50 @@ fn a_burst_of_webhooks_gets_429_with_retry_after() {
     // Only webhooks are limited.
     let (status, _) = get(d.port, "/healthz").expect("healthz");
     assert_eq!(status, 200);
+}
+
+/// A scan that hangs past the daemon's hard deadline is abandoned: counted
+/// as a failure, not Ready, its slot free, while the registry never answered.
+#[test]
+fn a_hung_scan_is_abandoned_at_the_deadline() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let hang = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let held: Vec<_> = listener.incoming().flatten().collect();
+        drop(held);
+    });
+    let d = Daemon::start_with(|c, dir| {
+        c.max_reconcile = Duration::from_secs(1);
+        std::fs::write(
+            dir.join("flux/hang.yaml"),
+            format!(
+                "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\n\
+                 metadata: {{name: hung, namespace: flux-system}}\n\
+                 spec: {{image: \"127.0.0.1:{hang}/app\", interval: 1h, timeout: 10m}}\n"
+            ),
+        )
+        .expect("write");
+    });
+    let started = Instant::now();
+    let failed = "tagwarden_reconcile_total{kind=\"ImageRepository\",result=\"failure\"} 1";
+    loop {
+        let (_, metrics) = get(d.port, "/metrics").expect("metrics");
+        if metrics.contains(failed) {
+            assert!(
+                metrics.contains(
+                    "tagwarden_ready{kind=\"ImageRepository\",namespace=\"flux-system\",name=\"hung\"} 0"
+                ),
+                "{metrics}"
+            );
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "no abandoned scan after {:?}: {metrics}",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let took = started.elapsed();
+    assert!(took >= Duration::from_millis(900), "{took:?}");
 }
