@@ -113,7 +113,7 @@ mod tests {
         let (s, b) = parse(b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok").expect("parse");
         assert_eq!((s, b.as_slice()), (200, &b"ok"[..]));
         let (s, b) = parse(
-            b"HTTP/1.1 409 Conflict\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nres\r\n4\r\nource\r\n0\r\n\r\n",
+            b"HTTP/1.1 409 Conflict\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nres\r\n5\r\nource\r\n0\r\n\r\n",
         )
         .expect("parse");
         assert_eq!((s, b.as_slice()), (409, &b"resource"[..]));
