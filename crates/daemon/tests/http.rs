@@ -272,6 +272,22 @@ fn slow_connections_are_closed_and_bounded() {
             "slow connection still open after {closed:?}"
         );
     }
+
+    // An idle keep-alive connection is closed the same way.
+    let mut idle = TcpStream::connect(("127.0.0.1", d.port)).expect("connect");
+    idle.set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("timeout");
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let opened = Instant::now();
+    let mut answer = String::new();
+    let _ = idle.read_to_string(&mut answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    let closed = opened.elapsed();
+    assert!(
+        closed >= Duration::from_millis(900) && closed < Duration::from_secs(3),
+        "idle keep-alive connection closed after {closed:?}"
+    );
 }
 
 #[test]
