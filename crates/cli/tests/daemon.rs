@@ -202,6 +202,25 @@ fn hanging_registry_blocks_nothing_and_sigterm_keeps_to_its_grace() {
     wait_for("scans hung on the registry", Duration::from_secs(5), || {
         hang.accepted.load(std::sync::atomic::Ordering::SeqCst) >= 4
     });
+    // Two scans wait for their host's slots: waiting, not spinning.
+    let cpu = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .expect("comm")
+            .1
+            .split_whitespace()
+            .collect();
+        // utime and stime, in clock ticks (fields 14 and 15 of stat).
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+    };
+    let before = cpu(child.id());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu(child.id()) - before;
+    assert!(
+        used < 20,
+        "the daemon used {used} ticks of CPU in 1s while waiting"
+    );
 
     Command::new("kill")
         .args(["-TERM", &child.id().to_string()])

@@ -144,11 +144,15 @@ impl Scheduler {
                     self.inner.ready.store(true, Ordering::SeqCst);
                 }
             }
+            // What is due but did not start waits for a slot, a host's share
+            // or a dependency: a run finishing (or a trigger) wakes the loop,
+            // not the timer, or it would spin while a registry hangs.
+            let now = Instant::now();
             let next_due = self
                 .lock_due()
                 .iter()
                 .filter(|(k, _)| !running.contains_key(*k))
-                .map(|(_, t)| *t)
+                .map(|(_, t)| if *t <= now { now + RECHECK } else { *t })
                 .min();
             let wake_at = next_due.map_or(next_reload, |t| t.min(next_reload));
             tokio::select! {
@@ -426,6 +430,10 @@ impl Scheduler {
         self.inner.wake.notify_one();
     }
 }
+
+/// How often due objects that could not start are looked at again, in case
+/// no finished run or trigger did it first.
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// Objects in flight, with the registry host of a scan.
 type Running = BTreeMap<ObjectKey, Option<String>>;
