@@ -140,3 +140,116 @@ fn sigterm_mid_update_leaves_no_partial_state() {
     });
     assert!(daemon.stop().success());
 }
+
+/// A registry that accepts connections and never answers.
+struct Hang {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl Hang {
+    fn start() -> Hang {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = accepted.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for conn in listener.incoming().flatten() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(conn);
+            }
+        });
+        Hang { port, accepted }
+    }
+}
+
+/// Six ImageRepositories on a registry that never answers (more than the
+/// old four slots, sorted before podinfo) do not keep podinfo from being
+/// scanned, selected and pushed; SIGTERM with those scans hung exits within
+/// `--shutdown-grace` and says what it abandoned.
+#[test]
+fn hanging_registry_blocks_nothing_and_sigterm_keeps_to_its_grace() {
+    let (s, _reg) = Setup::new("daemon-hol");
+    let hang = Hang::start();
+    let mut hanging = String::new();
+    for i in 0..6 {
+        hanging.push_str(&format!(
+            "---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\n\
+             metadata: {{name: app{i}, namespace: flux-system}}\n\
+             spec: {{image: \"127.0.0.1:{}/hang/app{i}\", interval: 1h, timeout: 10m}}\n",
+            hang.port
+        ));
+    }
+    std::fs::write(s.manifests_dir.join("hanging.yaml"), hanging).expect("write");
+    let log = s.state.with_file_name("daemon.log");
+    let port = free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tagwarden"))
+        .args(["run", "-f"])
+        .arg(&s.manifests_dir)
+        .arg("--state-dir")
+        .arg(&s.state)
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .args(["--shutdown-grace", "2s"])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).expect("log"))
+        .spawn()
+        .expect("start daemon");
+    let latency = wait_for("the push to 5.0.1", Duration::from_secs(10), || {
+        s.deployed("5.0.1")
+    });
+    eprintln!("pushed with six scans hung: {latency:?}");
+    wait_for("scans hung on the registry", Duration::from_secs(5), || {
+        hang.accepted.load(std::sync::atomic::Ordering::SeqCst) >= 4
+    });
+    // Two scans wait for their host's slots: waiting, not spinning.
+    let cpu = |pid: u32| -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .expect("comm")
+            .1
+            .split_whitespace()
+            .collect();
+        // utime and stime, in clock ticks (fields 14 and 15 of stat).
+        fields[11].parse::<u64>().expect("utime") + fields[12].parse::<u64>().expect("stime")
+    };
+    let before = cpu(child.id());
+    std::thread::sleep(Duration::from_secs(1));
+    let used = cpu(child.id()) - before;
+    assert!(
+        used < 20,
+        "the daemon used {used} ticks of CPU in 1s while waiting"
+    );
+
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill -TERM");
+    let signalled = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        if signalled.elapsed() > Duration::from_secs(8) {
+            let _ = child.kill();
+            panic!("daemon still running 8s after SIGTERM with a 2s grace");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let took = signalled.elapsed();
+    eprintln!("SIGTERM to exit with hung scans: {took:?}");
+    assert!(status.success(), "{status:?}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(
+        took >= Duration::from_millis(1900),
+        "the grace was kept: {took:?}"
+    );
+    let log = std::fs::read_to_string(&log).expect("log");
+    assert!(
+        log.contains("shutdown grace period over: abandoning reconciles in flight"),
+        "{log}"
+    );
+    assert!(log.contains("ImageRepository/flux-system/app0"), "{log}");
+    assert!(log.contains("✔ stopped"), "{log}");
+}

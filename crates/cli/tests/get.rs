@@ -57,6 +57,36 @@ fn get_suspend_resume_reconcile_with_and_without_the_daemon() {
         format!("127.0.0.1:{port}")
     );
 
+    // The control API is on a socket only this user can open, never on the
+    // public listener.
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let socket = std::fs::symlink_metadata(state.join("daemon.sock")).expect("daemon.sock");
+    assert!(socket.file_type().is_socket());
+    assert_eq!(socket.permissions().mode() & 0o777, 0o600);
+    let dir = std::fs::metadata(state).expect("state dir");
+    assert_eq!(dir.permissions().mode() & 0o777, 0o700);
+    for (method, path) in [
+        ("GET", "/api/v1/objects"),
+        (
+            "POST",
+            "/api/v1/suspend/ImageRepository/flux-system/podinfo",
+        ),
+        (
+            "POST",
+            "/api/v1/reconcile/ImageUpdateAutomation/flux-system/flux-system",
+        ),
+    ] {
+        let (status, body) = http(port, method, path, "").expect("api on tcp");
+        assert_eq!(
+            (status, body.as_str()),
+            (
+                404,
+                "not found: the control API is served on the daemon's unix socket only"
+            ),
+            "{method} {path}"
+        );
+    }
+
     // While the daemon runs (and holds the store's lock): its API.
     let all = get_all(state);
     let header = all.lines().next().expect("header");
@@ -134,6 +164,7 @@ fn get_suspend_resume_reconcile_with_and_without_the_daemon() {
     assert_eq!(row(&before, "imagepolicy/podinfo")[2], "5.0.3");
     assert!(daemon.stop().success());
     assert!(!state.join("daemon.addr").exists(), "removed on clean stop");
+    assert!(!state.join("daemon.sock").exists(), "removed on clean stop");
     assert_eq!(get_all(state), before);
 
     // No daemon: suspend writes the store, reconcile refuses.

@@ -1,11 +1,14 @@
 //! The daemon: reconciles every object on its interval (with jitter), at
 //! once when what it depends on changed, and when a webhook says so; reloads
-//! the manifests when their files change; serves health and metrics.
+//! the manifests when their files change; serves health, metrics and the
+//! Receivers on the public listener, the control API on a Unix socket.
 
 mod api;
+mod http;
 mod metrics;
 mod schedule;
 
+pub use http::{HttpLimits, SocketError};
 pub use metrics::Metrics;
 pub use schedule::{ObjectKey, Scheduler};
 
@@ -15,8 +18,12 @@ use std::sync::Arc;
 use std::time::Duration;
 use tagwarden_store::Store;
 
-/// In the state dir while the daemon listens: its address, for the CLI.
+/// In the state dir while the daemon listens publicly: that address.
 pub const ADDR_FILE: &str = "daemon.addr";
+
+/// In the state dir while the daemon runs: the control API's Unix socket
+/// (mode 0600), which the CLI's get/suspend/resume/reconcile talk to.
+pub const SOCKET_FILE: &str = "daemon.sock";
 
 /// How the daemon runs.
 #[derive(Debug, Clone)]
@@ -24,13 +31,22 @@ pub struct Config {
     pub paths: Vec<PathBuf>,
     pub default_namespace: String,
     pub listen: Option<SocketAddr>,
-    /// Reconciles in flight at once.
+    /// Reconciles in flight per kind, and scans per registry host (scans in
+    /// all: twice as many; each kind has its own slots).
     pub concurrency: usize,
     /// How often manifest files are checked for changes.
     pub reload_every: Duration,
-    /// Where the store lives: `daemon.addr` is written there so the CLI
-    /// finds the API while the store is locked.
+    /// Where the store lives: the control socket is made there, so the CLI
+    /// reaches the API while the store is locked.
     pub state_dir: Option<PathBuf>,
+    /// After a stop signal, how long reconciles in flight may take before
+    /// they are abandoned and the daemon exits.
+    pub shutdown_grace: Duration,
+    /// The longest any one reconcile may run, whatever its timeout or
+    /// interval says; then it is abandoned and its slot freed.
+    pub max_reconcile: Duration,
+    /// What the public listener tolerates.
+    pub http: HttpLimits,
 }
 
 impl Default for Config {
@@ -42,6 +58,9 @@ impl Default for Config {
             concurrency: 4,
             reload_every: Duration::from_secs(2),
             state_dir: None,
+            shutdown_grace: Duration::from_secs(10),
+            max_reconcile: Duration::from_secs(600),
+            http: HttpLimits::default(),
         }
     }
 }
@@ -51,11 +70,14 @@ pub enum DaemonError {
     #[error("listening on {addr}: {message}")]
     Listen { addr: SocketAddr, message: String },
     #[error(transparent)]
+    Socket(#[from] SocketError),
+    #[error(transparent)]
     Engine(#[from] tagwarden_engine::EngineError),
 }
 
-/// Runs until `shutdown` resolves; reconciles in flight finish first, so no
-/// push or state write is cut in half.
+/// Runs until `shutdown` resolves; reconciles in flight get
+/// `shutdown_grace` to finish (so no push or state write is cut in half
+/// when they can finish), then are abandoned.
 pub async fn run(
     config: Config,
     store: Arc<dyn Store>,
@@ -63,37 +85,98 @@ pub async fn run(
 ) -> Result<(), DaemonError> {
     let metrics = Arc::new(Metrics::default());
     let scheduler = Scheduler::new(config.clone(), store, metrics.clone());
-    let http = match config.listen {
-        Some(addr) => {
-            let listener =
-                tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| DaemonError::Listen {
-                        addr,
-                        message: e.to_string(),
-                    })?;
-            let bound = listener.local_addr().map_or(addr, |a| a);
-            tracing::info!(addr = %bound, "listening");
-            if let Some(dir) = &config.state_dir {
-                let file = dir.join(ADDR_FILE);
-                if let Err(e) = std::fs::write(&file, bound.to_string()) {
+    let state = metrics::AppState {
+        metrics: metrics.clone(),
+        scheduler: scheduler.clone(),
+    };
+    let mut servers = Vec::new();
+    let mut written = Vec::new();
+    if let Some(dir) = &config.state_dir {
+        let path = dir.join(SOCKET_FILE);
+        let listener = http::bind_control_socket(dir, &path)?;
+        tracing::info!(socket = %path.display(), "control API listening");
+        let app = metrics::control_routes(state.clone());
+        servers.push(tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                tracing::error!(error = %e, "control API stopped");
+            }
+        }));
+        written.push(path);
+    }
+    if let Some(addr) = config.listen {
+        let listener =
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| DaemonError::Listen {
+                    addr,
+                    message: e.to_string(),
+                })?;
+        let bound = listener.local_addr().map_or(addr, |a| a);
+        tracing::info!(addr = %bound, "listening");
+        if let Some(warning) = exposure_warning(bound) {
+            tracing::warn!(addr = %bound, "{warning}");
+        }
+        if let Some(dir) = &config.state_dir {
+            let file = dir.join(ADDR_FILE);
+            match std::fs::write(&file, bound.to_string()) {
+                Ok(()) => written.push(file),
+                Err(e) => {
                     tracing::warn!(file = %file.display(), error = %e, "address file not written");
                 }
             }
-            Some(tokio::spawn(metrics::serve(
-                listener,
-                metrics.clone(),
-                scheduler.clone(),
-            )))
         }
-        None => None,
-    };
+        let hooks = Arc::new(http::RateLimit::new(
+            config.http.hook_rate,
+            config.http.hook_burst,
+        ));
+        let app = metrics::public_routes(state, hooks);
+        servers.push(tokio::spawn(http::serve_public(
+            listener,
+            app,
+            config.http.clone(),
+        )));
+    }
     let result = scheduler.run(shutdown).await;
-    if let Some(h) = http {
+    for h in servers {
         h.abort();
-        if let Some(dir) = &config.state_dir {
-            let _ = std::fs::remove_file(dir.join(ADDR_FILE));
-        }
+    }
+    for f in written {
+        let _ = std::fs::remove_file(f);
     }
     result
+}
+
+/// What to say when the public listener is reachable from other machines.
+fn exposure_warning(addr: SocketAddr) -> Option<String> {
+    (!addr.ip().is_loopback()).then(|| {
+        format!(
+            "listening on {addr}, beyond this machine: /hook/, /metrics, /healthz and /readyz \
+             are reachable by anyone who can reach it (the control API is not: it is on the \
+             state dir's {SOCKET_FILE})"
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn non_loopback_listen_addresses_are_warned_about() {
+        let any: SocketAddr = "0.0.0.0:9292".parse().expect("addr");
+        assert_eq!(
+            exposure_warning(any).as_deref(),
+            Some(
+                "listening on 0.0.0.0:9292, beyond this machine: /hook/, /metrics, /healthz and \
+                 /readyz are reachable by anyone who can reach it (the control API is not: it is \
+                 on the state dir's daemon.sock)"
+            )
+        );
+        for local in ["127.0.0.1:9292", "[::1]:9292"] {
+            let addr: SocketAddr = local.parse().expect("addr");
+            assert_eq!(exposure_warning(addr), None, "{local}");
+        }
+        let lan: SocketAddr = "192.168.1.10:9292".parse().expect("addr");
+        assert!(exposure_warning(lan).is_some());
+    }
 }

@@ -148,25 +148,42 @@ pub(crate) struct AppState {
     pub(crate) scheduler: Scheduler,
 }
 
-pub(crate) async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    scheduler: Scheduler,
-) {
-    let app = Router::new()
+/// The public listener's routes: health, metrics and the Receivers. The
+/// control API is not among them.
+pub(crate) fn public_routes(state: AppState, hooks: Arc<crate::http::RateLimit>) -> Router {
+    let hook = Router::new()
+        .route("/hook/{digest}", axum::routing::any(hook))
+        .layer(axum::middleware::from_fn_with_state(
+            hooks,
+            crate::http::limit_hooks,
+        ));
+    Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .route("/metrics", get(render_metrics))
-        .route("/hook/{digest}", axum::routing::any(hook))
-        .merge(crate::api::routes())
+        .route("/api/{*rest}", axum::routing::any(no_api))
+        .merge(hook)
         // The receiver checks the size itself, to answer 413 as Flux does.
         .layer(axum::extract::DefaultBodyLimit::max(
             tagwarden_receivers::MAX_BODY + 1,
         ))
-        .with_state(AppState { metrics, scheduler });
-    if let Err(e) = axum::serve(listener, app).await {
-        tracing::error!(error = %e, "http server stopped");
-    }
+        .with_state(state)
+}
+
+/// The control socket's routes: the API, and health so the CLI can tell a
+/// live daemon from a stale socket.
+pub(crate) fn control_routes(state: AppState) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .merge(crate::api::routes())
+        .with_state(state)
+}
+
+async fn no_api() -> impl IntoResponse {
+    (
+        StatusCode::NOT_FOUND,
+        "not found: the control API is served on the daemon's unix socket only",
+    )
 }
 
 async fn readyz(State(s): State<AppState>) -> impl IntoResponse {

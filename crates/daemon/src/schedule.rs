@@ -1,6 +1,7 @@
 //! When each object runs: on its interval with jitter, at once when what
 //! it depends on changed or a webhook asked, never two runs of one object
-//! at a time, and a bounded number in flight.
+//! at a time, a bounded number in flight per kind and per registry host (so
+//! a hanging registry cannot starve the rest), each run under a deadline.
 
 use crate::{Config, DaemonError, Metrics};
 use std::collections::{BTreeMap, BTreeSet};
@@ -119,8 +120,9 @@ impl Scheduler {
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), DaemonError> {
         self.reload(true);
-        let slots = Arc::new(Semaphore::new(self.inner.config.concurrency.max(1)));
-        let mut running: BTreeSet<ObjectKey> = BTreeSet::new();
+        let slots = Slots::new(self.inner.config.concurrency);
+        // What runs, with the registry host of a scan.
+        let mut running: Running = BTreeMap::new();
         let mut tasks: JoinSet<Finished> = JoinSet::new();
         // Ready once everything due at start has run (resumed objects wait).
         let start = Instant::now();
@@ -142,11 +144,15 @@ impl Scheduler {
                     self.inner.ready.store(true, Ordering::SeqCst);
                 }
             }
+            // What is due but did not start waits for a slot, a host's share
+            // or a dependency: a run finishing (or a trigger) wakes the loop,
+            // not the timer, or it would spin while a registry hangs.
+            let now = Instant::now();
             let next_due = self
                 .lock_due()
                 .iter()
-                .filter(|(k, _)| !running.contains(*k))
-                .map(|(_, t)| *t)
+                .filter(|(k, _)| !running.contains_key(*k))
+                .map(|(_, t)| if *t <= now { now + RECHECK } else { *t })
                 .min();
             let wake_at = next_due.map_or(next_reload, |t| t.min(next_reload));
             tokio::select! {
@@ -168,13 +174,34 @@ impl Scheduler {
                 next_reload = Instant::now() + self.inner.config.reload_every;
             }
         }
+        let grace = self.inner.config.shutdown_grace;
         tracing::info!(
             in_flight = tasks.len(),
+            grace_secs = grace.as_secs_f64(),
             "shutting down: letting reconciles in flight finish"
         );
-        while let Some(done) = tasks.join_next().await {
-            if let Ok(done) = done {
-                self.finished(done)?;
+        let drain = async {
+            while let Some(done) = tasks.join_next().await {
+                if let Ok(done) = done {
+                    running.remove(&done.key);
+                    self.finished(done)?;
+                }
+            }
+            Ok::<(), DaemonError>(())
+        };
+        match tokio::time::timeout(grace, drain).await {
+            Ok(result) => result?,
+            Err(_) => {
+                let abandoned: Vec<String> = running
+                    .keys()
+                    .map(|k| format!("{}/{}/{}", k.kind, k.namespace, k.name))
+                    .collect();
+                tracing::warn!(
+                    grace_secs = grace.as_secs_f64(),
+                    abandoned = ?abandoned,
+                    "shutdown grace period over: abandoning reconciles in flight"
+                );
+                tasks.abort_all();
             }
         }
         Ok(())
@@ -183,9 +210,9 @@ impl Scheduler {
     /// Starts every due object whose dependencies are not due or running.
     fn start_due(
         &self,
-        running: &mut BTreeSet<ObjectKey>,
+        running: &mut Running,
         tasks: &mut JoinSet<Finished>,
-        slots: &Arc<Semaphore>,
+        slots: &Slots,
     ) -> Vec<ObjectKey> {
         let mut skipped = Vec::new();
         let now = Instant::now();
@@ -193,11 +220,11 @@ impl Scheduler {
         let due: Vec<ObjectKey> = self
             .lock_due()
             .iter()
-            .filter(|(k, t)| **t <= now && !running.contains(*k))
+            .filter(|(k, t)| **t <= now && !running.contains_key(*k))
             .map(|(k, _)| k.clone())
             .collect();
-        let busy = |k: &ObjectKey, running: &BTreeSet<ObjectKey>, due: &[ObjectKey]| {
-            running.contains(k) || due.contains(k)
+        let busy = |k: &ObjectKey, running: &Running, due: &[ObjectKey]| {
+            running.contains_key(k) || due.contains(k)
         };
         for key in due.iter() {
             let Some(object) = find(&ctx, key) else {
@@ -242,16 +269,31 @@ impl Scheduler {
             if blocked {
                 continue;
             }
-            let Ok(permit) = slots.clone().try_acquire_owned() else {
-                return skipped;
+            // A scan also needs its registry host to be below its share.
+            let host = match &object {
+                Object::ImageRepository(r) => Some(registry_host(&r.image)),
+                _ => None,
+            };
+            if let Some(h) = &host
+                && running.values().flatten().filter(|r| *r == h).count() >= slots.per_host
+            {
+                continue;
+            }
+            let Ok(permit) = slots.of(key.kind).clone().try_acquire_owned() else {
+                continue;
             };
             self.lock_due().remove(key);
-            running.insert(key.clone());
+            running.insert(key.clone(), host);
             let (ctx, key) = (ctx.clone(), key.clone());
+            let limit = deadline(&object, self.inner.config.max_reconcile);
             tasks.spawn(async move {
                 let _permit = permit;
                 let started = Instant::now();
-                let (report, changed) = reconcile(&ctx, &object, &key).await;
+                let (report, changed) =
+                    match tokio::time::timeout(limit, reconcile(&ctx, &object, &key)).await {
+                        Ok(done) => done,
+                        Err(_) => abandoned(&key, limit),
+                    };
                 Finished {
                     key,
                     report,
@@ -389,6 +431,92 @@ impl Scheduler {
     }
 }
 
+/// How often due objects that could not start are looked at again, in case
+/// no finished run or trigger did it first.
+const RECHECK: Duration = Duration::from_secs(1);
+
+/// Objects in flight, with the registry host of a scan.
+type Running = BTreeMap<ObjectKey, Option<String>>;
+
+/// Slots per kind, so policies and automations never wait behind scans;
+/// scans get twice as many (they mostly wait on the network) and at most
+/// `per_host` of them go to one registry host.
+struct Slots {
+    repositories: Arc<Semaphore>,
+    policies: Arc<Semaphore>,
+    automations: Arc<Semaphore>,
+    per_host: usize,
+}
+
+impl Slots {
+    fn new(concurrency: usize) -> Slots {
+        let n = concurrency.max(1);
+        Slots {
+            repositories: Arc::new(Semaphore::new(2 * n)),
+            policies: Arc::new(Semaphore::new(n)),
+            automations: Arc::new(Semaphore::new(n)),
+            per_host: n,
+        }
+    }
+
+    fn of(&self, kind: &str) -> &Arc<Semaphore> {
+        match kind {
+            "ImageRepository" => &self.repositories,
+            "ImagePolicy" => &self.policies,
+            _ => &self.automations,
+        }
+    }
+}
+
+/// The registry host of an image reference, as `docker` reads it: the first
+/// path segment when it looks like a host, else Docker Hub.
+fn registry_host(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => {
+            first.to_ascii_lowercase()
+        }
+        _ => "docker.io".into(),
+    }
+}
+
+/// Shortest hard deadline for one reconcile (below `max_reconcile`).
+const MIN_DEADLINE: Duration = Duration::from_secs(5);
+/// On top of the object's own timeout, so the engine's error (which says
+/// what hung) is what gets reported when it keeps to its timeout.
+const DEADLINE_SLACK: Duration = Duration::from_secs(5);
+
+/// The hard deadline of one reconcile: the object's `timeout`, else its
+/// interval (else a minute), at least 5 s, plus slack; never above `cap`.
+fn deadline(o: &Object, cap: Duration) -> Duration {
+    let base = match o {
+        Object::ImageRepository(r) => r.timeout.unwrap_or(r.interval),
+        Object::ImagePolicy(p) => p.interval.unwrap_or(Duration::from_secs(60)),
+        Object::ImageUpdateAutomation(a) => a.interval,
+        _ => Duration::from_secs(60),
+    };
+    (base.max(MIN_DEADLINE) + DEADLINE_SLACK).min(cap)
+}
+
+/// The outcome of a reconcile cut off at its deadline: not Ready, and its
+/// slot free again.
+fn abandoned(key: &ObjectKey, limit: Duration) -> (Result<Report, EngineError>, bool) {
+    let message = format!(
+        "reconcile did not finish within {}: abandoned",
+        tagwarden_api::duration::format(limit)
+    );
+    tracing::warn!(kind = key.kind, namespace = %key.namespace, name = %key.name, deadline_secs = limit.as_secs_f64(), "{message}");
+    (
+        Ok(Report {
+            kind: key.kind,
+            namespace: key.namespace.clone(),
+            name: key.name.clone(),
+            ready: ConditionStatus::False,
+            message,
+        }),
+        false,
+    )
+}
+
 fn find(ctx: &Context, key: &ObjectKey) -> Option<Object> {
     ctx.objects
         .objects
@@ -476,4 +604,18 @@ fn fingerprint(paths: &[PathBuf]) -> Vec<(PathBuf, SystemTime, u64)> {
     }
     out.sort();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_hosts_as_docker_reads_them() {
+        assert_eq!(registry_host("ghcr.io/stefanprodan/podinfo"), "ghcr.io");
+        assert_eq!(registry_host("127.0.0.1:5000/app"), "127.0.0.1:5000");
+        assert_eq!(registry_host("localhost/app"), "localhost");
+        assert_eq!(registry_host("stefanprodan/podinfo"), "docker.io");
+        assert_eq!(registry_host("nginx"), "docker.io");
+    }
 }

@@ -43,7 +43,8 @@ pub struct Scope {
     /// Every namespace.
     #[arg(short = 'A', long)]
     all_namespaces: bool,
-    /// The daemon's state dir (its `daemon.addr`, else its store).
+    /// The daemon's state dir (its control socket `daemon.sock`, else its
+    /// store).
     #[arg(long, value_name = "DIR")]
     state_dir: Option<PathBuf>,
 }
@@ -89,13 +90,12 @@ pub struct ActArgs {
 
 /// Where the rows come from.
 enum Backend {
-    Api {
-        rt: tokio::runtime::Runtime,
-        http: reqwest::Client,
-        base: String,
-    },
+    Api(super::control::Control),
     Store(FileStore),
 }
+
+/// How long a request waits: the daemon's reconcile waits up to a minute.
+const API_TIMEOUT: Duration = Duration::from_secs(90);
 
 fn state_dir(scope: &Scope) -> Result<PathBuf> {
     scope
@@ -107,31 +107,14 @@ fn state_dir(scope: &Scope) -> Result<PathBuf> {
 
 impl Backend {
     fn connect(dir: &Path) -> Result<Backend> {
-        if let Ok(addr) = std::fs::read_to_string(dir.join(tagwarden_daemon::ADDR_FILE)) {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()?;
-            let http = reqwest::Client::builder()
-                .timeout(Duration::from_secs(90))
-                .build()?;
-            let base = format!("http://{}", addr.trim());
-            let alive = rt.block_on(async {
-                http.get(format!("{base}/healthz"))
-                    .timeout(Duration::from_secs(3))
-                    .send()
-                    .await
-                    .is_ok_and(|r| r.status().is_success())
-            });
-            if alive {
-                return Ok(Backend::Api { rt, http, base });
-            }
+        let socket = dir.join(tagwarden_daemon::SOCKET_FILE);
+        if let Some(c) = super::control::Control::connect(&socket) {
+            return Ok(Backend::Api(c));
         }
         let store = FileStore::open(dir).with_context(|| {
             format!(
-                "no daemon answers at {}/{} and the store cannot be opened \
-                 (a daemon without --listen holds it)",
-                dir.display(),
-                tagwarden_daemon::ADDR_FILE
+                "no daemon answers on {} and the store cannot be opened",
+                socket.display()
             )
         })?;
         Ok(Backend::Store(store))
@@ -139,10 +122,16 @@ impl Backend {
 
     fn rows(&self) -> Result<Vec<ObjectRow>> {
         match self {
-            Backend::Api { rt, http, base } => rt.block_on(async {
-                let r = http.get(format!("{base}/api/v1/objects")).send().await?;
-                Ok(r.error_for_status()?.json().await?)
-            }),
+            Backend::Api(c) => {
+                let (status, body) = c.request("GET", "/api/v1/objects", API_TIMEOUT)?;
+                if status != 200 {
+                    bail!(
+                        "the daemon answered {status}: {}",
+                        String::from_utf8_lossy(&body).trim()
+                    );
+                }
+                serde_json::from_slice(&body).context("the daemon's object list")
+            }
             Backend::Store(s) => Ok(listing::rows_from_store(s)?),
         }
     }
@@ -155,21 +144,38 @@ impl Backend {
         ns: &str,
         name: &str,
     ) -> Result<Result<ObjectRow, String>> {
-        let Backend::Api { rt, http, base } = self else {
+        let Backend::Api(c) = self else {
             bail!("not connected to a daemon")
         };
-        rt.block_on(async {
-            let r = http
-                .post(format!("{base}/api/v1/{action}/{kind}/{ns}/{name}"))
-                .send()
-                .await?;
-            Ok(if r.status().is_success() {
-                Ok(r.json().await?)
-            } else {
-                Err(r.text().await?)
-            })
+        let (status, body) = c.request(
+            "POST",
+            &format!(
+                "/api/v1/{action}/{kind}/{}/{}",
+                path_segment(ns),
+                path_segment(name)
+            ),
+            API_TIMEOUT,
+        )?;
+        Ok(if (200..300).contains(&status) {
+            Ok(serde_json::from_slice(&body).context("the daemon's answer")?)
+        } else {
+            Err(String::from_utf8_lossy(&body).into_owned())
         })
     }
+}
+
+/// `s` percent-encoded for one path segment (names are DNS labels, but a
+/// space or slash must not change the request line).
+fn path_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 pub fn get(group: GetGroup) -> Result<ExitCode> {
@@ -339,7 +345,7 @@ pub fn suspend(group: ActGroup, suspend: bool) -> Result<ExitCode> {
     let done = if suspend { "suspended" } else { "resumed" };
     eprintln!("► {verb} {human} {name} in {ns} namespace");
     match Backend::connect(&state_dir(&args.scope)?)? {
-        b @ Backend::Api { .. } => {
+        b @ Backend::Api(_) => {
             let action = if suspend { "suspend" } else { "resume" };
             if let Err(message) = b.act(action, kind, ns, name)? {
                 eprintln!("✗ {}", message.trim());
@@ -366,7 +372,7 @@ pub fn reconcile(group: ActGroup) -> Result<ExitCode> {
     }
     let backend = Backend::connect(&state_dir(&args.scope)?)?;
     if let Backend::Store(_) = backend {
-        eprintln!("✗ the daemon is not running: start it with `tagwarden run --listen ADDR`");
+        eprintln!("✗ the daemon is not running: start it with `tagwarden run -f PATH`");
         return Ok(ExitCode::FAILURE);
     }
     eprintln!("► annotating {kind} {name} in {ns} namespace");

@@ -24,9 +24,26 @@ pub struct RunArgs {
     #[arg(long)]
     once: bool,
     /// Serve /metrics, /healthz, /readyz and the Receivers' /hook/… here
-    /// (daemon only).
+    /// (daemon only). The control API (get, suspend, resume, reconcile) is
+    /// never served here: it is on <state-dir>/daemon.sock (mode 0600).
     #[arg(long, value_name = "ADDR", conflicts_with = "once")]
     listen: Option<std::net::SocketAddr>,
+    /// After SIGTERM/SIGINT, how long reconciles in flight may take before
+    /// they are abandoned and the daemon exits.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration, conflicts_with = "once")]
+    shutdown_grace: std::time::Duration,
+    /// Close a connection to --listen that has not sent its request headers
+    /// within this time.
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = duration, conflicts_with = "once")]
+    header_timeout: std::time::Duration,
+    /// Connections to --listen served at once (more wait).
+    #[arg(long, value_name = "N", default_value_t = 512, conflicts_with = "once")]
+    max_connections: usize,
+    /// Webhook requests per second per source address on /hook/…, in bursts
+    /// of up to 3×N; beyond that 429 with Retry-After. 0 turns it off (for
+    /// a proxy in front that limits).
+    #[arg(long, value_name = "N", default_value_t = 10, conflicts_with = "once")]
+    hook_rate_limit: u32,
     /// Manifest files or folders (*.yaml, *.yml), repeatable.
     #[arg(short = 'f', long = "file", value_name = "PATH", required = true)]
     files: Vec<PathBuf>,
@@ -138,15 +155,32 @@ fn daemon(args: RunArgs) -> Result<ExitCode> {
         paths: args.files,
         default_namespace: args.namespace,
         listen: args.listen,
+        shutdown_grace: args.shutdown_grace,
+        http: tagwarden_daemon::HttpLimits {
+            header_timeout: args.header_timeout,
+            max_connections: args.max_connections,
+            hook_rate: f64::from(args.hook_rate_limit),
+            hook_burst: args.hook_rate_limit.saturating_mul(3),
+            ..tagwarden_daemon::HttpLimits::default()
+        },
         ..tagwarden_daemon::Config::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(tagwarden_daemon::run(config, store, shutdown_signal()))?;
+    let result = rt.block_on(tagwarden_daemon::run(config, store, shutdown_signal()));
+    // Work abandoned after the grace period may sit in blocking threads
+    // (a hung push): do not wait for it.
+    rt.shutdown_timeout(std::time::Duration::from_millis(200));
+    result?;
     eprintln!("✔ stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+fn duration(s: &str) -> Result<std::time::Duration, String> {
+    tagwarden_api::duration::parse(s)
+        .ok_or_else(|| format!("'{s}' is not a duration (e.g. 10s, 1m30s)"))
 }
 
 /// SIGINT or SIGTERM.
