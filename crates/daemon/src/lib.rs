@@ -31,6 +31,8 @@ pub struct Config {
     /// Where the store lives: `daemon.addr` is written there so the CLI
     /// finds the API while the store is locked.
     pub state_dir: Option<PathBuf>,
+    /// Objects with unknown fields are refused, not only warned about.
+    pub strict: bool,
 }
 
 impl Default for Config {
@@ -42,6 +44,7 @@ impl Default for Config {
             concurrency: 4,
             reload_every: Duration::from_secs(2),
             state_dir: None,
+            strict: false,
         }
     }
 }
