@@ -12,7 +12,7 @@ pub mod export;
 pub mod image;
 pub mod limits;
 mod model;
-mod names;
+pub mod names;
 mod node;
 mod schema;
 mod selector;

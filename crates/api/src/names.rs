@@ -11,9 +11,19 @@ fn label_ok(part: &str) -> bool {
         && b.iter().all(|c| edge(c) || *c == b'-')
 }
 
+/// Whether `name` is a DNS-1123 subdomain, as Kubernetes object names.
+pub fn is_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(label_ok)
+}
+
+/// Whether `namespace` is a DNS-1123 label, as Kubernetes namespaces.
+pub fn is_label(namespace: &str) -> bool {
+    namespace.len() <= 63 && label_ok(namespace)
+}
+
 /// Why `name` is not a DNS-1123 subdomain (object names), if it is not.
 pub(crate) fn subdomain_error(name: &str) -> Option<String> {
-    if name.len() <= 253 && name.split('.').all(label_ok) {
+    if is_subdomain(name) {
         return None;
     }
     Some(format!(
@@ -25,7 +35,7 @@ pub(crate) fn subdomain_error(name: &str) -> Option<String> {
 
 /// Why `namespace` is not a DNS-1123 label, if it is not.
 pub(crate) fn label_error(namespace: &str) -> Option<String> {
-    if namespace.len() <= 63 && label_ok(namespace) {
+    if is_label(namespace) {
         return None;
     }
     Some(format!(
