@@ -205,25 +205,23 @@ impl Manifests {
             file: file.to_path_buf(),
             document,
         };
-        // The whole stream is built at once only when no document is an
-        // alias bomb; otherwise documents are read one by one.
-        if let Ok(None) = limits::alias_bomb(text)
-            && let Ok(docs) = YamlLoader::load_from_str(text)
+        if let Ok(l) = limits::load(text)
+            && l.complete
         {
-            for (i, doc) in docs.iter().enumerate() {
-                self.add_doc(doc, source(i + 1), opts);
-            }
+            self.add_loaded(l, 0, &source, opts);
             return;
         }
         // One broken document must not hide the others: read them one by one.
         // Chunks of only comments are no document and take no number.
         let mut index = 0;
         for chunk in split_documents(text) {
-            let loaded = match limits::alias_bomb(chunk) {
-                Ok(None) => YamlLoader::load_from_str(chunk),
-                Ok(Some((n, message))) => {
-                    // Nothing of this chunk is built; `---` splits nearly
-                    // always leave one document per chunk.
+            let l = match limits::load(chunk) {
+                Ok(l) if l.complete => l,
+                // The loader stopped on an error of its own; a bomb in the
+                // chunk is the one to report, as building it to name the
+                // error would expand it.
+                Ok(l) if !l.refused.is_empty() => {
+                    let (n, message) = l.refused[0].clone();
                     index += n;
                     self.errors.push(LoadError::Expansion {
                         origin: source(index),
@@ -231,14 +229,18 @@ impl Manifests {
                     });
                     continue;
                 }
-                Err(e) => Err(e),
-            };
-            match loaded {
-                Ok(docs) => {
-                    for doc in &docs {
-                        index += 1;
-                        self.add_doc(doc, source(index), opts);
-                    }
+                Ok(_) => {
+                    let message = match YamlLoader::load_from_str(chunk) {
+                        Err(e) => e.to_string(),
+                        // Not reached: the same parser stopped before.
+                        Ok(_) => "the YAML loader stopped early".to_string(),
+                    };
+                    index += 1;
+                    self.errors.push(LoadError::Syntax {
+                        origin: source(index),
+                        message,
+                    });
+                    continue;
                 }
                 Err(e) => {
                     index += 1;
@@ -246,9 +248,33 @@ impl Manifests {
                         origin: source(index),
                         message: e.to_string(),
                     });
+                    continue;
                 }
+            };
+            index += self.add_loaded(l, index, &source, opts);
+        }
+    }
+
+    /// Adds the documents of one parse, numbered after `before`; those over
+    /// the alias limits are errors. Returns how many documents there were.
+    fn add_loaded(
+        &mut self,
+        l: limits::Loaded,
+        before: usize,
+        source: &dyn Fn(usize) -> Source,
+        opts: &LoadOptions,
+    ) -> usize {
+        for (i, doc) in l.docs().iter().enumerate() {
+            let n = before + i + 1;
+            match l.refused.iter().find(|(d, _)| *d == i + 1) {
+                Some((_, message)) => self.errors.push(LoadError::Expansion {
+                    origin: source(n),
+                    message: message.clone(),
+                }),
+                None => self.add_doc(doc, source(n), opts),
             }
         }
+        l.docs().len()
     }
 
     /// Two documents for one object would be reconciled into one state

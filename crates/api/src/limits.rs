@@ -1,12 +1,14 @@
 //! Bounds on what one manifest may cost to read: its size, and how far its
 //! YAML aliases expand. yaml-rust2 copies the anchored node at every alias,
 //! so a few hundred bytes of nested aliases (a "billion laughs") would grow
-//! to gigabytes; the expansion is measured on the event stream first, where
-//! it costs a few numbers per anchor, and only sound documents are built.
+//! to gigabytes; the expansion is measured on the event stream as the tree
+//! is built, at a few numbers per anchor, and an alias past the limits is
+//! never expanded.
 
 use std::collections::HashMap;
-use yaml_rust2::parser::{Event, EventReceiver, Parser};
-use yaml_rust2::scanner::ScanError;
+use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::scanner::{Marker, ScanError, TScalarStyle};
+use yaml_rust2::{Yaml, YamlLoader};
 
 /// Largest manifest file read.
 pub const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
@@ -40,8 +42,8 @@ struct Meter {
     open: Vec<(usize, Size)>,
     aliases: u64,
     expanded: Size,
-    /// The first document over a limit, and why.
-    over: Option<(usize, String)>,
+    /// The documents over a limit, and why.
+    over: Vec<(usize, String)>,
 }
 
 impl Meter {
@@ -54,8 +56,12 @@ impl Meter {
         }
     }
 
+    fn is_over(&self) -> bool {
+        self.over.last().is_some_and(|(d, _)| *d == self.document)
+    }
+
     fn check(&mut self) {
-        if self.over.is_some() {
+        if self.is_over() {
             return;
         }
         let why = if self.aliases > MAX_ALIASES {
@@ -70,15 +76,17 @@ impl Meter {
         } else {
             return;
         };
-        self.over = Some((
+        self.over.push((
             self.document,
             format!("{why}; refusing to expand it (a YAML alias bomb?)"),
         ));
     }
 }
 
-impl EventReceiver for Meter {
-    fn on_event(&mut self, ev: Event) {
+impl Meter {
+    /// Measures one event; `false` when it is an alias that must not be
+    /// expanded (its document is over a limit and will be refused).
+    fn measure(&mut self, ev: &Event) -> bool {
         match ev {
             Event::DocumentStart => {
                 self.document += 1;
@@ -88,7 +96,7 @@ impl EventReceiver for Meter {
                 self.expanded = Size::default();
             }
             Event::SequenceStart(aid, _) | Event::MappingStart(aid, _) => {
-                self.open.push((aid, Size { nodes: 1, bytes: 0 }))
+                self.open.push((*aid, Size { nodes: 1, bytes: 0 }))
             }
             Event::SequenceEnd | Event::MappingEnd => {
                 if let Some((aid, size)) = self.open.pop() {
@@ -96,34 +104,84 @@ impl EventReceiver for Meter {
                 }
             }
             Event::Scalar(value, _, aid, _) => self.finish(
-                aid,
+                *aid,
                 Size {
                     nodes: 1,
                     bytes: value.len() as u64,
                 },
             ),
             Event::Alias(id) => {
-                let size = self
-                    .anchors
-                    .get(&id)
-                    .copied()
-                    .unwrap_or(Size { nodes: 1, bytes: 0 });
+                let one = Size { nodes: 1, bytes: 0 };
+                let size = self.anchors.get(id).copied().unwrap_or(one);
                 self.aliases += 1;
                 self.expanded.add(size);
                 self.check();
+                if self.is_over() {
+                    self.finish(0, one);
+                    return false;
+                }
                 self.finish(0, size);
             }
             _ => {}
         }
+        true
     }
 }
 
-/// The first document (1-based) whose aliases expand past the limits, and
-/// why; a syntax error is returned as such.
-pub(crate) fn alias_bomb(text: &str) -> Result<Option<(usize, String)>, ScanError> {
-    let mut meter = Meter::default();
-    Parser::new_from_str(text).load(&mut meter, true)?;
-    Ok(meter.over)
+/// yaml-rust2's loader behind the meter: an alias past the limits reaches
+/// the loader as a null, so nothing grows, and its document is refused.
+struct Guarded {
+    meter: Meter,
+    loader: YamlLoader,
+    ends: usize,
+}
+
+impl MarkedEventReceiver for Guarded {
+    fn on_event(&mut self, ev: Event, mark: Marker) {
+        if matches!(ev, Event::DocumentEnd) {
+            self.ends += 1;
+        }
+        if self.meter.measure(&ev) {
+            self.loader.on_event(ev, mark);
+        } else {
+            self.loader.on_event(
+                Event::Scalar("~".into(), TScalarStyle::Plain, 0, None),
+                mark,
+            );
+        }
+    }
+}
+
+/// The documents of a YAML stream, built with bounded alias expansion.
+pub(crate) struct Loaded {
+    /// Held rather than copied out: its documents are only lent.
+    loader: YamlLoader,
+    /// The documents (1-based) over a limit, and why: not to be used.
+    pub refused: Vec<(usize, String)>,
+    /// False when the loader stopped on an error of its own (a duplicated
+    /// key), which [`YamlLoader::load_from_str`] then names.
+    pub complete: bool,
+}
+
+/// Parses once: measuring and building in the same pass.
+pub(crate) fn load(text: &str) -> Result<Loaded, ScanError> {
+    let mut g = Guarded {
+        meter: Meter::default(),
+        loader: YamlLoader::default(),
+        ends: 0,
+    };
+    Parser::new_from_str(text).load(&mut g, true)?;
+    Ok(Loaded {
+        complete: g.loader.documents().len() == g.ends,
+        loader: g.loader,
+        refused: g.meter.over,
+    })
+}
+
+impl Loaded {
+    pub(crate) fn docs(&self) -> &[Yaml] {
+        self.loader.documents()
+    }
 }
 
 /// Where the first invalid UTF-8 byte is: 1-based line and byte column.

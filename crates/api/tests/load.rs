@@ -377,6 +377,32 @@ fn an_alias_bomb_is_refused_before_it_expands() {
     let names: Vec<_> = m.objects.iter().map(|o| o.meta().name.clone()).collect();
     assert_eq!(names, ["one", "three"]);
 
+    // Every bomb is refused, also after a first one, also next to a broken
+    // document (read one by one) or a duplicated key (the loader's own error).
+    let bomb_msg = |n: usize| {
+        format!(
+            "clusters/my-cluster/image.yaml: document {n}: aliases expand to more than 100000 nodes; refusing to expand it (a YAML alias bomb?)"
+        )
+    };
+    let m = load(&format!(
+        "{bomb}---
+{SECRET_ONE}---
+{bomb}"
+    ));
+    assert_eq!(errors(&m), [bomb_msg(1), bomb_msg(3)]);
+    assert_eq!(m.objects.len(), 1);
+    let m = load(&format!(
+        "{bomb}---
+key: [unclosed\n---\n{bomb}x: 1\nx: 2\n"
+    ));
+    assert_eq!(errors(&m)[0], bomb_msg(1));
+    assert!(
+        errors(&m)[1].starts_with("clusters/my-cluster/image.yaml: document 2: invalid YAML"),
+        "{:?}",
+        m.errors
+    );
+    assert_eq!(errors(&m)[2], bomb_msg(3));
+
     // Many aliases of one big scalar: few nodes, many bytes.
     let big = format!(
         "s: &s \"{}\"\nl: [{}]\n",
