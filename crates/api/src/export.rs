@@ -765,6 +765,8 @@ mod tests {
     fn load_one(text: &str) -> Object {
         let m = Manifests::load_str(text, Path::new("export.yaml"), &LoadOptions::default());
         assert!(m.errors.is_empty(), "{:?}\n{text}", m.errors);
+        // What `create` writes uses only known fields.
+        assert!(m.warnings.is_empty(), "{:?}\n{text}", m.warnings);
         assert_eq!(m.objects.len(), 1, "{text}");
         m.objects.into_iter().next().expect("one object")
     }

@@ -10,9 +10,12 @@
 pub mod duration;
 pub mod export;
 pub mod image;
+pub mod limits;
 mod model;
+pub mod names;
 mod node;
 pub mod redact;
+mod schema;
 mod selector;
 
 pub mod status;
@@ -22,6 +25,8 @@ pub use node::FieldError;
 pub use selector::{LabelSelector, Requirement};
 
 use node::Owned;
+use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use yaml_rust2::{Yaml, YamlLoader};
 
@@ -53,6 +58,48 @@ pub enum LoadError {
         name: String,
         error: FieldError,
     },
+    #[error("{origin}: {message}")]
+    Expansion { origin: Source, message: String },
+    #[error(
+        "{second}: duplicate {kind} '{namespace}/{name}', also defined in {first}; neither is loaded"
+    )]
+    Duplicate {
+        kind: String,
+        namespace: String,
+        name: String,
+        first: Source,
+        second: Source,
+    },
+    /// A warning turned into an error by strict loading.
+    #[error("{0}")]
+    Strict(LoadWarning),
+}
+
+/// A field tagwarden does not know, most likely a typo: the object loads,
+/// but the field has no effect.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadWarning {
+    pub origin: Source,
+    pub kind: String,
+    pub name: String,
+    /// Dotted path of the unknown field (`spec.suspnd`).
+    pub field: String,
+    /// The closest known field, when one is close.
+    pub suggestion: Option<String>,
+}
+
+impl std::fmt::Display for LoadWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} '{}': {}: unknown field",
+            self.origin, self.kind, self.name, self.field
+        )?;
+        if let Some(s) = &self.suggestion {
+            write!(f, ", did you mean {s}?")?;
+        }
+        Ok(())
+    }
 }
 
 /// Everything read from a set of files: objects and per-document errors.
@@ -60,6 +107,11 @@ pub enum LoadError {
 pub struct Manifests {
     pub objects: Vec<Object>,
     pub errors: Vec<LoadError>,
+    /// Unknown fields; [`Manifests::strict`] makes them errors.
+    pub warnings: Vec<LoadWarning>,
+    /// Labels of the namespaces declared by `Namespace` documents, for
+    /// `accessFrom`; see [`Manifests::namespace_labels`].
+    pub namespaces: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// How documents without a namespace are placed.
@@ -90,23 +142,63 @@ impl Manifests {
                 });
             }
             for file in files {
-                match std::fs::read_to_string(&file) {
+                match read_text(&file) {
                     Ok(text) => out.add_str(&text, &file, opts),
-                    Err(e) => out.errors.push(LoadError::Read {
+                    Err(message) => out.errors.push(LoadError::Read {
                         path: file,
-                        message: e.to_string(),
+                        message,
                     }),
                 }
             }
         }
+        out.refuse_duplicates();
         out
     }
 
     /// Reads every document of one YAML text.
     pub fn load_str(text: &str, file: &Path, opts: &LoadOptions) -> Manifests {
         let mut out = Manifests::default();
+        if text.len() as u64 > limits::MAX_FILE_BYTES {
+            out.errors.push(LoadError::Read {
+                path: file.to_path_buf(),
+                message: too_large(text.len() as u64),
+            });
+            return out;
+        }
         out.add_str(text, file, opts);
+        out.refuse_duplicates();
         out
+    }
+
+    /// Makes every unknown-field warning an error that refuses its object
+    /// (`--strict`).
+    pub fn strict(mut self) -> Manifests {
+        let warnings = std::mem::take(&mut self.warnings);
+        let refused: Vec<(PathBuf, usize)> = warnings
+            .iter()
+            .map(|w| (w.origin.file.clone(), w.origin.document))
+            .collect();
+        self.objects.retain(|o| {
+            let s = &o.meta().source;
+            !refused
+                .iter()
+                .any(|(f, d)| f == &s.file && *d == s.document)
+        });
+        self.errors
+            .extend(warnings.into_iter().map(LoadError::Strict));
+        self
+    }
+
+    /// The labels a namespace carries: those of its `Namespace` document,
+    /// plus `kubernetes.io/metadata.name`, which Kubernetes sets on every
+    /// namespace. A namespace with no document has only that one.
+    pub fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String> {
+        let mut labels = self.namespaces.get(namespace).cloned().unwrap_or_default();
+        labels.insert(
+            "kubernetes.io/metadata.name".to_string(),
+            namespace.to_string(),
+        );
+        labels
     }
 
     fn add_str(&mut self, text: &str, file: &Path, opts: &LoadOptions) {
@@ -115,35 +207,108 @@ impl Manifests {
             file: file.to_path_buf(),
             document,
         };
-        match YamlLoader::load_from_str(text) {
-            Ok(docs) => {
-                for (i, doc) in docs.iter().enumerate() {
-                    self.add_doc(doc, source(i + 1), opts);
+        if let Ok(l) = limits::load(text)
+            && l.complete
+        {
+            self.add_loaded(l, 0, &source, opts);
+            return;
+        }
+        // One broken document must not hide the others: read them one by one.
+        // Chunks of only comments are no document and take no number.
+        let mut index = 0;
+        for chunk in split_documents(text) {
+            let l = match limits::load(chunk) {
+                Ok(l) if l.complete => l,
+                // The loader stopped on an error of its own; a bomb in the
+                // chunk is the one to report, as building it to name the
+                // error would expand it.
+                Ok(l) if !l.refused.is_empty() => {
+                    let (n, message) = l.refused[0].clone();
+                    index += n;
+                    self.errors.push(LoadError::Expansion {
+                        origin: source(index),
+                        message,
+                    });
+                    continue;
                 }
+                Ok(_) => {
+                    let message = match YamlLoader::load_from_str(chunk) {
+                        Err(e) => e.to_string(),
+                        // Not reached: the same parser stopped before.
+                        Ok(_) => "the YAML loader stopped early".to_string(),
+                    };
+                    index += 1;
+                    self.errors.push(LoadError::Syntax {
+                        origin: source(index),
+                        message,
+                    });
+                    continue;
+                }
+                Err(e) => {
+                    index += 1;
+                    self.errors.push(LoadError::Syntax {
+                        origin: source(index),
+                        message: e.to_string(),
+                    });
+                    continue;
+                }
+            };
+            index += self.add_loaded(l, index, &source, opts);
+        }
+    }
+
+    /// Adds the documents of one parse, numbered after `before`; those over
+    /// the alias limits are errors. Returns how many documents there were.
+    fn add_loaded(
+        &mut self,
+        l: limits::Loaded,
+        before: usize,
+        source: &dyn Fn(usize) -> Source,
+        opts: &LoadOptions,
+    ) -> usize {
+        for (i, doc) in l.docs().iter().enumerate() {
+            let n = before + i + 1;
+            match l.refused.iter().find(|(d, _)| *d == i + 1) {
+                Some((_, message)) => self.errors.push(LoadError::Expansion {
+                    origin: source(n),
+                    message: message.clone(),
+                }),
+                None => self.add_doc(doc, source(n), opts),
             }
-            // One broken document must not hide the others: read them one by one.
-            Err(_) => {
-                // Chunks of only comments are no document and take no number.
-                let mut index = 0;
-                for chunk in split_documents(text) {
-                    match YamlLoader::load_from_str(chunk) {
-                        Ok(docs) => {
-                            for doc in &docs {
-                                index += 1;
-                                self.add_doc(doc, source(index), opts);
-                            }
-                        }
-                        Err(e) => {
-                            index += 1;
-                            self.errors.push(LoadError::Syntax {
-                                origin: source(index),
-                                message: e.to_string(),
-                            });
-                        }
-                    }
+        }
+        l.docs().len()
+    }
+
+    /// Two documents for one object would be reconciled into one state
+    /// key, each overwriting the other; neither is trusted.
+    fn refuse_duplicates(&mut self) {
+        let mut seen: BTreeMap<(&'static str, String, String), usize> = BTreeMap::new();
+        let mut refused = vec![false; self.objects.len()];
+        for (i, o) in self.objects.iter().enumerate() {
+            let m = o.meta();
+            let key = (o.kind(), m.namespace.clone(), m.name.clone());
+            match seen.get(&key) {
+                Some(&first) => {
+                    refused[first] = true;
+                    refused[i] = true;
+                    self.errors.push(LoadError::Duplicate {
+                        kind: o.kind().to_string(),
+                        namespace: m.namespace.clone(),
+                        name: m.name.clone(),
+                        first: self.objects[first].meta().source.clone(),
+                        second: m.source.clone(),
+                    });
+                }
+                None => {
+                    seen.insert(key, i);
                 }
             }
         }
+        let mut i = 0;
+        self.objects.retain(|_| {
+            i += 1;
+            !refused[i - 1]
+        });
     }
 
     fn add_doc(&mut self, doc: &Yaml, source: Source, opts: &LoadOptions) {
@@ -164,7 +329,27 @@ impl Manifests {
             .flatten()
             .and_then(|m| m.node().str("name").ok().flatten())
             .unwrap_or_default();
-        match model::read_object(&kind, &api_version, n, source.clone(), opts) {
+        if kind == "Namespace" && api_version == "v1" {
+            if let Ok(Some(m)) = n.map("metadata")
+                && let Ok(labels) = m.node().string_map("labels")
+            {
+                self.namespaces.entry(name).or_default().extend(labels);
+            }
+            return;
+        }
+        let read = model::read_object(&kind, &api_version, n, source.clone(), opts);
+        if !matches!(read, Ok(None)) {
+            for (field, suggestion) in schema::unknown_fields(&kind, &api_version, doc) {
+                self.warnings.push(LoadWarning {
+                    origin: source.clone(),
+                    kind: kind.clone(),
+                    name: name.clone(),
+                    field,
+                    suggestion,
+                });
+            }
+        }
+        match read {
             Ok(Some(obj)) => self.objects.push(obj),
             Ok(None) => {}
             Err(error) => self.errors.push(LoadError::Field {
@@ -175,6 +360,36 @@ impl Manifests {
             }),
         }
     }
+}
+
+fn too_large(len: u64) -> String {
+    format!(
+        "file is {:.1} MiB, larger than the {} MiB a manifest file may be",
+        len as f64 / (1024.0 * 1024.0),
+        limits::MAX_FILE_BYTES / (1024 * 1024)
+    )
+}
+
+/// Reads one manifest file: bounded in size, and UTF-8 with the place of
+/// the first invalid byte when it is not.
+fn read_text(file: &Path) -> Result<String, String> {
+    let f = std::fs::File::open(file).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    f.take(limits::MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > limits::MAX_FILE_BYTES {
+        let len = std::fs::metadata(file).map_or(bytes.len() as u64, |m| m.len());
+        return Err(too_large(len));
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let (line, column) = limits::utf8_position(e.as_bytes(), at);
+        format!(
+            "invalid UTF-8 at line {line}, byte column {column} (byte 0x{:02x}): manifests must be UTF-8",
+            e.as_bytes()[at]
+        )
+    })
 }
 
 fn collect_files(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {

@@ -12,6 +12,8 @@ pub const SOURCE_GROUP: &str = "source.toolkit.fluxcd.io";
 pub const NOTIFICATION_GROUP: &str = "notification.toolkit.fluxcd.io";
 /// ImageRepository's `exclusionList` when none is given: cosign signatures.
 pub const DEFAULT_EXCLUSION: &str = r"^.*\.sig$";
+/// Most `exclusionList` entries, as Flux's CRD (`maxItems: 25`).
+pub const MAX_EXCLUSIONS: usize = 25;
 
 /// Name, namespace, labels and where the object was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +46,26 @@ pub struct ImageRepository {
     pub insecure: bool,
     pub provider: String,
     pub suspend: bool,
+    /// Which other namespaces' policies may use this repository; `None`
+    /// grants none (Flux's `spec.accessFrom`).
+    pub access_from: Option<AccessFrom>,
+}
+
+/// `spec.accessFrom`: a policy in another namespace may use the repository
+/// when its namespace's labels match any selector.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct AccessFrom {
+    pub namespace_selectors: Vec<BTreeMap<String, String>>,
+}
+
+impl AccessFrom {
+    /// Whether a namespace with `labels` is granted; an empty `matchLabels`
+    /// grants every namespace, as an empty Kubernetes selector selects all.
+    pub fn grants(&self, labels: &BTreeMap<String, String>) -> bool {
+        self.namespace_selectors
+            .iter()
+            .any(|sel| sel.iter().all(|(k, v)| labels.get(k) == Some(v)))
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -226,9 +248,9 @@ fn read_meta(n: Node<'_>, api_version: &str, source: Source, opts: &LoadOptions)
     let m = m.node();
     Ok(Meta {
         api_version: api_version.to_string(),
-        name: m.required_str("name")?,
+        name: m.name("name")?,
         namespace: m
-            .str("namespace")?
+            .namespace("namespace")?
             .unwrap_or_else(|| opts.default_namespace.clone()),
         labels: m.string_map("labels")?,
         source,
@@ -238,7 +260,7 @@ fn read_meta(n: Node<'_>, api_version: &str, source: Source, opts: &LoadOptions)
 fn local_ref(n: Node<'_>, key: &str) -> Field<Option<String>> {
     match n.map(key)? {
         None => Ok(None),
-        Some(r) => r.node().required_str("name").map(Some),
+        Some(r) => r.node().name("name").map(Some),
     }
 }
 
@@ -262,20 +284,50 @@ fn image_repository(meta: Meta, s: Node<'_>) -> Field<ImageRepository> {
         meta,
         image,
         interval: s
-            .duration("interval")?
+            .positive_duration("interval")?
             .ok_or_else(|| s.err("interval", "required field is missing"))?,
-        timeout: s.duration("timeout")?,
+        timeout: s.positive_duration("timeout")?,
         secret_ref: local_ref(s, "secretRef")?,
         cert_secret_ref: local_ref(s, "certSecretRef")?,
         proxy_secret_ref: local_ref(s, "proxySecretRef")?,
         service_account_name: s.str("serviceAccountName")?,
-        exclusion_list: s
-            .string_list("exclusionList")?
-            .unwrap_or_else(|| vec![DEFAULT_EXCLUSION.to_string()]),
+        exclusion_list: exclusion_list(s)?,
         insecure: s.bool("insecure")?,
         provider: s.one_of("provider", &["generic", "aws", "azure", "gcp"], "generic")?,
         suspend: s.bool("suspend")?,
+        access_from: access_from(s)?,
     })
+}
+
+fn exclusion_list(s: Node<'_>) -> Field<Vec<String>> {
+    // Counted before the strings are copied: a list of hundreds of
+    // thousands of patterns is refused, not compiled.
+    if let Some(yaml_rust2::Yaml::Array(items)) = s.raw("exclusionList")
+        && items.len() > MAX_EXCLUSIONS
+    {
+        return Err(s.err(
+            "exclusionList",
+            format!(
+                "too many entries: {}, at most {MAX_EXCLUSIONS} (as Flux's CRD)",
+                items.len()
+            ),
+        ));
+    }
+    Ok(s.string_list("exclusionList")?
+        .unwrap_or_else(|| vec![DEFAULT_EXCLUSION.to_string()]))
+}
+
+fn access_from(s: Node<'_>) -> Field<Option<AccessFrom>> {
+    let Some(a) = s.map("accessFrom")? else {
+        return Ok(None);
+    };
+    let mut namespace_selectors = Vec::new();
+    for sel in a.node().map_list("namespaceSelectors")? {
+        namespace_selectors.push(sel.node().string_map("matchLabels")?);
+    }
+    Ok(Some(AccessFrom {
+        namespace_selectors,
+    }))
 }
 
 fn image_policy(meta: Meta, s: Node<'_>) -> Field<ImagePolicy> {
@@ -329,15 +381,15 @@ fn image_policy(meta: Meta, s: Node<'_>) -> Field<ImagePolicy> {
         &["Never", "IfNotPresent", "Always"],
         "Never",
     )?;
-    let interval = s.duration("interval")?;
+    let interval = s.positive_duration("interval")?;
     if digest_reflection_policy == "Always" && interval.is_none() {
         return Err(s.err("interval", "required when digestReflectionPolicy is Always"));
     }
     Ok(ImagePolicy {
         meta,
         image_repository_ref: ObjectRef {
-            name: repo.required_str("name")?,
-            namespace: repo.str("namespace")?,
+            name: repo.name("name")?,
+            namespace: repo.namespace("namespace")?,
         },
         policy,
         filter_tags,
@@ -351,8 +403,8 @@ fn automation(meta: Meta, s: Node<'_>) -> Field<ImageUpdateAutomation> {
     let src = src.node();
     let source_ref = SourceRef {
         kind: src.one_of("kind", &["GitRepository"], "GitRepository")?,
-        name: src.required_str("name")?,
-        namespace: src.str("namespace")?,
+        name: src.name("name")?,
+        namespace: src.namespace("namespace")?,
     };
     let git = s.required_map("git")?;
     let git = git.node();
@@ -379,7 +431,7 @@ fn automation(meta: Meta, s: Node<'_>) -> Field<ImageUpdateAutomation> {
         Some(u) => {
             let u = u.node();
             (
-                u.str("path")?.unwrap_or_default(),
+                update_path(u.str("path")?.unwrap_or_default()),
                 u.one_of("strategy", &["Setters"], "Setters")?,
             )
         }
@@ -389,7 +441,7 @@ fn automation(meta: Meta, s: Node<'_>) -> Field<ImageUpdateAutomation> {
         meta,
         source_ref,
         interval: s
-            .duration("interval")?
+            .positive_duration("interval")?
             .ok_or_else(|| s.err("interval", "required field is missing"))?,
         checkout_ref,
         author_name: author.str("name")?.unwrap_or_default(),
@@ -413,6 +465,17 @@ fn automation(meta: Meta, s: Node<'_>) -> Field<ImageUpdateAutomation> {
     })
 }
 
+/// Flux joins `update.path` under the checkout, so `/` is its root and
+/// `/clusters` is `clusters`; the setters refuse absolute paths, so the
+/// leading slashes go here.
+fn update_path(path: String) -> String {
+    match path.trim_start_matches('/') {
+        rest if rest.len() == path.len() => path,
+        "" => ".".to_string(),
+        rest => rest.to_string(),
+    }
+}
+
 fn git_repository(meta: Meta, s: Node<'_>) -> Field<GitRepository> {
     let url = s.required_str("url")?;
     let scheme_ok = ["http://", "https://", "ssh://", "file://"]
@@ -430,8 +493,8 @@ fn git_repository(meta: Meta, s: Node<'_>) -> Field<GitRepository> {
     Ok(GitRepository {
         meta,
         url,
-        interval: s.duration("interval")?,
-        timeout: s.duration("timeout")?,
+        interval: s.positive_duration("interval")?,
+        timeout: s.positive_duration("timeout")?,
         reference: git_ref(s, "ref")?,
         secret_ref: local_ref(s, "secretRef")?,
         proxy_secret_ref: local_ref(s, "proxySecretRef")?,
@@ -466,8 +529,11 @@ fn receiver(meta: Meta, s: Node<'_>) -> Field<Receiver> {
         resources.push(ReceiverResource {
             api_version: r.str("apiVersion")?,
             kind: r.required_str("kind")?,
-            name: r.required_str("name")?,
-            namespace: r.str("namespace")?,
+            name: match r.required_str("name")? {
+                star if star == "*" => star,
+                _ => r.name("name")?,
+            },
+            namespace: r.namespace("namespace")?,
             match_labels: r.string_map("matchLabels")?,
         });
     }

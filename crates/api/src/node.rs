@@ -126,6 +126,40 @@ impl<'y> Node<'y> {
         }
     }
 
+    /// A required object name: a DNS-1123 subdomain, as Kubernetes.
+    pub fn name(&self, key: &str) -> Field<String> {
+        let name = self.required_str(key)?;
+        match crate::names::subdomain_error(&name) {
+            None => Ok(name),
+            Some(m) => Err(self.err(key, m)),
+        }
+    }
+
+    /// An optional namespace: a DNS-1123 label, as Kubernetes.
+    pub fn namespace(&self, key: &str) -> Field<Option<String>> {
+        match self.str(key)? {
+            None => Ok(None),
+            Some(ns) => match crate::names::label_error(&ns) {
+                None => Ok(Some(ns)),
+                Some(m) => Err(self.err(key, m)),
+            },
+        }
+    }
+
+    /// A duration that must be more than zero (`interval`, `timeout`):
+    /// zero would time out at once or spin.
+    pub fn positive_duration(&self, key: &str) -> Field<Option<Duration>> {
+        if let Some(s) = self.str(key)? {
+            let negative = s
+                .strip_prefix('-')
+                .is_some_and(|rest| crate::duration::parse(rest).is_some());
+            if negative || crate::duration::parse(&s) == Some(Duration::ZERO) {
+                return Err(self.err(key, format!("must be greater than 0, got {s}")));
+            }
+        }
+        self.duration(key)
+    }
+
     pub fn bool(&self, key: &str) -> Field<bool> {
         match self.raw(key) {
             None => Ok(false),

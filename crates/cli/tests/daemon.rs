@@ -253,3 +253,35 @@ fn hanging_registry_blocks_nothing_and_sigterm_keeps_to_its_grace() {
     assert!(log.contains("ImageRepository/flux-system/app0"), "{log}");
     assert!(log.contains("✔ stopped"), "{log}");
 }
+
+/// A Receiver resource `name: "*"` without `matchLabels` is an error in
+/// Flux; the webhook says so (400, Flux's message) instead of silently
+/// selecting nothing, and still reconciles the resources that are sound.
+#[test]
+fn a_receiver_wildcard_without_match_labels_is_reported() {
+    let (s, _reg) = Setup::new("wildcard");
+    let text = std::fs::read_to_string(&s.file).expect("read manifests");
+    let one = "    - kind: ImageRepository\n      name: podinfo\n";
+    assert!(text.contains(one));
+    std::fs::write(
+        &s.file,
+        text.replace(
+            one,
+            &format!("{one}    - kind: ImagePolicy\n      name: \"*\"\n"),
+        ),
+    )
+    .expect("write manifests");
+    let port = free_port();
+    let _daemon = Daemon::start(&s.manifests_dir, &s.state, port);
+    wait_for("/readyz", Duration::from_secs(30), || {
+        http(port, "GET", "/readyz", "").is_some_and(|(s, _)| s == 200)
+    });
+    let (status, body) = http(port, "POST", &hook_path(), "{}").expect("post");
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            400,
+            "reconciling 1 objects; spec.resources[1] (ImagePolicy): matchLabels field not set when using wildcard '*' as name"
+        )
+    );
+}

@@ -186,3 +186,43 @@ fn get_suspend_resume_reconcile_with_and_without_the_daemon() {
     assert_eq!(row(&out, "podinfo")[2], "True", "{out}");
     assert!(daemon.stop().success());
 }
+
+/// `flux get images all --all-namespaces` (the guide) and `flux get images
+/// policy` (the lab): `images` is `image` for every command taking it.
+#[test]
+fn images_is_an_alias_of_image() {
+    let state = std::env::temp_dir().join(format!("tagwarden-images-alias-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&state);
+    std::fs::create_dir_all(&state).expect("mkdir");
+    let singular = tw(&state, &["get", "image", "all", "--all-namespaces"]);
+    let plural = tw(&state, &["get", "images", "all", "--all-namespaces"]);
+    assert!(plural.0, "{}", plural.2);
+    assert_eq!(plural, singular);
+    assert_eq!(plural.2, "✗ no image automation objects found\n");
+    assert!(tw(&state, &["get", "images", "policy"]).0);
+    for verb in ["suspend", "resume", "reconcile"] {
+        let (ok, _, err) = tw(&state, &[verb, "images", "repository", "podinfo"]);
+        assert!(!ok);
+        assert!(!err.contains("unrecognized subcommand"), "{verb}: {err}");
+        let (_, _, singular) = tw(&state, &[verb, "image", "repository", "podinfo"]);
+        assert_eq!(err, singular, "{verb}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_tagwarden"))
+        .args(["create", "images", "repository", "podinfo"])
+        .args([
+            "--image",
+            "ghcr.io/stefanprodan/podinfo",
+            "--interval",
+            "1m",
+            "--export",
+        ])
+        .output()
+        .expect("run tagwarden");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("kind: ImageRepository"));
+    std::fs::remove_dir_all(&state).expect("cleanup");
+}

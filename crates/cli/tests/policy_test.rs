@@ -225,3 +225,38 @@ fn two_policy_kinds_are_refused_by_the_flags() {
         text(&out.stderr)
     );
 }
+
+/// A misspelt field (`filterTag`) is ignored with a warning that names the
+/// closest field; `--strict` makes it an error.
+#[test]
+fn unknown_fields_warn_and_strict_fails() {
+    let file = temp_file(
+        "typo-policy.yaml",
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {name: app}\nspec:\n  imageRepositoryRef: {name: app}\n  policy: {semver: {range: 1.x}}\n  filterTag: {pattern: '^1[.]0'}\n",
+    );
+    let f = file.to_str().expect("utf-8 path");
+    let warning = format!(
+        "{f}: document 1: ImagePolicy 'app': spec.filterTag: unknown field, did you mean spec.filterTags?"
+    );
+    let out = run(
+        &["policy", "test", "-f", f, "--tags", "-"],
+        "1.0.0\n1.1.0\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        "1.1.0\n",
+        "the misspelt filter has no effect"
+    );
+    assert_eq!(text(&out.stderr), format!("warning: {warning}\n"));
+    let out = run(
+        &["policy", "test", "-f", f, "--strict", "--tags", "-"],
+        "1.0.0\n",
+    );
+    assert!(!out.status.success());
+    assert_eq!(text(&out.stdout), "");
+    assert_eq!(
+        text(&out.stderr),
+        format!("error: {f}: unknown fields (--strict):\n  {warning}\n")
+    );
+}

@@ -566,3 +566,34 @@ fn over_ssh_with_a_signed_commit() {
         .expect("git verify-commit");
     assert!(verify.status.success(), "{}", text(&verify.stderr));
 }
+
+/// Unknown fields warn on stderr; with `--strict` the object is refused and
+/// the run fails, naming the field and the closest known one.
+#[test]
+fn unknown_fields_warn_and_strict_refuses() {
+    let dir = TempDir::new("strict");
+    let file = dir.path().join("secret.yaml");
+    std::fs::write(
+        &file,
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: token}\nstrngData: {token: x}\n",
+    )
+    .expect("write");
+    let f = file.to_str().expect("utf-8 path");
+    let message = format!(
+        "{f}: document 1: Secret 'token': strngData: unknown field, did you mean stringData?"
+    );
+    let out = run(&["--once", "-f", f]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains(&format!("warning: {message}\n")),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&["--once", "--strict", "-f", f]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains(&format!("✗ {message}\n")),
+        "{}",
+        text(&out.stderr)
+    );
+}

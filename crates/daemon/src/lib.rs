@@ -47,6 +47,8 @@ pub struct Config {
     pub max_reconcile: Duration,
     /// What the public listener tolerates.
     pub http: HttpLimits,
+    /// Objects with unknown fields are refused, not only warned about.
+    pub strict: bool,
 }
 
 impl Default for Config {
@@ -61,6 +63,7 @@ impl Default for Config {
             shutdown_grace: Duration::from_secs(10),
             max_reconcile: Duration::from_secs(600),
             http: HttpLimits::default(),
+            strict: false,
         }
     }
 }

@@ -272,6 +272,11 @@ async fn hook(
         };
         return (status, e.to_string());
     }
+    // Flux refuses these resources; the others are still reconciled.
+    let refused = tagwarden_receivers::resource_errors(&receiver);
+    for e in &refused {
+        tracing::warn!(receiver = %receiver.meta.name, namespace = %receiver.meta.namespace, error = %e, "receiver resource refused");
+    }
     let targets = tagwarden_receivers::targets(&receiver, &ctx.objects.objects);
     for (kind, namespace, name) in &targets {
         let kind = match kind.as_str() {
@@ -287,6 +292,16 @@ async fn hook(
         });
     }
     tracing::info!(receiver = %receiver.meta.name, namespace = %receiver.meta.namespace, targets = targets.len(), "webhook accepted");
+    if !refused.is_empty() {
+        return (
+            StatusCode::BAD_REQUEST,
+            format!(
+                "reconciling {} objects; {}",
+                targets.len(),
+                refused.join("; ")
+            ),
+        );
+    }
     (
         StatusCode::OK,
         format!("reconciling {} objects", targets.len()),

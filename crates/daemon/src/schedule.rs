@@ -379,6 +379,20 @@ impl Scheduler {
                 default_namespace: self.inner.config.default_namespace.clone(),
             },
         );
+        let manifests = if self.inner.config.strict {
+            manifests.strict()
+        } else {
+            manifests
+        };
+        for w in &manifests.warnings {
+            tracing::warn!(warning = %w, "unknown manifest field");
+        }
+        for o in &manifests.objects {
+            let Object::Receiver(r) = o else { continue };
+            for e in tagwarden_receivers::resource_errors(r) {
+                tracing::warn!(receiver = %r.meta.name, namespace = %r.meta.namespace, source = %r.meta.source, error = %e, "receiver resource refused");
+            }
+        }
         for e in &manifests.errors {
             tracing::warn!(error = %e, "manifest not loaded");
         }

@@ -77,6 +77,33 @@ pub async fn reconcile_policy(policy: &ImagePolicy, ctx: &Context) -> Result<Rep
     ))
 }
 
+/// Flux's `accessFrom` check: a policy in another namespace may use the
+/// repository only when the repository's `spec.accessFrom` selects the
+/// policy's namespace by its labels (see [`tagwarden_api::Manifests::namespace_labels`]).
+fn access_denied(
+    policy: &ImagePolicy,
+    repo: &tagwarden_api::ImageRepository,
+    ctx: &Context,
+) -> Option<String> {
+    let (ns, name) = (&repo.meta.namespace, &repo.meta.name);
+    if *ns == policy.meta.namespace {
+        return None;
+    }
+    let Some(acl) = &repo.access_from else {
+        return Some(format!(
+            "'{ns}/{name}' can't be accessed due to missing ACL labels on 'accessFrom'"
+        ));
+    };
+    let labels = ctx.objects.namespace_labels(&policy.meta.namespace);
+    if acl.grants(&labels) {
+        return None;
+    }
+    Some(format!(
+        "'{ns}/{name}' can't be accessed due to ACL labels mismatch on namespace '{}'",
+        policy.meta.namespace
+    ))
+}
+
 async fn resolve(
     policy: &ImagePolicy,
     ctx: &Context,
@@ -105,6 +132,13 @@ async fn resolve(
             "referenced ImageRepository '{repo_ns}/{repo_name}' not found"
         ));
     };
+    if let Some(message) = access_denied(policy, repo, ctx) {
+        return Ok(Err(Failure {
+            reason: "AccessDenied",
+            message,
+            stalled: false,
+        }));
+    }
     let Some((scan, _)) = repository::load(ctx, &repo_ns, repo_name)?.and_then(|s| s.last_scan)
     else {
         return not_ready(format!(

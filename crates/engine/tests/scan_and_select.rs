@@ -214,3 +214,109 @@ spec:
         )
     );
 }
+
+/// Flux's `accessFrom`: a policy in another namespace than its repository is
+/// refused (`AccessDenied`, Flux's messages) unless the repository's
+/// `namespaceSelectors` match the policy namespace's labels, read from its
+/// `Namespace` document plus `kubernetes.io/metadata.name`.
+#[tokio::test]
+async fn cross_namespace_policies_need_access_from() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0", "1.1.0"], None);
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: Namespace
+metadata: {{name: apps, labels: {{team: web}}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: closed, namespace: images}}
+spec: {{image: {host}/team/app, interval: 1m}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: other-team, namespace: images}}
+spec:
+  image: {host}/team/app
+  interval: 1m
+  accessFrom: {{namespaceSelectors: [{{matchLabels: {{team: db}}}}]}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: open, namespace: images}}
+spec:
+  image: {host}/team/app
+  interval: 1m
+  accessFrom: {{namespaceSelectors: [{{matchLabels: {{team: db}}}}, {{matchLabels: {{team: web}}}}]}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: by-name, namespace: images}}
+spec:
+  image: {host}/team/app
+  interval: 1m
+  accessFrom: {{namespaceSelectors: [{{matchLabels: {{kubernetes.io/metadata.name: apps}}}}]}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: closed, namespace: apps}}
+spec: {{imageRepositoryRef: {{name: closed, namespace: images}}, policy: {{semver: {{range: 1.x}}}}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: other-team, namespace: apps}}
+spec: {{imageRepositoryRef: {{name: other-team, namespace: images}}, policy: {{semver: {{range: 1.x}}}}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: open, namespace: apps}}
+spec: {{imageRepositoryRef: {{name: open, namespace: images}}, policy: {{semver: {{range: 1.x}}}}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: by-name, namespace: apps}}
+spec: {{imageRepositoryRef: {{name: by-name, namespace: images}}, policy: {{semver: {{range: 1.x}}}}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: same-namespace, namespace: images}}
+spec: {{imageRepositoryRef: {{name: closed}}, policy: {{semver: {{range: 1.x}}}}}}
+"#,
+        host = reg.host()
+    );
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let ctx = context(&yaml, store.clone());
+    let image = format!("{}/team/app", reg.host());
+    let r = reconcile_all(&ctx).await;
+    let resolved = format!("Latest image tag for '{image}' resolved to 1.1.0");
+    assert_eq!(
+        r[4..],
+        [
+            (
+                "closed".into(),
+                ConditionStatus::False,
+                "'images/closed' can't be accessed due to missing ACL labels on 'accessFrom'"
+                    .into()
+            ),
+            (
+                "other-team".into(),
+                ConditionStatus::False,
+                "'images/other-team' can't be accessed due to ACL labels mismatch on namespace 'apps'"
+                    .into()
+            ),
+            ("open".into(), ConditionStatus::True, resolved.clone()),
+            ("by-name".into(), ConditionStatus::True, resolved.clone()),
+            ("same-namespace".into(), ConditionStatus::True, resolved),
+        ]
+    );
+    let status: PolicyStatus = serde_json::from_slice(
+        &store
+            .get("ImagePolicy/apps/closed")
+            .expect("get")
+            .expect("recorded"),
+    )
+    .expect("json");
+    assert_eq!(status.conditions[0].reason, "AccessDenied");
+    assert_eq!(status.latest, None);
+}

@@ -9,7 +9,7 @@
 mod targets;
 mod validate;
 
-pub use targets::targets;
+pub use targets::{resource_errors, targets};
 pub use validate::{Request, validate};
 
 use sha2::{Digest, Sha256};

@@ -6,13 +6,32 @@ use tagwarden_api::{IMAGE_GROUP, Object, Receiver};
 /// (GitRepository, Kustomization, …) belong to other controllers.
 const KINDS: [&str; 3] = ["ImageRepository", "ImagePolicy", "ImageUpdateAutomation"];
 
+/// What Flux refuses in a Receiver's `spec.resources`, one message per
+/// resource, naming it: a `name: '*'` without `matchLabels` would select
+/// nothing, silently. The daemon logs these when it loads the Receiver and
+/// answers a webhook with them (HTTP 400), as notification-controller does.
+pub fn resource_errors(receiver: &Receiver) -> Vec<String> {
+    receiver
+        .resources
+        .iter()
+        .enumerate()
+        .filter(|(_, r)| r.name == "*" && r.match_labels.is_empty())
+        .map(|(i, r)| {
+            format!(
+                "spec.resources[{i}] ({}): matchLabels field not set when using wildcard '*' as name",
+                r.kind
+            )
+        })
+        .collect()
+}
+
 /// The `(kind, namespace, name)` of every object in `objects` that one of the
 /// Receiver's `spec.resources` names, in resource order, without repeats.
 ///
 /// A resource's namespace defaults to the Receiver's. `name: '*'` selects
 /// all objects of the kind in that namespace whose labels include every
 /// `matchLabels` pair; Flux refuses a wildcard without `matchLabels`, so it
-/// selects nothing here. A named object that is not loaded is skipped, as is
+/// selects nothing here and [`resource_errors`] reports it. A named object that is not loaded is skipped, as is
 /// a resource whose `apiVersion` is outside `image.toolkit.fluxcd.io`.
 pub fn targets(receiver: &Receiver, objects: &[Object]) -> Vec<(String, String, String)> {
     let mut out: Vec<(String, String, String)> = Vec::new();

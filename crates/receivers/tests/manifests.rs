@@ -222,3 +222,27 @@ fn wildcard_matching_nothing_leaves_named_targets() {
     let names: Vec<String> = targets(r, &m.objects).into_iter().map(|t| t.2).collect();
     assert_eq!(names, ["db", "web", "frontend"]);
 }
+
+/// Flux refuses `name: '*'` without `matchLabels`; it must be reported, not
+/// silently select nothing.
+#[test]
+fn a_wildcard_without_match_labels_is_reported() {
+    let m = load(MANY);
+    let [r] = receivers(&m)[..] else {
+        panic!("one Receiver expected");
+    };
+    assert_eq!(
+        tagwarden_receivers::resource_errors(r),
+        [
+            "spec.resources[3] (ImageUpdateAutomation): matchLabels field not set when using wildcard '*' as name"
+        ]
+    );
+    let m = load(&MANY.replace(
+        "    - kind: ImageUpdateAutomation\n      name: \"*\"\n",
+        "    - kind: ImageUpdateAutomation\n      name: \"*\"\n      matchLabels: {team: web}\n",
+    ));
+    let [r] = receivers(&m)[..] else {
+        panic!("one Receiver expected");
+    };
+    assert!(tagwarden_receivers::resource_errors(r).is_empty());
+}

@@ -47,7 +47,7 @@ pub struct Setter<'a> {
 
 impl<'a> Setter<'a> {
     /// `None` for strings no policy could produce (wrong number of parts,
-    /// empty parts, unknown field).
+    /// empty parts, unknown field, a namespace or name Kubernetes refuses).
     pub fn parse(s: &'a str) -> Option<Setter<'a>> {
         let mut parts = s.split(':');
         let namespace = parts.next().filter(|p| !p.is_empty())?;
@@ -59,7 +59,10 @@ impl<'a> Setter<'a> {
             Some("digest") => Field::Digest,
             Some(_) => return None,
         };
-        if parts.next().is_some() {
+        if parts.next().is_some()
+            || !tagwarden_api::names::is_label(namespace)
+            || !tagwarden_api::names::is_subdomain(name)
+        {
             return None;
         }
         Some(Setter {
@@ -129,7 +132,18 @@ mod tests {
             ("flux-system", "podinfo", Field::Tag)
         );
         assert_eq!(Setter::parse("ns:p").map(|s| s.field), Some(Field::Image));
-        for bad in ["ns", "ns:", ":p", "ns:p:version", "ns:p:tag:x", ""] {
+        for bad in [
+            "ns",
+            "ns:",
+            ":p",
+            "ns:p:version",
+            "ns:p:tag:x",
+            "",
+            "../../etc:p",
+            "ns:../../etc",
+            "Flux_System!:p",
+            "ns:P",
+        ] {
             assert_eq!(Setter::parse(bad), None, "{bad}");
         }
         for f in [Field::Image, Field::Tag, Field::Name, Field::Digest] {

@@ -41,6 +41,7 @@ struct Common {
 #[derive(Subcommand)]
 enum CreateCommand {
     /// Create ImageRepository, ImagePolicy or ImageUpdateAutomation manifests.
+    #[command(visible_alias = "images")]
     Image {
         #[command(subcommand)]
         command: ImageCommand,

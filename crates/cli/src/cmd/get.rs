@@ -13,6 +13,7 @@ use tagwarden_store::{FileStore, Store};
 #[derive(Subcommand)]
 pub enum GetGroup {
     /// ImageRepositories, ImagePolicies and ImageUpdateAutomations.
+    #[command(visible_alias = "images")]
     Image(GetArgs),
 }
 
@@ -52,6 +53,7 @@ pub struct Scope {
 #[derive(Subcommand)]
 pub enum ActGroup {
     /// An ImageRepository, ImagePolicy or ImageUpdateAutomation.
+    #[command(visible_alias = "images")]
     Image(ActArgs),
 }
 

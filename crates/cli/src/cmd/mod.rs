@@ -50,6 +50,18 @@ pub fn one_object<'a, T>(
     }
 }
 
+/// Unknown fields in the manifests: a warning each on stderr, or with
+/// `--strict` an error each that also refuses its object.
+pub fn unknown_fields(m: Manifests, strict: bool) -> Manifests {
+    if strict {
+        return m.strict();
+    }
+    for w in &m.warnings {
+        eprintln!("warning: {w}");
+    }
+    m
+}
+
 /// The daemon's state dir when none is given: `$XDG_STATE_HOME/tagwarden`,
 /// else `~/.local/state/tagwarden`.
 pub fn default_state_dir() -> Option<PathBuf> {

@@ -51,6 +51,10 @@ pub struct TestArgs {
     /// Print on stderr what the policy made of every tag.
     #[arg(long)]
     explain: bool,
+    /// Fail on unknown fields in the file (a typo such as `sembver`)
+    /// instead of warning.
+    #[arg(long, requires = "file")]
+    strict: bool,
 }
 
 pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
@@ -109,7 +113,7 @@ fn read_tags(path: &PathBuf) -> Result<String> {
 /// The file's policy (if any) with the flags laid over it.
 fn policy_spec(args: &TestArgs) -> Result<PolicySpec> {
     let mut spec = match &args.file {
-        Some(file) => policy_from_file(file, args.name.as_deref())?,
+        Some(file) => policy_from_file(file, args.name.as_deref(), args.strict)?,
         None => PolicySpec::default(),
     };
     let select = [
@@ -135,8 +139,23 @@ fn policy_spec(args: &TestArgs) -> Result<PolicySpec> {
     Ok(spec)
 }
 
-fn policy_from_file(file: &PathBuf, name: Option<&str>) -> Result<PolicySpec> {
-    let m = Manifests::load_paths(std::slice::from_ref(file), &LoadOptions::default());
+fn policy_from_file(file: &PathBuf, name: Option<&str>, strict: bool) -> Result<PolicySpec> {
+    let m = super::unknown_fields(
+        Manifests::load_paths(std::slice::from_ref(file), &LoadOptions::default()),
+        strict,
+    );
+    if strict
+        && m.errors
+            .iter()
+            .any(|e| matches!(e, tagwarden_api::LoadError::Strict(_)))
+    {
+        let list: Vec<String> = m.errors.iter().map(|e| format!("\n  {e}")).collect();
+        bail!(
+            "{}: unknown fields (--strict):{}",
+            file.display(),
+            list.concat()
+        );
+    }
     let policy = super::one_object(&m, file, name, "ImagePolicy", |o| match o {
         Object::ImagePolicy(p) => Some(p),
         _ => None,

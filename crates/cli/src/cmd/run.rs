@@ -54,6 +54,10 @@ pub struct RunArgs {
     /// Namespace of objects that name none.
     #[arg(long, default_value = "flux-system")]
     namespace: String,
+    /// Refuse objects with unknown fields (a typo such as `suspnd`) instead
+    /// of warning; with --once the run then fails.
+    #[arg(long)]
+    strict: bool,
     /// Log each step (debug level) on stderr; by default one line per
     /// reconcile at info.
     #[arg(short, long)]
@@ -73,11 +77,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     if !args.once {
         return daemon(args);
     }
-    let manifests = Manifests::load_paths(
-        &args.files,
-        &LoadOptions {
-            default_namespace: args.namespace.clone(),
-        },
+    let manifests = super::unknown_fields(
+        Manifests::load_paths(
+            &args.files,
+            &LoadOptions {
+                default_namespace: args.namespace.clone(),
+            },
+        ),
+        args.strict,
     );
     for e in &manifests.errors {
         eprintln!("✗ {e}");
@@ -163,6 +170,7 @@ fn daemon(args: RunArgs) -> Result<ExitCode> {
             hook_burst: args.hook_rate_limit.saturating_mul(3),
             ..tagwarden_daemon::HttpLimits::default()
         },
+        strict: args.strict,
         ..tagwarden_daemon::Config::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
