@@ -272,7 +272,8 @@ pub enum IgnoreReason {
     /// `:digest` of a policy that reflects no digest.
     NoDigest,
     /// `"$imagepolicy"` on a line where no single-line scalar value carries
-    /// it as a marker: block scalars, keys, string contents, comment blocks.
+    /// it as a marker: block scalars, keys, string contents, comment blocks,
+    /// a comment above `key: value` (the key's, as in Flux).
     Unattached,
 }
 

@@ -132,12 +132,10 @@ pub(crate) fn plan_with(
             // Nothing is written: a value YAML readers would not read back
             // as written must not reach a commit, in this file or another.
             Err(TextError::Unsafe { line, reason }) => {
-                tracing::warn!(file = %rel.display(), line, %reason, "rewrite refused");
-                return Err(SettersError::Unsafe {
-                    path: rel,
-                    line,
-                    reason,
-                });
+                // Named from the checkout root: the update path may be deep.
+                let path = c.path.strip_prefix(&root).map_or(rel, Path::to_path_buf);
+                tracing::warn!(file = %path.display(), line, %reason, "rewrite refused");
+                return Err(SettersError::Unsafe { path, line, reason });
             }
             Err(TextError::Yaml(error)) => {
                 tracing::debug!(file = %rel.display(), %error, "not YAML; skipped");
@@ -251,7 +249,7 @@ mod tests {
             .expect_err("refused");
         assert_eq!(
             err.to_string(),
-            "b.yaml:2: refusing to rewrite: \"1.0\\u{2028}- name: evil\" would be written with U+2028 unescaped, a line break to YAML 1.1 readers (go-yaml, libyaml, kustomize); no file was changed"
+            "apps/b.yaml:2: refusing to rewrite: \"1.0\\u{2028}- name: evil\" would be written with U+2028 unescaped, a line break to YAML 1.1 readers (go-yaml, libyaml, kustomize); no file was changed"
         );
         assert!(!err.is_transient());
         let read =
