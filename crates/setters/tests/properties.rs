@@ -269,6 +269,8 @@ struct Marked {
     setter: String,
     old: String,
     new: Option<String>,
+    /// Marked by a comment on the line above (a sequence item).
+    head: bool,
 }
 
 impl Marked {
@@ -357,6 +359,7 @@ impl Writer {
                 setter,
                 old: s.value.clone(),
                 new,
+                head: matches!(s.comment, Comment::HeadMarker(_)),
             });
         }
         self.line_end();
@@ -608,6 +611,7 @@ fn generated_files_cover_the_interesting_cases() {
     let setters = setters();
     let (mut changed, mut head, mut crlf_changed, mut bom_changed, mut quoted_new) =
         (0, 0, 0, 0, 0);
+    let mut head_marked = 0;
     for _ in 0..300 {
         let f = file(true).new_tree(&mut runner).expect("tree").current();
         let (text, marked) = render(&f);
@@ -622,6 +626,7 @@ fn generated_files_cover_the_interesting_cases() {
         head += usize::from(
             text.contains("\n# {\"$imagepolicy\"") || text.contains("  # {\"$imagepolicy\""),
         );
+        head_marked += usize::from(marked.iter().any(|m| m.head));
         quoted_new += usize::from(
             marked
                 .iter()
@@ -634,6 +639,7 @@ fn generated_files_cover_the_interesting_cases() {
         ("CRLF and changed", crlf_changed),
         ("BOM and changed", bom_changed),
         ("numeric tag", quoted_new),
+        ("a sequence item marked from above", head_marked),
     ] {
         assert!(n >= 30, "only {n} of 300 generated files: {what}");
     }
