@@ -12,6 +12,7 @@
 mod diff;
 mod locate;
 pub mod marker;
+mod readback;
 mod scalar;
 mod tree;
 mod walk;
@@ -58,6 +59,12 @@ pub enum SettersError {
     },
     #[error("latest image '{value}': {reason}")]
     LatestRef { value: String, reason: String },
+    #[error("{path}:{line}: refusing to rewrite: {reason}; no file was changed")]
+    Unsafe {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
 }
 
 impl SettersError {
@@ -79,6 +86,28 @@ pub struct YamlError {
     /// 1-based.
     pub column: usize,
     pub message: String,
+}
+
+/// Why [`update_text`] gave no new text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TextError {
+    /// The text is not YAML: such a file is skipped.
+    #[error(transparent)]
+    Yaml(#[from] YamlError),
+    /// The rewritten text would not read back as intended (a value that
+    /// YAML readers would split, retype or refuse): nothing may be written.
+    #[error("line {line}: {reason}")]
+    Unsafe { line: usize, reason: String },
+}
+
+impl TextError {
+    /// 1-based line the error is about.
+    pub fn line(&self) -> usize {
+        match self {
+            TextError::Yaml(e) => e.line,
+            TextError::Unsafe { line, .. } => *line,
+        }
+    }
 }
 
 /// The object a change belongs to, as Flux's template data names it. Empty
@@ -243,7 +272,8 @@ pub enum IgnoreReason {
     /// `:digest` of a policy that reflects no digest.
     NoDigest,
     /// `"$imagepolicy"` on a line where no single-line scalar value carries
-    /// it as a marker: block scalars, keys, string contents, comment blocks.
+    /// it as a marker: block scalars, keys, string contents, comment blocks,
+    /// a comment above `key: value` (the key's, as in Flux).
     Unattached,
 }
 
@@ -336,7 +366,19 @@ pub struct TextUpdate {
 
 /// Sets every marked value of `text` that `setters` knows, replacing only
 /// those scalars' bytes. Text without `"$imagepolicy"` is not parsed.
-pub fn update_text(text: &str, setters: &Setters) -> Result<TextUpdate, YamlError> {
+pub fn update_text(text: &str, setters: &Setters) -> Result<TextUpdate, TextError> {
+    rewrite(text, setters, scalar::render)
+}
+
+/// How a new value is written: [`scalar::render`], but for tests that need
+/// a writer that gets it wrong.
+pub(crate) type Render = fn(&str, Style, bool) -> String;
+
+pub(crate) fn rewrite(
+    text: &str,
+    setters: &Setters,
+    render: Render,
+) -> Result<TextUpdate, TextError> {
     let mut out = TextUpdate::default();
     if memchr::memmem::find(text.as_bytes(), PREFILTER).is_none() {
         return Ok(out);
@@ -358,19 +400,21 @@ pub fn update_text(text: &str, setters: &Setters) -> Result<TextUpdate, YamlErro
         if new == m.value {
             continue;
         }
-        let mut rendered = scalar::render(new, m.style, m.flow);
+        let mut rendered = render(new, m.style, m.flow);
         // libyaml-style scanners refuse `key:<TAB>` before a plain scalar that
         // starts with a letter, digit, `_` or `-`: quote rather than break it.
         if text[..m.range.start].ends_with('\t')
             && rendered.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         {
-            rendered = scalar::render(new, Style::DoubleQuoted, m.flow);
+            rendered = render(new, Style::DoubleQuoted, m.flow);
         }
         edits.push(Edit {
             range: m.range.clone(),
             rendered,
             value: new,
             event: m.event,
+            flow: m.flow,
+            line: m.line,
         });
         let id = scan.documents.get(m.document).cloned().unwrap_or_default();
         let change = Change {
@@ -415,17 +459,26 @@ struct Edit<'a> {
     value: &'a str,
     /// The scalar's parser event in the old text.
     event: usize,
+    flow: bool,
+    /// 1-based.
+    line: usize,
 }
 
-/// Re-parses the new text: every event must equal the old one but for the
+/// Reads every new scalar back as go-yaml (YAML 1.1) would, then re-parses
+/// the new text (YAML 1.2): every event must equal the old one but for the
 /// edited scalars, which must now hold their new values. Guards the
-/// byte-level edit against ever changing a document's meaning.
-fn verify(old: &str, new: &str, edits: &[Edit<'_>]) -> Result<(), YamlError> {
+/// byte-level edit against ever changing a document's meaning for any reader.
+fn verify(old: &str, new: &str, edits: &[Edit<'_>]) -> Result<(), TextError> {
     use yaml_rust2::parser::Event;
-    let fail = |line: usize, what: &str| YamlError {
+    for e in edits {
+        readback::check(&e.rendered, e.flow, e.value).map_err(|reason| TextError::Unsafe {
+            line: e.line,
+            reason,
+        })?;
+    }
+    let fail = |line: usize, what: &str| TextError::Unsafe {
         line,
-        column: 1,
-        message: format!("internal error: the rewrite {what}; file left unchanged"),
+        reason: format!("internal error: the rewrite {what}"),
     };
     let (_, old_body) = locate::strip_bom(old);
     let (_, new_body) = locate::strip_bom(new);

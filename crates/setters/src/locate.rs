@@ -2,7 +2,9 @@
 //! says where each scalar starts and what it holds; the bytes it spans are
 //! then measured here and accepted only if they decode to exactly that value.
 //! Comments are read from the source next to those spans, as Flux reads a
-//! node's line comment and head comment.
+//! node's line comment and head comment: go-yaml gives a comment on its own
+//! line to the next node, which for `key: value` is the key, so only a
+//! block sequence item (`- value`) can be marked from the line above.
 
 use crate::scalar::{self, Style};
 use crate::{ObjectId, YamlError, marker};
@@ -151,6 +153,8 @@ struct Candidate {
     flow: bool,
     value: String,
     document: usize,
+    /// An item of a block sequence, the only value a head comment can mark.
+    seq_item: bool,
 }
 
 /// Finds every marked scalar value in `text` (a whole file, BOM and all).
@@ -213,6 +217,7 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
                 let flow = stack.iter().any(|f| {
                     matches!(f, Frame::Map { flow: true, .. } | Frame::Seq { flow: true })
                 });
+                let seq_item = matches!(stack.last(), Some(Frame::Seq { flow: false }));
                 let end = style.and_then(|s| scalar::span_end(text, start, s, flow));
                 if style.is_none() {
                     // The mark is at the first content character, so its
@@ -259,6 +264,7 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
                         flow,
                         value,
                         document: documents.len().saturating_sub(1),
+                        seq_item,
                     });
                 }
                 node_done(&mut stack);
@@ -271,14 +277,15 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
     let mut marker_lines = Vec::new();
     for c in candidates {
         let line = lines.line_of(c.range.start);
-        let found = line_comment(text, c.range.end)
-            .and_then(marker::parse)
-            .map(|s| (s, line))
-            .or_else(|| {
+        // Flux reads the line comment, and only without one the head comment.
+        let found = match line_comment(text, c.range.end) {
+            Some(comment) => marker::parse(comment).map(|s| (s, line)),
+            None => (|| {
                 let head = line.checked_sub(1)?;
                 let line_start = c.range.start - lines.column(c.range.start);
                 if first_value.get(&line) != Some(&c.range.start)
                     || c.flow
+                    || !c.seq_item
                     || !heads_its_line(&text[line_start..c.range.start])
                 {
                     return None;
@@ -293,7 +300,8 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
                 head_comment(&lines, line, is_comment)
                     .and_then(marker::parse)
                     .map(|s| (s, head))
-            });
+            })(),
+        };
         if let Some((setter, comment_line)) = found {
             marker_lines.push(comment_line);
             markers.push(MarkedScalar {
@@ -444,14 +452,24 @@ mod tests {
     }
 
     #[test]
-    fn head_comments_directly_above() {
+    fn head_comments_mark_sequence_items_not_mapping_values() {
+        // go-yaml gives the comment above `image: y:1` to the key `image`,
+        // and Flux reads only the value's own comments.
         let text = "list:\n# {\"$imagepolicy\": \"ns:x\"}\n- x:1\nspec:\n  # {\"$imagepolicy\": \"ns:y\"}\n  image: y:1\n";
+        let scan = find_markers(text).expect("valid");
+        assert_eq!(setters_at(text), [("x:1".into(), "ns:x".into(), 3)]);
+        assert_eq!(scan.unattached, [5]);
+    }
+
+    #[test]
+    fn a_line_comment_hides_the_head_comment() {
+        // Flux reads the head comment only when there is no line comment.
+        let m = "# {\"$imagepolicy\": \"ns:x\"}\n";
+        assert_eq!(setters_at(&format!("l:\n{m}- x:1 # note\n")), []);
+        assert_eq!(setters_at(&format!("l:\n{m}- x:1 #\n")), []);
         assert_eq!(
-            setters_at(text),
-            [
-                ("x:1".into(), "ns:x".into(), 3),
-                ("y:1".into(), "ns:y".into(), 6)
-            ]
+            setters_at(&format!("l:\n{m}- x:1\n")),
+            [("x:1".into(), "ns:x".into(), 3)]
         );
     }
 
@@ -488,29 +506,27 @@ mod tests {
             setters_at(&format!("l:\n{m}- &a !!str x\n")),
             [("x".into(), "ns:x".into(), 3)]
         );
-        assert_eq!(
-            setters_at(&format!("l:\n- a: 1\n  {m}  b: x\n")),
-            [("x".into(), "ns:x".into(), 4)]
-        );
+        // Above a key of a mapping in a sequence: the key's comment.
+        assert_eq!(setters_at(&format!("l:\n- a: 1\n  {m}  b: x\n")), []);
     }
 
     #[test]
     fn a_comment_after_block_scalar_content_is_a_head_comment() {
         // The line above the marker is block content that looks like a
         // comment; the marker itself, less indented, is a real comment.
-        let text = "a: |\n  # not a comment\n# {\"$imagepolicy\": \"ns:a\"}\nb: a:1\nm:\n  c: >-\n      x\n      # still content\n  # {\"$imagepolicy\": \"ns:c\"}\n  d: c:1\n";
+        let text = "l:\n- |\n  # not a comment\n# {\"$imagepolicy\": \"ns:a\"}\n- a:1\nm:\n  - >-\n      x\n      # still content\n  # {\"$imagepolicy\": \"ns:c\"}\n  - c:1\n";
         assert_eq!(
             setters_at(text),
             [
-                ("a:1".into(), "ns:a".into(), 4),
-                ("c:1".into(), "ns:c".into(), 10)
+                ("a:1".into(), "ns:a".into(), 5),
+                ("c:1".into(), "ns:c".into(), 11)
             ]
         );
     }
 
     #[test]
     fn deeper_indented_comment_is_not_a_head_comment() {
-        let text = "a: |\n  x\n  # {\"$imagepolicy\": \"ns:a\"}\nb: a:1\n";
+        let text = "- |\n  x\n  # {\"$imagepolicy\": \"ns:a\"}\n- a:1\n";
         assert_eq!(setters_at(text), []);
     }
 

@@ -8,20 +8,19 @@ pub const MARKER_KEY: &str = "$imagepolicy";
 /// The setter named by a comment, or `None` when the comment is not a marker.
 ///
 /// `comment` is the text after the comment's `#`. Flux trims every leading
-/// `#` and then wants exactly a JSON object of strings with the single key
-/// `$imagepolicy`; anything else (other keys, non-string values, trailing
-/// text, typographic quotes) is an ordinary comment.
+/// `#`, decodes the rest as a JSON object of strings and takes its
+/// `$imagepolicy` entry, so other string keys may sit beside it; anything
+/// else (a value other than a string or null, an empty setter, trailing text,
+/// typographic quotes) is an ordinary comment.
 pub fn parse(comment: &str) -> Option<String> {
     let body = comment.trim_start_matches('#');
     // Cheap reject before JSON: every marker is an object.
     if !body.trim_start().starts_with('{') {
         return None;
     }
-    let mut map: HashMap<String, String> = serde_json::from_str(body).ok()?;
-    if map.len() != 1 {
-        return None;
-    }
-    map.remove(MARKER_KEY)
+    // Go decodes `null` into a string as "": still a map of strings.
+    let mut map: HashMap<String, Option<String>> = serde_json::from_str(body).ok()?;
+    map.remove(MARKER_KEY).flatten().filter(|s| !s.is_empty())
 }
 
 /// Which part of a policy's latest image a setter writes.
@@ -111,7 +110,19 @@ mod tests {
             ),
             // The seed lab's typographic quotes are not JSON.
             (" {“$imagepolicy”: “flux-system:vote”}", None),
-            (r#" {"$imagepolicy": "ns:p", "other": "x"}"#, None),
+            // Extra string keys are allowed, as in Flux's map of strings.
+            (r#" {"$imagepolicy": "ns:p", "other": "x"}"#, Some("ns:p")),
+            (
+                r#" {"note": "bumped by flux", "$imagepolicy": "ns:p:tag", "x": ""}"#,
+                Some("ns:p:tag"),
+            ),
+            // A value that is not a string makes the whole comment no marker.
+            (r#" {"$imagepolicy": "ns:p", "replicas": 2}"#, None),
+            (r#" {"$imagepolicy": "ns:p", "x": null}"#, Some("ns:p")),
+            (r#" {"$imagepolicy": null}"#, None),
+            (r#" {"$imagepolicy": "ns:p", "x": {"y": "z"}}"#, None),
+            (r#" {"other": "x"}"#, None),
+            (r#" {"$imagepolicy": ""}"#, None),
             (r#" {"$imagepolicy": 1}"#, None),
             (r#" {"$ImagePolicy": "ns:p"}"#, None),
             (r#" {"$imagepolicy": "ns:p"} trailing"#, None),

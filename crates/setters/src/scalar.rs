@@ -148,10 +148,14 @@ pub fn render(value: &str, style: Style, flow: bool) -> String {
     }
 }
 
-/// YAML's printable set, minus line breaks and the byte-order mark.
+/// YAML's printable set, minus the byte-order mark and every character a
+/// YAML reader of any version breaks lines at: YAML 1.1 readers (go-yaml,
+/// libyaml, kustomize) also break at U+0085, U+2028 and U+2029, which YAML
+/// 1.2 counts as printable text. Written raw, such a value would become new
+/// lines of YAML for them.
 fn single_quotable(c: char) -> bool {
     matches!(c, '\t' | '\u{20}'..='\u{7e}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
-        && c != '\u{feff}'
+        && !matches!(c, '\u{feff}' | '\u{2028}' | '\u{2029}')
 }
 
 fn double_quote(value: &str) -> String {
@@ -187,9 +191,12 @@ fn plain_safe(s: &str, flow: bool) -> bool {
     };
     let second = s[first.len_utf8()..].chars().next();
     let indicator_ok = match first {
-        '-' | '?' | ':' => {
+        '-' => {
             second.is_some_and(|c| !(matches!(c, ' ' | '\t') || flow && is_flow_indicator_char(c)))
         }
+        // In a flow collection libyaml and go-yaml always take a leading
+        // `?` or `:` as an indicator (`[a, :0]` holds a mapping).
+        '?' | ':' => !flow && second.is_some_and(|c| !matches!(c, ' ' | '\t')),
         ',' | '[' | ']' | '{' | '}' | '#' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%'
         | '@' | '`' => false,
         _ => true,
@@ -197,6 +204,7 @@ fn plain_safe(s: &str, flow: bool) -> bool {
     indicator_ok
         && !s.starts_with("---")
         && !s.starts_with("...")
+        && !s.starts_with([' ', '\t'])
         && !s.ends_with([' ', '\t', ':'])
         && !s.contains(": ")
         && !s.contains(":\t")
@@ -370,6 +378,10 @@ mod tests {
             ("---x", Style::Plain, false, "\"---x\""),
             ("a,b", Style::Plain, false, "a,b"),
             ("a,b", Style::Plain, true, "\"a,b\""),
+            (":0", Style::Plain, false, ":0"),
+            (" $", Style::Plain, false, "\" $\""),
+            (":0", Style::Plain, true, "\":0\""),
+            ("?x", Style::Plain, true, "\"?x\""),
             ("it's", Style::SingleQuoted, false, "'it''s'"),
             ("1606364286", Style::SingleQuoted, false, "'1606364286'"),
             ("tab\tx", Style::SingleQuoted, false, "'tab\tx'"),
@@ -380,7 +392,29 @@ mod tests {
                 Style::DoubleQuoted,
                 false,
                 "\"\\x01\\N\\uFEFF\"",
+            ), // Line breaks to YAML 1.1 readers (go-yaml, libyaml) and
+            // non-printables force double quotes with escapes, whatever the
+            // old style: single quotes cannot escape.
+            (
+                "1.0\u{2028}- name: evil",
+                Style::Plain,
+                false,
+                "\"1.0\\L- name: evil\"",
             ),
+            (
+                "1.0\u{2028}- name: evil",
+                Style::SingleQuoted,
+                false,
+                "\"1.0\\L- name: evil\"",
+            ),
+            ("a\u{2029}b", Style::Plain, true, "\"a\\Pb\""),
+            ("a\u{85}b", Style::SingleQuoted, false, "\"a\\Nb\""),
+            ("a\nb\rc", Style::Plain, false, "\"a\\nb\\rc\""),
+            ("del\u{7f}", Style::Plain, false, "\"del\\x7F\""),
+            ("csi\u{9b}", Style::SingleQuoted, false, "\"csi\\x9B\""),
+            ("esc\u{1b}[2J", Style::Plain, false, "\"esc\\x1B[2J\""),
+            ("\u{feff}bom", Style::Plain, false, "\"\\uFEFFbom\""),
+            ("nul\u{0}", Style::DoubleQuoted, false, "\"nul\\x00\""),
         ];
         for (value, style, flow, want) in table {
             assert_eq!(render(value, style, flow), want, "{value:?} {style:?}");

@@ -2,8 +2,8 @@
 
 use crate::walk;
 use crate::{
-    FileChanges, ObjectChanges, PREFILTER, Setters, SettersError, SkippedFile, UpdateResult,
-    YamlError, update_text,
+    FileChanges, ObjectChanges, PREFILTER, Render, Setters, SettersError, SkippedFile, TextError,
+    UpdateResult, YamlError, rewrite, scalar,
 };
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -76,6 +76,15 @@ pub fn slash_path(p: &Path) -> String {
 /// Works out the new content of every file under `update_path` (relative to
 /// the checkout `root`) whose markers `setters` answers; writes nothing.
 pub fn plan(root: &Path, update_path: &str, setters: &Setters) -> Result<Plan, SettersError> {
+    plan_with(root, update_path, setters, scalar::render)
+}
+
+pub(crate) fn plan_with(
+    root: &Path,
+    update_path: &str,
+    setters: &Setters,
+    render: Render,
+) -> Result<Plan, SettersError> {
     let (root, dir) = walk::resolve(root, update_path)?;
     let candidates = walk::candidates(&root, &dir)?;
     let finder = memchr::memmem::Finder::new(PREFILTER);
@@ -119,8 +128,16 @@ pub fn plan(root: &Path, update_path: &str, setters: &Setters) -> Result<Plan, S
                 continue;
             }
         };
-        match update_text(text, setters) {
-            Err(error) => {
+        match rewrite(text, setters, render) {
+            // Nothing is written: a value YAML readers would not read back
+            // as written must not reach a commit, in this file or another.
+            Err(TextError::Unsafe { line, reason }) => {
+                // Named from the checkout root: the update path may be deep.
+                let path = c.path.strip_prefix(&root).map_or(rel, Path::to_path_buf);
+                tracing::warn!(file = %path.display(), line, %reason, "rewrite refused");
+                return Err(SettersError::Unsafe { path, line, reason });
+            }
+            Err(TextError::Yaml(error)) => {
                 tracing::debug!(file = %rel.display(), %error, "not YAML; skipped");
                 plan.skipped.push(SkippedFile { path: rel, error });
             }
@@ -185,4 +202,74 @@ pub fn apply(
     let plan = plan(root, update_path, setters)?;
     plan.write()?;
     Ok(plan.result())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{LatestRef, PolicyImage, Style};
+    use std::collections::BTreeMap;
+
+    fn policy(name: &str, tag: &str) -> PolicyImage {
+        PolicyImage {
+            namespace: "flux-system".into(),
+            name: name.into(),
+            labels: BTreeMap::new(),
+            // Built directly: LatestRef::parse would refuse such a tag.
+            latest: LatestRef {
+                image: "ghcr.io/acme/app".into(),
+                tag: tag.into(),
+                digest: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_value_the_writer_gets_wrong_is_refused_and_nothing_is_written() {
+        // A writer that never quotes: the verify step must catch it.
+        fn raw(value: &str, _: Style, _: bool) -> String {
+            value.to_string()
+        }
+        let tmp = tagwarden_testkit::TempDir::new("setters-refused");
+        let safe = "tag: 1.0 # {\"$imagepolicy\": \"flux-system:safe:tag\"}\n";
+        let evil = "spec:\n  tag: 1.0 # {\"$imagepolicy\": \"flux-system:evil:tag\"}\n";
+        std::fs::create_dir_all(tmp.path().join("apps")).expect("mkdir");
+        std::fs::write(tmp.path().join("apps/a.yaml"), safe).expect("write");
+        std::fs::write(tmp.path().join("apps/b.yaml"), evil).expect("write");
+        let setters = Setters::new(
+            "flux-system",
+            None,
+            &[
+                policy("safe", "v2"),
+                policy("evil", "1.0\u{2028}- name: evil"),
+            ],
+        );
+        let err = plan_with(tmp.path(), "apps", &setters, raw)
+            .and_then(|p| p.write())
+            .expect_err("refused");
+        assert_eq!(
+            err.to_string(),
+            "apps/b.yaml:2: refusing to rewrite: \"1.0\\u{2028}- name: evil\" would be written with U+2028 unescaped, a line break to YAML 1.1 readers (go-yaml, libyaml, kustomize); no file was changed"
+        );
+        assert!(!err.is_transient());
+        let read =
+            |f: &str| std::fs::read_to_string(tmp.path().join("apps").join(f)).expect("read");
+        assert_eq!(
+            (read("a.yaml").as_str(), read("b.yaml").as_str()),
+            (safe, evil)
+        );
+
+        // The real writer escapes it, and the rewrite goes through.
+        let plan = plan(tmp.path(), "apps", &setters).expect("safe");
+        assert_eq!(
+            plan.files
+                .iter()
+                .map(|f| f.updated.as_str())
+                .collect::<Vec<_>>(),
+            [
+                safe.replace("1.0", "v2"),
+                evil.replace("1.0", "\"1.0\\L- name: evil\""),
+            ]
+        );
+    }
 }

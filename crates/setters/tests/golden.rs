@@ -2,7 +2,8 @@
 //! equal `golden/<case>/expected` byte for byte; `changes.txt` lists the
 //! result (`file|apiVersion|kind|namespace|name|old|new|setter`), and
 //! `skipped.txt` the files reported as not YAML (`file:line`). A second
-//! update changes nothing.
+//! update changes nothing. In `changes.txt`, control characters, line and
+//! paragraph separators and the BOM are written `\u{XX}`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -40,6 +41,28 @@ fn setters() -> Setters {
         labels: BTreeMap::new(),
         latest: LatestRef::parse(latest).expect("valid ref"),
     })
+    .chain(
+        // Tags a hostile registry could send, built directly because
+        // LatestRef::parse refuses them: the writer must still be safe.
+        [
+            ("evil", "1.0\u{2028}- name: evil"),
+            ("nel", "1.0\u{85}kind: Secret"),
+            ("ps", "1.0\u{2029}- name: evil"),
+            ("controls", "1.0\u{1b}[31m\u{7f}\u{9b}\u{0}\t\n\r"),
+            ("bom", "\u{feff}1.0"),
+        ]
+        .into_iter()
+        .map(|(name, tag)| PolicyImage {
+            namespace: "flux-system".into(),
+            name: name.into(),
+            labels: BTreeMap::new(),
+            latest: LatestRef {
+                image: "ghcr.io/acme/app".into(),
+                tag: tag.into(),
+                digest: None,
+            },
+        }),
+    )
     .collect();
     Setters::new("flux-system", None, &policies)
 }
@@ -69,6 +92,19 @@ fn copy_tree(from: &Path, to: &Path) {
     }
 }
 
+/// A value on one line of `changes.txt`.
+fn visible(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}') {
+                format!("\\u{{{:x}}}", c as u32)
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
 fn result_lines(r: &UpdateResult) -> Vec<String> {
     let mut out = Vec::new();
     for f in &r.files {
@@ -81,8 +117,8 @@ fn result_lines(r: &UpdateResult) -> Vec<String> {
                     o.id.kind,
                     o.id.namespace,
                     o.id.name,
-                    c.old_value,
-                    c.new_value,
+                    visible(&c.old_value),
+                    visible(&c.new_value),
                     c.setter
                 ));
             }

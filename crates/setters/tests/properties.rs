@@ -50,13 +50,63 @@ fn setters() -> Setters {
     Setters::new("ns", None, &policies)
 }
 
+/// Places a marked value can stand (`M` is the marker), in every style.
+const CONTEXTS: &[&str] = &[
+    "k: x0 M\n",
+    "k: 'x0' M\n",
+    "k: \"x0\" M\n",
+    "l:\n- x0 M\n",
+    "l:\n  M\n  - 'x0'\n",
+    "f: [a, x0 M\n  ]\n",
+    "f: {k: \"x0\" M\n  }\n",
+    "k:\t.x0 M\n",
+    "\u{feff}k: &a !!str x0 M\r\nj: *a\r\n",
+];
+
+/// Tags a hostile registry might send: anything at all, biased to what
+/// YAML readers disagree about (line separators, controls, indicators).
+fn hostile_value() -> impl Strategy<Value = String> {
+    let tricky = prop_oneof![
+        Just('\u{2028}'),
+        Just('\u{2029}'),
+        Just('\u{85}'),
+        Just('\n'),
+        Just('\r'),
+        Just('\t'),
+        Just('\u{feff}'),
+        Just('\u{7f}'),
+        Just('\u{9b}'),
+        Just('\u{0}'),
+        Just('\u{1b}'),
+        Just('-'),
+        Just(' '),
+        Just(':'),
+        Just('#'),
+        Just('\''),
+        Just('"'),
+        Just('\\'),
+        Just(','),
+        Just('['),
+        Just('a'),
+        Just('1'),
+        Just('.'),
+    ];
+    prop_oneof![
+        any::<String>(),
+        "[ -~]{0,16}",
+        "[0-9._eE:+-]{0,8}",
+        prop::collection::vec(tricky, 0..12).prop_map(|v| v.into_iter().collect()),
+    ]
+}
+
 #[derive(Debug, Clone)]
 enum Comment {
     None,
     Text(String),
     /// `{"$imagepolicy": "ns:pN:tag"}` that applies.
     Marker(usize),
-    /// The same marker on its own line above the entry.
+    /// The same marker on its own line above the entry: it marks a sequence
+    /// item, but above `key: value` it is the key's comment.
     HeadMarker(usize),
     /// A marker that names a policy the automation does not own.
     Foreign(String),
@@ -219,6 +269,8 @@ struct Marked {
     setter: String,
     old: String,
     new: Option<String>,
+    /// Marked by a comment on the line above (a sequence item).
+    head: bool,
 }
 
 impl Marked {
@@ -234,6 +286,8 @@ struct Writer {
     anchors: usize,
     key: usize,
     marked: Vec<Marked>,
+    /// Whether the scalar being written is a block sequence item.
+    seq_item: bool,
 }
 
 impl Writer {
@@ -297,13 +351,15 @@ impl Writer {
             Comment::Foreign(setter) => (setter.clone(), None),
             Comment::None | Comment::Text(_) => (String::new(), None),
         };
+        let head_ignored = matches!(s.comment, Comment::HeadMarker(_)) && !self.seq_item;
         // An empty plain value has no bytes to replace: never a marked scalar.
-        if !setter.is_empty() && !range.is_empty() {
+        if !setter.is_empty() && !range.is_empty() && !head_ignored {
             self.marked.push(Marked {
                 range,
                 setter,
                 old: s.value.clone(),
                 new,
+                head: matches!(s.comment, Comment::HeadMarker(_)),
             });
         }
         self.line_end();
@@ -357,6 +413,7 @@ impl Writer {
             let key = self.key();
             self.out.push_str(&key);
             self.out.push(':');
+            self.seq_item = false;
             if matches!(node, Node::Map(_) | Node::Seq(_)) {
                 self.value(node, indent);
             } else {
@@ -385,7 +442,10 @@ impl Writer {
                     self.out.push_str("nested:");
                     self.value(node, indent + 2);
                 }
-                _ => self.value(node, indent + 2),
+                _ => {
+                    self.seq_item = true;
+                    self.value(node, indent + 2);
+                }
             }
         }
     }
@@ -400,6 +460,7 @@ fn render(f: &File) -> (String, Vec<Marked>) {
         anchors: 0,
         key: 0,
         marked: Vec::new(),
+        seq_item: false,
     };
     if f.bom {
         w.out.push('\u{feff}');
@@ -490,6 +551,47 @@ proptest! {
         prop_assert_eq!(again.text, None);
     }
 
+    /// Whatever string a policy hands out, in whatever place and style the
+    /// old value had, the written scalar is one line of printable text with
+    /// no character any YAML reader breaks lines at, the rest of the file is
+    /// untouched, and it reads back (go-yaml's rules in the verify step,
+    /// YAML 1.2 here) as exactly that string.
+    #[test]
+    fn any_value_reads_back_as_the_same_single_string(
+        value in hostile_value(),
+        context in 0..CONTEXTS.len(),
+    ) {
+        let marker = "# {\"$imagepolicy\": \"ns:p:tag\"}";
+        let text = CONTEXTS[context].replace("M", marker);
+        let setters = Setters::new("ns", None, &[PolicyImage {
+            namespace: "ns".into(),
+            name: "p".into(),
+            labels: BTreeMap::new(),
+            latest: LatestRef { image: "ghcr.io/acme/app".into(), tag: value.clone(), digest: None },
+        }]);
+        let before = find_markers(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
+        prop_assert_eq!(before.markers.len(), 1, "{}", text);
+        let old = &before.markers[0];
+        let u = update_text(&text, &setters)
+            .map_err(|e| TestCaseError::fail(format!("{e}\n{text:?} {value:?}")))?;
+        let Some(out) = u.text else {
+            prop_assert_eq!(&old.value, &value);
+            return Ok(());
+        };
+        let after = find_markers(&out).map_err(|e| TestCaseError::fail(format!("{e}\n{out:?}")))?;
+        prop_assert_eq!(after.markers.len(), 1, "{:?}", out);
+        let new = &after.markers[0];
+        prop_assert_eq!(&new.value, &value, "{:?}", out);
+        let written = &out[new.range.clone()];
+        prop_assert!(
+            written.chars().all(|c| matches!(c, '\t' | ' '..='~' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+                && !matches!(c, '\u{2028}' | '\u{2029}' | '\u{feff}')),
+            "{:?}", written
+        );
+        prop_assert_eq!(&text[..old.range.start], &out[..new.range.start]);
+        prop_assert_eq!(&text[old.range.end..], &out[new.range.end..]);
+    }
+
     /// Text that never mentions the marker is never parsed, so never changed.
     #[test]
     fn any_text_without_the_marker_is_returned_untouched(s in "\\PC{0,200}") {
@@ -509,6 +611,7 @@ fn generated_files_cover_the_interesting_cases() {
     let setters = setters();
     let (mut changed, mut head, mut crlf_changed, mut bom_changed, mut quoted_new) =
         (0, 0, 0, 0, 0);
+    let mut head_marked = 0;
     for _ in 0..300 {
         let f = file(true).new_tree(&mut runner).expect("tree").current();
         let (text, marked) = render(&f);
@@ -523,6 +626,7 @@ fn generated_files_cover_the_interesting_cases() {
         head += usize::from(
             text.contains("\n# {\"$imagepolicy\"") || text.contains("  # {\"$imagepolicy\""),
         );
+        head_marked += usize::from(marked.iter().any(|m| m.head));
         quoted_new += usize::from(
             marked
                 .iter()
@@ -535,6 +639,7 @@ fn generated_files_cover_the_interesting_cases() {
         ("CRLF and changed", crlf_changed),
         ("BOM and changed", bom_changed),
         ("numeric tag", quoted_new),
+        ("a sequence item marked from above", head_marked),
     ] {
         assert!(n >= 30, "only {n} of 300 generated files: {what}");
     }

@@ -192,7 +192,7 @@ fn nothing_to_do_means_no_text() {
     let u = update_text("a: [\n", &podinfo()).expect("not parsed");
     assert_eq!(u.text, None);
     let e = update_text("a: [ # \"$imagepolicy\"\n", &podinfo()).expect_err("parsed");
-    assert_eq!(e.line, 2, "{e}");
+    assert_eq!(e.line(), 2, "{e}");
 }
 
 #[test]
@@ -255,13 +255,13 @@ fn an_empty_tagged_value_sharing_the_next_scalars_mark_is_not_mistaken_for_it() 
 
 #[test]
 fn a_lone_carriage_return_breaks_lines_as_yaml_says() {
-    let text = "a: 1\r# {\"$imagepolicy\": \"flux-system:podinfo:tag\"}\rtag: 5.0.0\r\
+    let text = "a: 1\rl:\r# {\"$imagepolicy\": \"flux-system:podinfo:tag\"}\r- 5.0.0\r\
                 image: x # {\"$imagepolicy\": \"flux-system:podinfo\"}\rb: 2\r";
     let u = update_text(text, &podinfo()).expect("valid");
     assert_eq!(
         u.text.as_deref(),
         Some(
-            text.replace("tag: 5.0.0", "tag: 5.0.3")
+            text.replace("- 5.0.0", "- 5.0.3")
                 .replace("image: x", "image: ghcr.io/stefanprodan/podinfo:5.0.3")
                 .as_str()
         )
@@ -272,5 +272,5 @@ fn a_lone_carriage_return_breaks_lines_as_yaml_says() {
         .iter()
         .map(|m| m.line)
         .collect();
-    assert_eq!(lines, [3, 4]);
+    assert_eq!(lines, [4, 5]);
 }

@@ -48,10 +48,9 @@ fuzz_target!(|data: &[u8]| {
     let update = update_text(text, &setters);
     let (scan, update) = match (scan, update) {
         (Ok(s), Ok(u)) => (s, u),
-        (_, Err(e)) => {
-            assert!(!e.message.contains("internal error"), "{e}\n{text:?}");
-            return;
-        }
+        // Not YAML is fine; a rewrite the verify step refuses is a writer bug.
+        (_, Err(tagwarden_setters::TextError::Yaml(_))) => return,
+        (_, Err(e)) => panic!("{e}\n{text:?}"),
         // Without the marker text, update_text does not parse at all.
         (Err(_), Ok(u)) => {
             assert!(u.text.is_none());
