@@ -488,11 +488,23 @@ impl Client {
                 return Ok(acc.list);
             }
             seen_last.push(last);
-            url = if next.starts_with("http://") || next.starts_with("https://") {
-                next
-            } else {
-                format!("{base}{next}")
+            // Resolved as a URL (a bare `@host/…` must not become userinfo) and
+            // kept on the registry's origin: the next request carries credentials.
+            let on_registry = reqwest::Url::parse(&base)
+                .and_then(|b| b.join(&next).map(|u| (b, u)))
+                .ok()
+                .filter(|(b, u)| b.origin() == u.origin());
+            let Some((_, next_url)) = on_registry else {
+                return Err(RegistryError::Malformed {
+                    registry: image.registry.clone(),
+                    url: url.clone(),
+                    message: format!(
+                        "the Link header's next page '{}' is not on this registry; credentials are sent only to {base}",
+                        printable(&next)
+                    ),
+                });
             };
+            url = next_url.to_string();
         }
         Err(RegistryError::TooManyPages {
             registry: image.registry.clone(),

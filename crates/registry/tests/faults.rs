@@ -660,3 +660,65 @@ async fn a_redirect_to_another_host_gets_neither_credentials_nor_referer() {
     assert!(!has(&got[0], "authorization"), "{:?}", got[0].headers);
     assert!(!has(&got[0], "referer"), "{:?}", got[0].headers);
 }
+
+#[tokio::test]
+async fn a_link_to_another_host_is_refused_before_credentials_go_there() {
+    let reg = registry();
+    let target = FaultProxy::start(reg.port, serve_tags(vec!["9.9.9".into()]));
+    let linking = |link: String| {
+        FaultProxy::start(reg.port, move |r| {
+            if r.path().ends_with("/tags/list") {
+                let Action::Respond { body, .. } = tag_page(&["a".to_string()]) else {
+                    unreachable!()
+                };
+                Action::Respond {
+                    status: 200,
+                    headers: vec![("Link".into(), link.clone())],
+                    body,
+                }
+            } else {
+                Action::Forward
+            }
+        })
+    };
+    let creds = Credentials {
+        username: "bot".into(),
+        password: "s3cret".into(),
+    };
+    let next = format!("http://{}/v2/app/tags/list?n=1&last=a", target.host());
+    let proxy = linking(format!("<{next}>; rel=\"next\""));
+    let err = client(1)
+        .list_tags(&image(&proxy), Some(&creds))
+        .await
+        .expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "{0}: malformed response for http://{0}/v2/app/tags/list?n=1: the Link header's next page '{next}' is not on this registry; credentials are sent only to http://{0}",
+            proxy.host()
+        )
+    );
+
+    // Pasted after the base, `@host/…` would read as userinfo@host; resolved
+    // as a URL it is a path on the registry.
+    let proxy = linking(format!(
+        "<@{}/v2/app/tags/list?n=1&last=a>; rel=\"next\"",
+        target.host()
+    ));
+    let tags = client(1)
+        .list_tags(&image(&proxy), Some(&creds))
+        .await
+        .expect("stays on the registry");
+    assert_eq!(tags, ["a"]);
+    let pages = tag_requests(&proxy);
+    assert_eq!(pages.len(), 2);
+    assert!(
+        pages[1].path().starts_with("/@127.0.0.1:"),
+        "{:?}",
+        pages[1]
+    );
+    assert!(
+        tag_requests(&target).is_empty(),
+        "nothing reached the other host"
+    );
+}
