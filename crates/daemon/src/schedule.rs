@@ -4,7 +4,7 @@
 //! a hanging registry cannot starve the rest), each run under a deadline.
 
 use crate::{Config, DaemonError, Metrics};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
@@ -28,14 +28,19 @@ pub struct ObjectKey {
     pub name: String,
 }
 
+/// The kinds the daemon schedules.
+fn kind_of(o: &Object) -> Option<&'static str> {
+    match o {
+        Object::ImageRepository(_) => Some("ImageRepository"),
+        Object::ImagePolicy(_) => Some("ImagePolicy"),
+        Object::ImageUpdateAutomation(_) => Some("ImageUpdateAutomation"),
+        _ => None,
+    }
+}
+
 impl ObjectKey {
     fn of(o: &Object) -> Option<ObjectKey> {
-        let kind = match o {
-            Object::ImageRepository(_) => "ImageRepository",
-            Object::ImagePolicy(_) => "ImagePolicy",
-            Object::ImageUpdateAutomation(_) => "ImageUpdateAutomation",
-            _ => return None,
-        };
+        let kind = kind_of(o)?;
         Some(ObjectKey {
             kind,
             namespace: o.meta().namespace.clone(),
@@ -223,14 +228,42 @@ impl Scheduler {
             .filter(|(k, t)| **t <= now && !running.contains_key(*k))
             .map(|(k, _)| k.clone())
             .collect();
-        let busy = |k: &ObjectKey, running: &Running, due: &[ObjectKey]| {
+        let due_set: BTreeSet<&ObjectKey> = due.iter().collect();
+        let busy = |k: &ObjectKey, running: &Running, due: &BTreeSet<&ObjectKey>| {
             running.contains_key(k) || due.contains(k)
         };
+        // Looked up once per due object: a linear search (and a clone) each
+        // made a pass over 1,000 waiting scans quadratic.
+        let index: HashMap<(&str, &str, &str), &Object> = ctx
+            .objects
+            .objects
+            .iter()
+            .filter_map(|o| {
+                let m = o.meta();
+                Some(((kind_of(o)?, m.namespace.as_str(), m.name.as_str()), o))
+            })
+            .collect();
         for key in due.iter() {
-            let Some(object) = find(&ctx, key) else {
+            let Some(&object) = index.get(&(key.kind, key.namespace.as_str(), key.name.as_str()))
+            else {
                 self.lock_due().remove(key);
                 continue;
             };
+            // Cheap capacity checks before the store is read: hundreds may
+            // wait for a few slots, and each pass looks at all of them.
+            if slots.of(key.kind).available_permits() == 0 {
+                continue;
+            }
+            // A scan also needs its registry host to be below its share.
+            let host = match object {
+                Object::ImageRepository(r) => Some(registry_host(&r.image)),
+                _ => None,
+            };
+            if let Some(h) = &host
+                && running.values().flatten().filter(|r| *r == h).count() >= slots.per_host
+            {
+                continue;
+            }
             // `tagwarden suspend`: not run until resumed (resume triggers).
             if tagwarden_engine::listing::is_suspended(
                 &*self.inner.store,
@@ -247,7 +280,7 @@ impl Scheduler {
             }
             // Order by dependency: a policy waits for its repository's scan,
             // an automation for the policies of its namespace.
-            let blocked = match &object {
+            let blocked = match object {
                 Object::ImagePolicy(p) => {
                     let repo = ObjectKey {
                         kind: "ImageRepository",
@@ -258,25 +291,15 @@ impl Scheduler {
                             .unwrap_or_else(|| p.meta.namespace.clone()),
                         name: p.image_repository_ref.name.clone(),
                     };
-                    busy(&repo, running, &due)
+                    busy(&repo, running, &due_set)
                 }
                 Object::ImageUpdateAutomation(a) => ctx.objects.objects.iter().any(|o| {
                     matches!(o, Object::ImagePolicy(p) if p.meta.namespace == a.meta.namespace)
-                        && ObjectKey::of(o).is_some_and(|k| busy(&k, running, &due))
+                        && ObjectKey::of(o).is_some_and(|k| busy(&k, running, &due_set))
                 }),
                 _ => false,
             };
             if blocked {
-                continue;
-            }
-            // A scan also needs its registry host to be below its share.
-            let host = match &object {
-                Object::ImageRepository(r) => Some(registry_host(&r.image)),
-                _ => None,
-            };
-            if let Some(h) = &host
-                && running.values().flatten().filter(|r| *r == h).count() >= slots.per_host
-            {
                 continue;
             }
             let Ok(permit) = slots.of(key.kind).clone().try_acquire_owned() else {
@@ -284,7 +307,7 @@ impl Scheduler {
             };
             self.lock_due().remove(key);
             running.insert(key.clone(), host);
-            let (ctx, key) = (ctx.clone(), key.clone());
+            let (ctx, key, object) = (ctx.clone(), key.clone(), object.clone());
             let limit = deadline(&object, self.inner.config.max_reconcile);
             tasks.spawn(async move {
                 let _permit = permit;
