@@ -402,3 +402,30 @@ fn a_hanging_local_push_is_killed_at_the_timeout() {
         "hook still running: {state:?}"
     );
 }
+
+// A plain path is a local remote too: pushed through receive-pack, hooks run.
+#[test]
+fn a_plain_path_remote_runs_the_hooks_too() {
+    let r = remote(Via::File);
+    r.pre_receive(&format!(
+        "echo run >> '{}'\necho 'refusing: frozen branch' >&2\nexit 1",
+        r.counter().display()
+    ));
+    let dir = TempDir::new("ws");
+    let ws = Workspace::open(
+        &r.bare.path().display().to_string(),
+        &Checkout::Branch("main".into()),
+        None,
+        &GitAuth::default(),
+        &dir.path().join("checkout"),
+    )
+    .expect("open a plain path");
+    commit(&ws, "v1");
+    let err = ws.push(None, &BTreeMap::new()).expect_err("refused");
+    assert_eq!(
+        err.to_string(),
+        "push to 'main' declined by the remote: refs/heads/main: pre-receive hook declined; \
+         remote: refusing: frozen branch"
+    );
+    assert_eq!(r.hook_runs(), 1);
+}
