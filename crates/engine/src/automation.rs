@@ -33,12 +33,15 @@ impl Failure {
             GitError::Commit(_) => "GitOperationFailed",
             GitError::Sign(_) => "GitOperationFailed",
             GitError::Push { .. } | GitError::Rejected { .. } => "GitOperationFailed",
+            GitError::Declined { .. } => "GitOperationFailed",
             // Flux reports a refused host key or TLS certificate as a failed
             // clone, retried on the interval.
             GitError::HostKey { .. } | GitError::Certificate { .. } => "GitOperationFailed",
             GitError::Config(_) => "InvalidConfiguration",
         };
-        let stalled = matches!(e, GitError::Config(_));
+        // A server hook's refusal stays until someone changes the hook or
+        // the automation: report it once, with the remote's text.
+        let stalled = matches!(e, GitError::Config(_) | GitError::Declined { .. });
         Failure::new(reason, e.to_string(), stalled)
     }
 }
@@ -303,6 +306,9 @@ fn update_and_push(
         let started = std::time::Instant::now();
         let mut ws = Workspace::open(&repo.url, &checkout, auto.push_branch.as_deref(), auth, dir)
             .map_err(Failure::git)?;
+        if let Some(t) = repo.timeout.filter(|t| !t.is_zero()) {
+            ws.set_timeout(t);
+        }
         tracing::debug!(url = %tagwarden_api::redact::url(&repo.url), ms = started.elapsed().as_millis() as u64, "checked out");
         let setters = Setters::new(
             &auto.meta.namespace,
@@ -337,6 +343,7 @@ fn update_and_push(
                         branch: ws.push_branch.clone(),
                     });
                 }
+                // Only a lost race is retried; a refusal (GitError::Declined) is final.
                 Err(GitError::Rejected { message, .. }) if attempt < PUSH_ATTEMPTS => {
                     tracing::info!(attempt, reason = %tagwarden_api::redact::text(&message, &repo.url), "push rejected: re-applying on the new tip");
                     std::thread::sleep(backoff);
@@ -358,4 +365,174 @@ fn update_and_push(
         f.message = tagwarden_api::redact::text(&f.message, &repo.url);
         f
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tagwarden_api::{LoadOptions, Manifests};
+    use tagwarden_testkit::{BareRepo, GitHttpServer, SshServer, git, ssh_keygen};
+
+    const DEPLOY: &str =
+        "image: ghcr.io/stefanprodan/podinfo:5.0.0 # {\"$imagepolicy\": \"flux-system:podinfo\"}\n";
+
+    fn objects(url: &str) -> (ImageUpdateAutomation, GitRepository) {
+        let text = format!(
+            "apiVersion: source.toolkit.fluxcd.io/v1\n\
+             kind: GitRepository\n\
+             metadata: {{name: repo, namespace: flux-system}}\n\
+             spec: {{interval: 1m, url: '{url}', ref: {{branch: main}}}}\n\
+             ---\n\
+             apiVersion: image.toolkit.fluxcd.io/v1beta2\n\
+             kind: ImageUpdateAutomation\n\
+             metadata: {{name: auto, namespace: flux-system}}\n\
+             spec:\n  interval: 1m\n  sourceRef: {{kind: GitRepository, name: repo}}\n  \
+             git: {{commit: {{author: {{name: bot, email: bot@example.com}}}}}}\n  \
+             update: {{path: ./, strategy: Setters}}\n"
+        );
+        let m = Manifests::load_str(
+            &text,
+            std::path::Path::new("t.yaml"),
+            &LoadOptions::default(),
+        );
+        assert!(m.errors.is_empty(), "{:?}", m.errors);
+        let mut auto = None;
+        let mut repo = None;
+        for o in m.objects {
+            match o {
+                Object::ImageUpdateAutomation(a) => auto = Some(*a),
+                Object::GitRepository(g) => repo = Some(g),
+                _ => {}
+            }
+        }
+        (auto.expect("automation"), repo.expect("repository"))
+    }
+
+    fn policies() -> Vec<PolicyImage> {
+        vec![PolicyImage {
+            namespace: "flux-system".into(),
+            name: "podinfo".into(),
+            labels: Default::default(),
+            latest: LatestRef {
+                image: "ghcr.io/stefanprodan/podinfo".into(),
+                tag: "5.0.3".into(),
+                digest: None,
+            },
+        }]
+    }
+
+    fn hook(bare: &BareRepo, body: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let p = bare.path().join("hooks/pre-receive");
+        std::fs::write(&p, format!("#!/bin/sh\ncat > /dev/null\n{body}\n")).expect("hook");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+
+    enum Via {
+        File,
+        Http,
+        Ssh,
+    }
+
+    /// A refusing pre-receive hook: reported once, stalled, in the remote's words.
+    fn refused_once(via: Via) {
+        let bare = BareRepo::new("main", &[("deploy.yaml", DEPLOY)]);
+        let counter = bare.root().join("runs.txt");
+        hook(
+            &bare,
+            &format!(
+                "echo run >> '{}'\necho 'refusing: frozen branch' >&2\nexit 1",
+                counter.display()
+            ),
+        );
+        let (url, auth, _server) = match via {
+            Via::File => (bare.url(), GitAuth::default(), None),
+            Via::Http => {
+                git(&bare.path(), &["config", "http.receivepack", "true"]);
+                let s = GitHttpServer::start(bare.root(), "git", "s3cret");
+                let auth = GitAuth {
+                    username: Some("git".into()),
+                    password: Some("s3cret".into()),
+                    ..GitAuth::default()
+                };
+                (s.url("repo.git"), auth, None)
+            }
+            Via::Ssh => {
+                let key = ssh_keygen("ed25519", "", false);
+                let s = SshServer::start(bare.root(), &key.public);
+                let auth = GitAuth {
+                    identity: Some(key.private.clone()),
+                    known_hosts: Some(s.known_hosts_line()),
+                    ..GitAuth::default()
+                };
+                (s.url("repo.git"), auth, Some((s, key)))
+            }
+        };
+        let (auto, repo) = objects(&url);
+        let before = bare.log("main", "%H");
+        let Err(f) = update_and_push(&auto, &repo, &auth, None, &policies(), None) else {
+            panic!("the hook refuses every push");
+        };
+        assert_eq!(
+            f.message,
+            "push to 'main' declined by the remote: refs/heads/main: pre-receive hook declined; \
+             remote: refusing: frozen branch"
+        );
+        assert_eq!(f.reason, "GitOperationFailed");
+        assert!(f.stalled, "a refusal is final until something changes");
+        let runs = std::fs::read_to_string(&counter).expect("the hook ran");
+        assert_eq!(runs.lines().count(), 1, "pushed once, not retried");
+        assert_eq!(bare.log("main", "%H"), before, "branch unchanged");
+    }
+
+    #[test]
+    fn a_refusing_hook_is_reported_once_over_file() {
+        refused_once(Via::File);
+    }
+
+    #[test]
+    fn a_refusing_hook_is_reported_once_over_http() {
+        refused_once(Via::Http);
+    }
+
+    #[test]
+    fn a_refusing_hook_is_reported_once_over_ssh() {
+        refused_once(Via::Ssh);
+    }
+
+    /// The branch moves inside the push window (from the hook): retried on
+    /// the new tip, and the other commit is kept.
+    #[test]
+    fn a_lost_race_is_reapplied_on_the_new_tip() {
+        let bare = BareRepo::new("main", &[("deploy.yaml", DEPLOY)]);
+        let old = bare.log("main", "%H")[0].clone();
+        let theirs = git(
+            &bare.path(),
+            &["commit-tree", "main^{tree}", "-p", "main", "-m", "theirs"],
+        );
+        let marker = bare.root().join("moved");
+        hook(
+            &bare,
+            &format!(
+                "if [ ! -e '{m}' ]; then touch '{m}'; \
+                 env -u GIT_QUARANTINE_PATH -u GIT_OBJECT_DIRECTORY -u GIT_ALTERNATE_OBJECT_DIRECTORIES \
+                 git update-ref refs/heads/main {theirs} {old}; fi",
+                m = marker.display()
+            ),
+        );
+        let (auto, repo) = objects(&bare.url());
+        match update_and_push(&auto, &repo, &GitAuth::default(), None, &policies(), None) {
+            Ok(Done::Pushed { branch, .. }) => assert_eq!(branch, "main"),
+            Ok(Done::UpToDate) => panic!("up to date"),
+            Err(f) => panic!("{}", f.message),
+        }
+        assert_eq!(
+            bare.log("main", "%s"),
+            [
+                "Update from image update automation",
+                "theirs",
+                "initial commit"
+            ]
+        );
+    }
 }

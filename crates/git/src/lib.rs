@@ -2,10 +2,19 @@
 //! update, commit what the setters changed, and push without ever
 //! overwriting commits that are not ours.
 //!
+//! Every push has receive-pack semantics: the remote's `git receive-pack`
+//! updates each ref only if it still is what we fetched (compare-and-swap)
+//! and runs the remote's hooks. HTTP(S) and SSH get that from the smart
+//! protocol (libgit2); `file://` and plain-path remotes are pushed with the
+//! `git` command, as libgit2's local transport does neither. The answer is
+//! typed: a lost race ([`GitError::Rejected`], retry on the new tip) is not a
+//! refusal ([`GitError::Declined`], with the remote's text).
+//!
 //! Blocking (git2); async callers run it on a blocking thread.
 
 mod ca;
 mod known_hosts;
+mod push;
 mod sign;
 
 pub use known_hosts::HostKeyError;
@@ -15,9 +24,11 @@ use git2::{
     AutotagOption, CertificateCheckStatus, Cred, CredentialType, FetchOptions, IndexAddOption, Oid,
     PushOptions, RemoteCallbacks, Repository, Signature,
 };
-use std::cell::RefCell;
+use push::{LocalPush, LocalPushError, PushReport, RefOutcome};
+use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 use tagwarden_api::GitRef;
 
 /// What went wrong, by step.
@@ -34,9 +45,21 @@ pub enum GitError {
     Sign(String),
     #[error("failed to push to '{branch}': {message}")]
     Push { branch: String, message: String },
-    /// The remote branch moved since our fetch: re-apply on the new tip.
+    /// The remote branch moved since our fetch (or another push held it):
+    /// re-apply on the new tip and push again.
     #[error("push to '{branch}' rejected: {message}")]
     Rejected { branch: String, message: String },
+    /// The remote refused the update itself (a hook, a protected branch):
+    /// pushing again cannot help. `remote` is what the server printed.
+    #[error(
+        "push to '{branch}' declined by the remote: {reason}{}",
+        remote_text(remote)
+    )]
+    Declined {
+        branch: String,
+        reason: String,
+        remote: Vec<String>,
+    },
     #[error("invalid git configuration: {0}")]
     Config(String),
     /// The SSH server's host key is not the one in the secret's `known_hosts`.
@@ -46,6 +69,11 @@ pub enum GitError {
     /// by the secret's `ca.crt`.
     #[error("tls: certificate of '{url}' not trusted: {message}")]
     Certificate { url: String, message: String },
+}
+
+/// `; remote: LINE` per line the server printed.
+fn remote_text(lines: &[String]) -> String {
+    lines.iter().map(|l| format!("; remote: {l}")).collect()
 }
 
 impl GitError {
@@ -176,6 +204,11 @@ pub struct Workspace {
     pub push_branch: String,
     /// The commit we started from (the remote tip of `push_branch`, or the checkout).
     pub base: Oid,
+    /// The remote's `push_branch` as last fetched (`None`: it does not
+    /// exist there); a push only replaces exactly this.
+    remote_tip: Cell<Option<Oid>>,
+    /// Bounds a `git push` child (local remotes).
+    timeout: Duration,
     /// Why the last SSH host key check failed: libgit2 only says "cancelled".
     host_key_error: RefCell<Option<HostKeyError>>,
     /// The secret's `ca.crt`, parsed once.
@@ -185,6 +218,17 @@ pub struct Workspace {
 }
 
 const REMOTE: &str = "origin";
+/// Flux's default `GitRepository` timeout.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// `file://` and plain-path URLs: libgit2 would push them with its local
+/// transport, which neither compares-and-swaps nor runs hooks.
+fn is_local(url: &str) -> bool {
+    url.starts_with("file://")
+        || url.starts_with('/')
+        || url.starts_with("./")
+        || url.starts_with("../")
+}
 
 impl Workspace {
     /// Clones `url` into `dir` (an empty or missing folder) and checks out
@@ -225,19 +269,28 @@ impl Workspace {
             auth: auth.clone(),
             push_branch,
             base: Oid::zero(),
+            remote_tip: Cell::new(None),
+            timeout: DEFAULT_TIMEOUT,
             host_key_error: RefCell::new(None),
             ca,
             ca_error: RefCell::new(None),
         };
         let start = ws.resolve_checkout(checkout)?;
         // Pushing to the checkout branch: its tip is already fetched.
-        let base = if *checkout == Checkout::Branch(ws.push_branch.clone()) {
-            start
+        let remote_tip = if *checkout == Checkout::Branch(ws.push_branch.clone()) {
+            Some(start)
         } else {
-            ws.fetch_branch(&ws.push_branch.clone())?.unwrap_or(start)
+            ws.fetch_branch(&ws.push_branch.clone())?
         };
-        ws.reset_to(base)?;
+        ws.remote_tip.set(remote_tip);
+        ws.reset_to(remote_tip.unwrap_or(start))?;
         Ok(ws)
+    }
+
+    /// Bounds each `git push` to a local remote (default 60 s, Flux's
+    /// `GitRepository` timeout); a push still running then is killed.
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        self.timeout = timeout;
     }
 
     /// The folder the files are in.
@@ -318,7 +371,7 @@ impl Workspace {
     /// Shallow fetches save time and memory on big histories; libgit2's
     /// local transport cannot do them.
     fn shallow(&self) -> bool {
-        !(self.url.starts_with("file://") || self.url.starts_with('/'))
+        !is_local(&self.url)
     }
 
     fn fetch(&self, refspecs: &[&str], shallow: bool) -> Result<(), GitError> {
@@ -538,28 +591,16 @@ impl Workspace {
         Ok(Some(oid))
     }
 
-    /// Pushes the push branch (and `extra_refspec`). A remote that moved
-    /// gives [`GitError::Rejected`]; we never force.
+    /// Pushes the push branch (and `extra_refspec`), never forced: the
+    /// branch is replaced only if the remote still has the tip we fetched.
+    /// A lost race gives [`GitError::Rejected`] (refresh and retry), a
+    /// refusal by the server [`GitError::Declined`] with the remote's text.
     pub fn push(
         &self,
         extra_refspec: Option<&str>,
         push_options: &BTreeMap<String, String>,
     ) -> Result<(), GitError> {
         let branch = self.push_branch.clone();
-        let mut remote = self.repo.find_remote(REMOTE).map_err(|e| GitError::Push {
-            branch: branch.clone(),
-            message: e.message().to_string(),
-        })?;
-        let rejected: RefCell<Option<String>> = RefCell::new(None);
-        let mut cb = self.callbacks();
-        cb.push_update_reference(|refname, status| {
-            if let Some(msg) = status {
-                rejected.replace(Some(format!("{refname}: {msg}")));
-            }
-            Ok(())
-        });
-        let headers = self.headers();
-        let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
         let options: Vec<String> = push_options
             .iter()
             .map(|(k, v)| {
@@ -570,40 +611,152 @@ impl Workspace {
                 }
             })
             .collect();
-        let option_refs: Vec<&str> = options.iter().map(String::as_str).collect();
-        let mut opts = PushOptions::new();
-        opts.custom_headers(&header_refs)
-            .remote_push_options(&option_refs);
         let mut specs = vec![format!("refs/heads/{branch}:refs/heads/{branch}")];
         if let Some(extra) = extra_refspec {
             // A refspec may never force: strip a leading '+'.
             specs.push(extra.trim_start_matches('+').to_string());
         }
+        let report = if is_local(&self.url) {
+            self.push_local(&specs, &options)?
+        } else {
+            self.push_remote(&specs, &options)?
+        };
+        let describe = |refname: &str, reason: &str| format!("{refname}: {reason}");
+        let mut declined = Vec::new();
+        let mut races = Vec::new();
+        for (refname, outcome) in &report.refs {
+            match outcome {
+                RefOutcome::Updated => {}
+                RefOutcome::Race(r) => races.push(describe(refname, r)),
+                RefOutcome::Declined(r) => declined.push(describe(refname, r)),
+            }
+        }
+        // A refusal wins over a race: retrying would only be refused again.
+        if !declined.is_empty() {
+            tracing::warn!(branch = %branch, reason = %declined.join(", "), remote = ?report.remote, "push declined by the remote");
+            return Err(GitError::Declined {
+                branch,
+                reason: declined.join(", "),
+                remote: report.remote,
+            });
+        }
+        if !races.is_empty() {
+            return Err(GitError::Rejected {
+                branch,
+                message: races.join(", "),
+            });
+        }
+        let head = self
+            .repo
+            .refname_to_id(&format!("refs/heads/{branch}"))
+            .map_err(|e| GitError::Push {
+                branch: branch.clone(),
+                message: e.message().to_string(),
+            })?;
+        self.remote_tip.set(Some(head));
+        Ok(())
+    }
+
+    /// Through `git push` and the remote's `git receive-pack`.
+    fn push_local(&self, specs: &[String], options: &[String]) -> Result<PushReport, GitError> {
+        let branch_ref = format!("refs/heads/{}", self.push_branch);
+        let push = LocalPush {
+            git_dir: self.repo.path(),
+            url: &self.url,
+            specs,
+            lease: (&branch_ref, self.remote_tip.get().map(|o| o.to_string())),
+            options,
+            timeout: self.timeout,
+        };
+        let started = std::time::Instant::now();
+        let report = push.run().map_err(|e| match e {
+            LocalPushError::NoGit => GitError::Config(
+                "pushing to a file:// or local-path remote runs the git command, which is not installed (not found on PATH)".into(),
+            ),
+            LocalPushError::Failed(message) => GitError::Push {
+                branch: self.push_branch.clone(),
+                message,
+            },
+            LocalPushError::TimedOut(t) => GitError::Push {
+                branch: self.push_branch.clone(),
+                message: format!(
+                    "git push did not finish within the timeout of {}s: killed",
+                    t.as_secs_f64()
+                ),
+            },
+        })?;
+        tracing::debug!(
+            ms = started.elapsed().as_millis() as u64,
+            refs = report.refs.len(),
+            "git push returned"
+        );
+        Ok(report)
+    }
+
+    /// Through libgit2's smart protocol (HTTP(S), SSH): the server's
+    /// receive-pack checks each ref against the old value we send.
+    fn push_remote(&self, specs: &[String], options: &[String]) -> Result<PushReport, GitError> {
+        let branch = self.push_branch.clone();
+        let branch_ref = format!("refs/heads/{branch}");
+        let mut remote = self.repo.find_remote(REMOTE).map_err(|e| GitError::Push {
+            branch: branch.clone(),
+            message: e.message().to_string(),
+        })?;
+        let refs: RefCell<Vec<(String, RefOutcome)>> = RefCell::new(Vec::new());
+        let sideband: RefCell<Vec<u8>> = RefCell::new(Vec::new());
+        let stale: RefCell<Option<String>> = RefCell::new(None);
+        let expected = self.remote_tip.get().unwrap_or_else(Oid::zero);
+        let mut cb = self.callbacks();
+        // libgit2 sends the old value it just listed; we also insist on the
+        // one we fetched, so a branch reset behind our base is not undone.
+        cb.push_negotiation(|updates| {
+            for u in updates {
+                if u.dst_refname() == Some(branch_ref.as_str()) && u.src() != expected {
+                    stale.replace(Some(format!("{branch_ref}: stale info")));
+                    return Err(git2::Error::from_str("stale info"));
+                }
+            }
+            Ok(())
+        });
+        cb.push_update_reference(|refname, status| {
+            let outcome = status.map_or(RefOutcome::Updated, push::classify);
+            refs.borrow_mut().push((refname.to_string(), outcome));
+            Ok(())
+        });
+        cb.sideband_progress(|data| {
+            let mut buf = sideband.borrow_mut();
+            if buf.len() < 64 * 1024 {
+                buf.extend_from_slice(data);
+            }
+            true
+        });
+        let headers = self.headers();
+        let header_refs: Vec<&str> = headers.iter().map(String::as_str).collect();
+        let option_refs: Vec<&str> = options.iter().map(String::as_str).collect();
         let spec_refs: Vec<&str> = specs.iter().map(String::as_str).collect();
-        opts.remote_callbacks(cb);
+        let mut opts = PushOptions::new();
+        opts.custom_headers(&header_refs)
+            .remote_push_options(&option_refs)
+            .remote_callbacks(cb);
         let result = remote.push(&spec_refs, Some(&mut opts));
         drop(opts);
+        if let Some(message) = stale.into_inner() {
+            return Err(GitError::Rejected { branch, message });
+        }
         match result {
-            // A ref locked by a concurrent pusher is the same race: refresh and retry.
-            Err(e)
-                if matches!(
-                    e.code(),
-                    git2::ErrorCode::NotFastForward | git2::ErrorCode::Locked
-                ) =>
-            {
-                Err(GitError::Rejected {
-                    branch,
-                    message: e.message().to_string(),
-                })
-            }
+            // libgit2 refuses a non-fast-forward itself: the branch moved.
+            Err(e) if e.code() == git2::ErrorCode::NotFastForward => Err(GitError::Rejected {
+                branch,
+                message: e.message().to_string(),
+            }),
             Err(e) => Err(self.connect_failure(&e).unwrap_or_else(|| GitError::Push {
                 branch,
                 message: e.message().to_string(),
             })),
-            Ok(()) => match rejected.into_inner() {
-                Some(message) => Err(GitError::Rejected { branch, message }),
-                None => Ok(()),
-            },
+            Ok(()) => Ok(PushReport {
+                refs: refs.into_inner(),
+                remote: push::remote_lines(&sideband.into_inner()),
+            }),
         }
     }
 
@@ -614,6 +767,7 @@ impl Workspace {
         let tip = self.fetch_branch(&branch)?.ok_or_else(|| {
             GitError::Checkout(format!("branch '{branch}' disappeared from the remote"))
         })?;
+        self.remote_tip.set(Some(tip));
         self.reset_to(tip)?;
         Ok(tip)
     }
