@@ -12,6 +12,35 @@ use tagwarden_daemon::{Config, HttpLimits, SOCKET_FILE, run};
 use tagwarden_store::MemoryStore;
 use tagwarden_testkit::{TempDir, free_port};
 
+/// Everything the daemons of this test binary logged.
+static LOG: std::sync::Mutex<Vec<u8>> = std::sync::Mutex::new(Vec::new());
+
+struct LogWriter;
+
+impl Write for LogWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        LOG.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn log() -> String {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let _ = tracing_subscriber::fmt()
+            .with_writer(|| LogWriter)
+            .with_ansi(false)
+            .with_target(false)
+            .try_init();
+    });
+    String::from_utf8_lossy(&LOG.lock().unwrap_or_else(|p| p.into_inner())).into_owned()
+}
+
 /// A daemon on a thread, with no manifests; stops when dropped.
 struct Daemon {
     port: u16,
@@ -54,6 +83,7 @@ impl Daemon {
 
     /// With `modify` applied to the config (and the temporary dir).
     fn start_with(modify: impl FnOnce(&mut Config, &Path)) -> Daemon {
+        log();
         let dir = TempDir::new("daemon-http");
         let port = free_port();
         let mut config = config(dir.path(), port, HttpLimits::default());
@@ -367,4 +397,13 @@ fn a_hung_scan_is_abandoned_at_the_deadline() {
     }
     let took = started.elapsed();
     assert!(took >= Duration::from_millis(900), "{took:?}");
+    let log = log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("name=hung") && l.contains("abandoned"))
+        .unwrap_or_else(|| panic!("no abandoned line in:\n{log}"));
+    assert!(
+        line.contains("WARN reconcile did not finish within 1s: abandoned kind=\"ImageRepository\" namespace=flux-system name=hung deadline_secs=1.0"),
+        "{line}"
+    );
 }
