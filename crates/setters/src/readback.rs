@@ -72,27 +72,11 @@ fn double_quoted(raw: &str) -> Result<String, &'static str> {
                         .ok_or("has an invalid escape")
                 };
                 out.push(match e {
-                    '0' => '\0',
-                    'a' => '\u{7}',
-                    'b' => '\u{8}',
-                    't' | '\t' => '\t',
-                    'n' => '\n',
-                    'v' => '\u{b}',
-                    'f' => '\u{c}',
-                    'r' => '\r',
-                    'e' => '\u{1b}',
-                    ' ' => ' ',
-                    '"' => '"',
-                    '/' => '/',
-                    '\\' => '\\',
-                    'N' => '\u{85}',
-                    '_' => '\u{a0}',
-                    'L' => '\u{2028}',
-                    'P' => '\u{2029}',
                     'x' => hex(2, &mut chars)?,
                     'u' => hex(4, &mut chars)?,
                     'U' => hex(8, &mut chars)?,
-                    _ => return Err("has an escape go-yaml does not know"),
+                    _ => crate::scalar::simple_escape(e)
+                        .ok_or("has an escape go-yaml does not know")?,
                 });
             }
             c => out.push(c),

@@ -108,27 +108,10 @@ fn unescape(inner: &str) -> Option<String> {
             char::from_u32(u32::from_str_radix(&digits, 16).ok()?)
         };
         out.push(match e {
-            '0' => '\0',
-            'a' => '\u{7}',
-            'b' => '\u{8}',
-            't' | '\t' => '\t',
-            'n' => '\n',
-            'v' => '\u{b}',
-            'f' => '\u{c}',
-            'r' => '\r',
-            'e' => '\u{1b}',
-            ' ' => ' ',
-            '"' => '"',
-            '/' => '/',
-            '\\' => '\\',
-            'N' => '\u{85}',
-            '_' => '\u{a0}',
-            'L' => '\u{2028}',
-            'P' => '\u{2029}',
             'x' => hex(2, &mut chars)?,
             'u' => hex(4, &mut chars)?,
             'U' => hex(8, &mut chars)?,
-            _ => return None,
+            _ => simple_escape(e)?,
         });
     }
     Some(out)
@@ -301,6 +284,31 @@ fn is_timestamp(s: &str) -> bool {
         }
     }
     matches!(b.get(i), None | Some(b'T' | b't' | b' ' | b'\t'))
+}
+
+/// What a one-character escape (`\\n`, `\\L`, …) in a double-quoted scalar
+/// stands for, as YAML 1.2 and go-yaml read it.
+pub(crate) fn simple_escape(e: char) -> Option<char> {
+    Some(match e {
+        '0' => '\0',
+        'a' => '\u{7}',
+        'b' => '\u{8}',
+        't' | '\t' => '\t',
+        'n' => '\n',
+        'v' => '\u{b}',
+        'f' => '\u{c}',
+        'r' => '\r',
+        'e' => '\u{1b}',
+        ' ' => ' ',
+        '"' => '"',
+        '/' => '/',
+        '\\' => '\\',
+        'N' => '\u{85}',
+        '_' => '\u{a0}',
+        'L' => '\u{2028}',
+        'P' => '\u{2029}',
+        _ => return None,
+    })
 }
 
 #[cfg(test)]
