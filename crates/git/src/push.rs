@@ -60,15 +60,8 @@ const REMOTE_LINE_CHARS: usize = 300;
 /// Remote text is the server's: no control character reaches a log or a
 /// status raw.
 pub(crate) fn sanitize(line: &str) -> String {
-    let mut out = String::new();
-    for c in line.trim().chars().take(REMOTE_LINE_CHARS) {
-        if c.is_control() || matches!(c, '\u{2028}' | '\u{2029}') {
-            out.extend(c.escape_default());
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    let cut: String = line.trim().chars().take(REMOTE_LINE_CHARS).collect();
+    tagwarden_api::text::escape(&cut, false).into_owned()
 }
 
 /// The lines of what the remote printed (libgit2's sideband), progress

@@ -30,24 +30,7 @@ pub fn is_valid_tag(tag: &str) -> bool {
 /// characters) written as `\u{..}`, so a registry's strings never reach a
 /// terminal raw.
 pub fn printable(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        let hostile = c.is_control()
-            || matches!(
-                c,
-                '\u{200b}'..='\u{200f}'
-                    | '\u{2028}'..='\u{202e}'
-                    | '\u{2060}'..='\u{2069}'
-                    | '\u{feff}'
-                    | '\u{fff9}'..='\u{fffb}'
-            );
-        if hostile {
-            out.push_str(&format!("\\u{{{:x}}}", c as u32));
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    tagwarden_api::text::escape(s, false).into_owned()
 }
 
 /// A repository's tag list as a scan keeps it.
