@@ -171,22 +171,10 @@ fn assert_printable(s: &str) {
 fn hostile_tags_and_error_bodies_never_reach_the_terminal_raw() {
     use tagwarden_testkit::{Action, FaultProxy};
     let reg = Registry::start(RegistryAuth::None);
-    let tags = serde_json::json!({
-        "name": "app",
-        "tags": ["1.0.0", "1.0\u{2028}evil", "../x", "a".repeat(200), "-bad", "x\x1b[31m", "2.0.0"],
-    })
-    .to_string();
-    let proxy = FaultProxy::start(reg.port, move |r| {
-        if r.path().ends_with("/tags/list") {
-            Action::Respond {
-                status: 200,
-                headers: vec![("Content-Type".into(), "application/json".into())],
-                body: tags.clone().into_bytes(),
-            }
-        } else {
-            Action::Forward
-        }
-    });
+    let proxy = FaultProxy::start(
+        reg.port,
+        tagwarden_testkit::serve_tags(tagwarden_testkit::hostile_tags()),
+    );
     let image = format!("{}/app", proxy.host());
     let out = scan(&[&image]);
     assert!(out.status.success(), "{}", text(&out.stderr));

@@ -159,26 +159,14 @@ spec:
 
 #[tokio::test]
 async fn tags_outside_the_oci_grammar_are_skipped_and_the_ready_message_says_so() {
-    use tagwarden_testkit::{Action, FaultProxy};
+    use tagwarden_testkit::FaultProxy;
     let reg = Registry::start(RegistryAuth::None);
     // A hostile registry: its tag list carries a YAML line separator, a path,
     // an escape sequence and tags too long or badly started.
-    let tags = serde_json::json!({
-        "name": "app",
-        "tags": ["1.0.0", "1.0\u{2028}evil", "../x", "a".repeat(200), "-bad", "x\x1b[31m", "2.0.0"],
-    })
-    .to_string();
-    let proxy = FaultProxy::start(reg.port, move |r| {
-        if r.path().ends_with("/tags/list") {
-            Action::Respond {
-                status: 200,
-                headers: vec![("Content-Type".into(), "application/json".into())],
-                body: tags.clone().into_bytes(),
-            }
-        } else {
-            Action::Forward
-        }
-    });
+    let proxy = FaultProxy::start(
+        reg.port,
+        tagwarden_testkit::serve_tags(tagwarden_testkit::hostile_tags()),
+    );
     let yaml = format!(
         r#"
 apiVersion: image.toolkit.fluxcd.io/v1beta2

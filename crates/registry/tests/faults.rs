@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use tagwarden_api::image::ImageRef;
 use tagwarden_registry::{Client, ClientOptions, Credentials, RegistryError, scan_result};
-use tagwarden_testkit::{Action, FaultProxy, Registry, RegistryAuth, Request};
+use tagwarden_testkit::{
+    Action, FaultProxy, Registry, RegistryAuth, Request, serve_tags, tag_page,
+};
 
 const TAGS: [&str; 7] = [
     "1.0.0", "1.1.0", "1.2.0", "2.0.0", "2.1.0", "3.0.0", "latest",
@@ -395,43 +397,11 @@ async fn many_scans_of_one_host_stay_under_the_concurrency_limit() {
     assert_eq!(peak.load(Ordering::SeqCst), 2);
 }
 
-fn tag_page(tags: &[String]) -> Action {
-    Action::Respond {
-        status: 200,
-        headers: vec![("Content-Type".into(), "application/json".into())],
-        body: serde_json::json!({ "name": "app", "tags": tags })
-            .to_string()
-            .into_bytes(),
-    }
-}
-
-/// Serves `tags` as the tag list; everything else goes to the registry.
-fn serve_tags(tags: Vec<String>) -> impl Fn(&Request) -> Action + Send + Sync {
-    move |r: &Request| {
-        if r.path().ends_with("/tags/list") {
-            tag_page(&tags)
-        } else {
-            Action::Forward
-        }
-    }
-}
-
 #[tokio::test]
 async fn tags_outside_the_oci_grammar_are_skipped_counted_and_escaped() {
     let reg = registry();
-    let hostile: Vec<String> = [
-        "1.0.0",
-        "1.0\u{2028}evil",
-        "../x",
-        &"a".repeat(200),
-        "-bad",
-        "x\x1b[31m",
-        "2.0.0",
-        &"b".repeat(128),
-    ]
-    .iter()
-    .map(|t| t.to_string())
-    .collect();
+    let mut hostile = tagwarden_testkit::hostile_tags();
+    hostile.push("b".repeat(128));
     let proxy = FaultProxy::start(reg.port, serve_tags(hostile));
     let list = client(1000)
         .scan_tags(&image(&proxy), None)

@@ -10,7 +10,7 @@ mod ssh;
 
 pub use git::{BareRepo, GitHttpServer, git};
 pub use pki::{Pki, TokenServer};
-pub use proxy::{Action, FaultProxy, Request};
+pub use proxy::{Action, FaultProxy, Request, hostile_tags, serve_tags, tag_page};
 pub use ssh::{SshKeyPair, SshServer, current_user, ssh_keygen};
 
 use sha2::{Digest, Sha256};

@@ -317,3 +317,43 @@ fn paginate(upstream: u16, req: &Request, raw: &[u8], cap: usize) -> Vec<u8> {
     let body = serde_json::json!({ "name": name, "tags": page }).to_string();
     response(200, &hdrs, body.as_bytes())
 }
+
+/// A 200 tag-list answer for the repository `app` naming `tags`.
+pub fn tag_page(tags: &[String]) -> Action {
+    Action::Respond {
+        status: 200,
+        headers: vec![("Content-Type".into(), "application/json".into())],
+        body: serde_json::json!({ "name": "app", "tags": tags })
+            .to_string()
+            .into_bytes(),
+    }
+}
+
+/// A rule serving `tags` as every tag list; everything else goes upstream.
+pub fn serve_tags(tags: Vec<String>) -> impl Fn(&Request) -> Action + Send + Sync {
+    move |r: &Request| {
+        if r.path().ends_with("/tags/list") {
+            tag_page(&tags)
+        } else {
+            Action::Forward
+        }
+    }
+}
+
+/// What a hostile registry lists: two good tags around a YAML line
+/// separator, a path, a 200-character tag, a bad first character and a
+/// terminal escape sequence.
+pub fn hostile_tags() -> Vec<String> {
+    [
+        "1.0.0",
+        "1.0\u{2028}evil",
+        "../x",
+        &"a".repeat(200),
+        "-bad",
+        "x\x1b[31m",
+        "2.0.0",
+    ]
+    .iter()
+    .map(|t| t.to_string())
+    .collect()
+}
