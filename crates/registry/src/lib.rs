@@ -2,11 +2,13 @@
 //! list (paginated, authenticated, retried politely) and manifest digests.
 
 mod auth;
+mod port;
 mod scan;
 mod settings;
 mod tags;
 
 pub use auth::{Credentials, credentials_from_docker_config};
+pub use port::{BoxFuture, Platform, Pool, Registry};
 pub use scan::{RepositoryStatus, ScanResult, record_scan, scan_result};
 pub use settings::{ScanSettings, scan_settings};
 pub use tags::{TagList, is_valid_tag, printable};
@@ -192,6 +194,38 @@ pub struct ClientOptions {
     pub backoff: Duration,
     /// Requests in flight per registry host, across all clients.
     pub per_registry: usize,
+}
+
+impl ClientOptions {
+    /// What makes two clients different: options with one key share one
+    /// client (and its tokens).
+    pub(crate) fn pool_key(&self) -> String {
+        use sha2::Digest as _;
+        let pem = |p: &Option<Vec<u8>>| {
+            p.as_ref()
+                .map(|b| format!("{:x}", sha2::Sha256::digest(b)))
+                .unwrap_or_default()
+        };
+        format!(
+            "{}|{:?}|{:?}|{}|{}|{}|{}|{}|{}|{}|{}|{:?}|{}",
+            self.insecure,
+            self.timeout,
+            self.stall_timeout,
+            pem(&self.ca_pem),
+            pem(&self.identity_pem),
+            self.proxy
+                .as_deref()
+                .map(|p| format!("{:x}", sha2::Sha256::digest(p)))
+                .unwrap_or_default(),
+            self.page_size,
+            self.max_pages,
+            self.max_body,
+            self.max_tags,
+            self.max_tag_bytes,
+            self.backoff,
+            self.attempts,
+        )
+    }
 }
 
 impl Default for ClientOptions {
@@ -518,6 +552,20 @@ impl Client {
             repository: image.repository.clone(),
             limit: self.opts.max_tag_bytes,
         }
+    }
+
+    /// The platforms of `tag`: each entry of an index, or the single image's.
+    pub async fn platforms(
+        &self,
+        image: &ImageRef,
+        _tag: &str,
+        _creds: Option<&Credentials>,
+    ) -> Result<Vec<Platform>, RegistryError> {
+        // Filled in with the manifest reader (index entries, image config).
+        Err(RegistryError::Config(format!(
+            "{}: platform lookup is not available yet",
+            image.registry
+        )))
     }
 
     /// The digest of `tag`'s manifest (index or image), by HEAD.
