@@ -10,6 +10,7 @@
 pub mod duration;
 pub mod export;
 pub mod image;
+mod latest;
 pub mod limits;
 mod model;
 pub mod names;
@@ -20,6 +21,8 @@ mod selector;
 
 pub mod status;
 pub mod text;
+pub mod time;
+pub use latest::{LatestRef, LatestRefError};
 pub use model::*;
 pub use node::FieldError;
 pub use selector::{LabelSelector, Requirement};
@@ -282,11 +285,11 @@ impl Manifests {
     /// Two documents for one object would be reconciled into one state
     /// key, each overwriting the other; neither is trusted.
     fn refuse_duplicates(&mut self) {
-        let mut seen: BTreeMap<(&'static str, String, String), usize> = BTreeMap::new();
+        let mut seen: BTreeMap<ObjectId, usize> = BTreeMap::new();
         let mut refused = vec![false; self.objects.len()];
         for (i, o) in self.objects.iter().enumerate() {
             let m = o.meta();
-            let key = (o.kind(), m.namespace.clone(), m.name.clone());
+            let key = o.id();
             match seen.get(&key) {
                 Some(&first) => {
                     refused[first] = true;

@@ -15,14 +15,131 @@ pub const DEFAULT_EXCLUSION: &str = r"^.*\.sig$";
 /// Most `exclusionList` entries, as Flux's CRD (`maxItems: 25`).
 pub const MAX_EXCLUSIONS: usize = 25;
 
-/// Name, namespace, labels and where the object was read.
+/// Flux's annotation asking for a reconcile now (`flux reconcile` sets it
+/// to the current time); the value is echoed as `status.lastHandledReconcileAt`.
+pub const RECONCILE_REQUESTED_AT: &str = "reconcile.fluxcd.io/requestedAt";
+
+/// Name, namespace, labels, annotations, the API server's bookkeeping and
+/// where the object was read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Meta {
     pub api_version: String,
     pub name: String,
     pub namespace: String,
     pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// `metadata.generation`: moves when the spec does. Files rarely carry
+    /// it; their loader starts at 1 and the daemon counts spec edits.
+    pub generation: i64,
+    /// `metadata.resourceVersion`, when the object came from an API server.
+    pub resource_version: Option<String>,
     pub source: Source,
+}
+
+impl Meta {
+    /// The value of `reconcile.fluxcd.io/requestedAt`, if set.
+    pub fn reconcile_requested_at(&self) -> Option<&str> {
+        self.annotations
+            .get(RECONCILE_REQUESTED_AT)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+}
+
+/// The kinds tagwarden reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Kind {
+    ImageRepository,
+    ImagePolicy,
+    ImageUpdateAutomation,
+    GitRepository,
+    Receiver,
+    Secret,
+}
+
+impl Kind {
+    /// The kinds tagwarden reconciles, in dependency order.
+    pub const RECONCILED: [Kind; 3] = [
+        Kind::ImageRepository,
+        Kind::ImagePolicy,
+        Kind::ImageUpdateAutomation,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::ImageRepository => "ImageRepository",
+            Kind::ImagePolicy => "ImagePolicy",
+            Kind::ImageUpdateAutomation => "ImageUpdateAutomation",
+            Kind::GitRepository => "GitRepository",
+            Kind::Receiver => "Receiver",
+            Kind::Secret => "Secret",
+        }
+    }
+
+    /// True for the three image kinds.
+    pub fn is_reconciled(self) -> bool {
+        Kind::RECONCILED.contains(&self)
+    }
+
+    /// Reads a kind name as written in manifests (case-sensitive).
+    pub fn parse(s: &str) -> Option<Kind> {
+        [
+            Kind::ImageRepository,
+            Kind::ImagePolicy,
+            Kind::ImageUpdateAutomation,
+            Kind::GitRepository,
+            Kind::Receiver,
+            Kind::Secret,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for Kind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Kind {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Kind {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Kind, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Kind::parse(&s).ok_or_else(|| serde::de::Error::custom(format!("unknown kind '{s}'")))
+    }
+}
+
+/// One object: kind and namespaced name. The one identity every driver,
+/// the store and the API use.
+#[derive(
+    Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
+)]
+pub struct ObjectId {
+    pub kind: Kind,
+    pub namespace: String,
+    pub name: String,
+}
+
+impl ObjectId {
+    pub fn new(kind: Kind, namespace: impl Into<String>, name: impl Into<String>) -> ObjectId {
+        ObjectId {
+            kind,
+            namespace: namespace.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} '{}/{}'", self.kind, self.namespace, self.name)
+    }
 }
 
 /// A reference to an object by name, in the referrer's namespace unless given.
@@ -190,14 +307,30 @@ impl Object {
         }
     }
 
-    pub fn kind(&self) -> &'static str {
+    pub fn kind(&self) -> Kind {
         match self {
-            Object::ImageRepository(_) => "ImageRepository",
-            Object::ImagePolicy(_) => "ImagePolicy",
-            Object::ImageUpdateAutomation(_) => "ImageUpdateAutomation",
-            Object::GitRepository(_) => "GitRepository",
-            Object::Receiver(_) => "Receiver",
-            Object::Secret(_) => "Secret",
+            Object::ImageRepository(_) => Kind::ImageRepository,
+            Object::ImagePolicy(_) => Kind::ImagePolicy,
+            Object::ImageUpdateAutomation(_) => Kind::ImageUpdateAutomation,
+            Object::GitRepository(_) => Kind::GitRepository,
+            Object::Receiver(_) => Kind::Receiver,
+            Object::Secret(_) => Kind::Secret,
+        }
+    }
+
+    pub fn id(&self) -> ObjectId {
+        let m = self.meta();
+        ObjectId::new(self.kind(), m.namespace.clone(), m.name.clone())
+    }
+
+    /// `spec.suspend` (a Secret never is).
+    pub fn suspended(&self) -> bool {
+        match self {
+            Object::ImageRepository(o) => o.suspend,
+            Object::ImagePolicy(_) | Object::Secret(_) => false,
+            Object::ImageUpdateAutomation(o) => o.suspend,
+            Object::GitRepository(o) => o.suspend,
+            Object::Receiver(o) => o.suspend,
         }
     }
 }
@@ -253,6 +386,13 @@ fn read_meta(n: Node<'_>, api_version: &str, source: Source, opts: &LoadOptions)
             .namespace("namespace")?
             .unwrap_or_else(|| opts.default_namespace.clone()),
         labels: m.string_map("labels")?,
+        annotations: m.string_map("annotations")?,
+        generation: match m.raw("generation") {
+            None => 1,
+            Some(yaml_rust2::Yaml::Integer(g)) if *g >= 1 => *g,
+            Some(_) => return Err(m.err("generation", "expected a positive integer")),
+        },
+        resource_version: m.str("resourceVersion")?,
         source,
     })
 }

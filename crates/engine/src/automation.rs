@@ -1,43 +1,27 @@
 //! ImageUpdateAutomation: check out, set the marked values, commit, push —
 //! and when the branch moved under us, start again from its new tip.
 
-use crate::{Context, EngineError, Failure, PolicyStatus, Report, key};
+use crate::outcome::{events, success_conditions};
+use crate::{Change, Context, EngineError, Failure, Outcome, PushResult};
+use std::collections::BTreeMap;
 use std::time::Duration;
-use tagwarden_api::status::{Condition, outcome_conditions};
-use tagwarden_api::{GitRepository, ImageUpdateAutomation, Object};
-use tagwarden_git::{Checkout, GitAuth, GitError, Signer, Workspace};
-use tagwarden_setters::{LatestRef, PolicyImage, Setters};
+use tagwarden_api::status::{ConditionStatus, ImageUpdateAutomationStatus, Status};
+use tagwarden_api::time::Time;
+use tagwarden_api::{GitRepository, ImageUpdateAutomation, Kind, Object, ObjectId};
+use tagwarden_git::{Checkout, GitAuth, GitError, GitRemote, OpenRequest, Signer};
+use tagwarden_setters::{PolicyImage, Setters};
 
 /// Pushes rejected by a moving branch before we give up for this run.
 const PUSH_ATTEMPTS: u32 = 8;
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct AutomationStatus {
-    /// When the automation last ran, whatever the outcome.
-    #[serde(default)]
-    pub last_run: Option<std::time::SystemTime>,
-    pub last_push_commit: Option<String>,
-    /// The policies applied in the last run and the image each resolved to
-    /// (Flux's `observedPolicies`), keyed `namespace/name`.
-    #[serde(default)]
-    pub observed_policies: std::collections::BTreeMap<String, String>,
-    pub last_push_time: Option<std::time::SystemTime>,
-    pub conditions: Vec<Condition>,
-}
 
 /// Flux's reasons for Git failures.
 impl Failure {
     fn git(e: GitError) -> Failure {
         let reason = match &e {
-            GitError::Clone { .. } | GitError::Checkout(_) => "GitOperationFailed",
-            GitError::Commit(_) => "GitOperationFailed",
-            GitError::Sign(_) => "GitOperationFailed",
-            GitError::Push { .. } | GitError::Rejected { .. } => "GitOperationFailed",
-            GitError::Declined { .. } => "GitOperationFailed",
-            // Flux reports a refused host key or TLS certificate as a failed
-            // clone, retried on the interval.
-            GitError::HostKey { .. } | GitError::Certificate { .. } => "GitOperationFailed",
             GitError::Config(_) => "InvalidConfiguration",
+            // Flux reports a refused host key or TLS certificate as a failed
+            // clone, retried on the interval; every other step alike.
+            _ => "GitOperationFailed",
         };
         // A server hook's refusal stays until someone changes the hook or
         // the automation: report it once, with the remote's text.
@@ -46,82 +30,108 @@ impl Failure {
     }
 }
 
-/// What a successful run did.
+/// What a successful run did, and the checkout it started from.
+#[derive(Debug)]
 enum Done {
-    UpToDate,
-    Pushed { commit: String, branch: String },
+    UpToDate { revision: String },
+    Pushed { push: PushResult, revision: String },
 }
 
-pub async fn reconcile_automation(
+pub(crate) async fn reconcile(
     auto: &ImageUpdateAutomation,
     ctx: &Context,
-) -> Result<Report, EngineError> {
-    const KIND: &str = "ImageUpdateAutomation";
+) -> Result<Outcome, EngineError> {
+    let id = ObjectId::new(
+        Kind::ImageUpdateAutomation,
+        auto.meta.namespace.clone(),
+        auto.meta.name.clone(),
+    );
+    let previous = match ctx.status.read(&id)? {
+        Some(Status::ImageUpdateAutomation(s)) => s,
+        _ => ImageUpdateAutomationStatus::default(),
+    };
     if auto.suspend {
-        return Ok(Report::suspended(KIND, &auto.meta));
+        return Ok(Outcome::suspended(
+            id,
+            Status::ImageUpdateAutomation(previous),
+        ));
     }
-    let k = key(KIND, &auto.meta.namespace, &auto.meta.name);
-    let previous: AutomationStatus = ctx.load(&k)?.unwrap_or_default();
     let now = ctx.clock.now();
-    let mut status_policies = std::collections::BTreeMap::new();
-    let outcome = run(auto, ctx).await?;
-    if outcome.is_ok()
-        && let Ok(policies) = ready_policies(auto, ctx)?
-    {
-        status_policies = policies
-            .iter()
-            .map(|p| (format!("{}/{}", p.namespace, p.name), p.latest.to_string()))
-            .collect();
-    }
-    let mut status = previous.clone();
-    if !status_policies.is_empty() {
-        status.observed_policies = status_policies;
-    }
-    status.last_run = Some(now);
-    match outcome {
-        Ok(Done::UpToDate) => {
-            tracing::info!(kind = KIND, namespace = %auto.meta.namespace, name = %auto.meta.name, "repository up-to-date");
-            status.conditions = outcome_conditions(
-                &previous.conditions,
-                true,
-                false,
-                "Succeeded",
-                "repository up-to-date",
-                now,
-            );
-        }
-        Ok(Done::Pushed { commit, branch }) => {
-            let short: String = commit.chars().take(7).collect();
-            let message = format!("pushed commit '{short}' to branch '{branch}'");
-            tracing::info!(kind = KIND, namespace = %auto.meta.namespace, name = %auto.meta.name, commit = %commit, branch = %branch, "pushed");
-            status.conditions = outcome_conditions(
-                &previous.conditions,
-                true,
-                false,
-                "Succeeded",
-                &message,
-                now,
-            );
-            status.last_push_commit = Some(commit);
-            status.last_push_time = Some(now);
+    let generation = auto.meta.generation;
+    let mut status = ImageUpdateAutomationStatus {
+        observed_generation: generation,
+        last_automation_run_time: Some(Time::from_system(now)),
+        last_handled_reconcile_at: auto
+            .meta
+            .reconcile_requested_at()
+            .map(str::to_string)
+            .or(previous.last_handled_reconcile_at.clone()),
+        ..previous.clone()
+    };
+    let (change, failure) = match run(auto, ctx).await? {
+        Ok((done, policies)) => {
+            // Flux's observedPolicies: by name, in the automation's namespace.
+            status.observed_policies = policies
+                .iter()
+                .map(|p| (p.name.clone(), p.latest.clone()))
+                .collect::<BTreeMap<_, _>>();
+            match done {
+                Done::UpToDate { revision } => {
+                    tracing::info!(kind = "ImageUpdateAutomation", namespace = %auto.meta.namespace, name = %auto.meta.name, "repository up-to-date");
+                    status.observed_source_revision = Some(revision);
+                    status.conditions = success_conditions(
+                        &previous.conditions,
+                        "repository up-to-date",
+                        generation,
+                        now,
+                    );
+                    (None, None)
+                }
+                Done::Pushed { push, revision } => {
+                    let short: String = push.commit.chars().take(7).collect();
+                    let message = format!("pushed commit '{short}' to branch '{}'", push.branch);
+                    tracing::info!(kind = "ImageUpdateAutomation", namespace = %auto.meta.namespace, name = %auto.meta.name, commit = %push.commit, branch = %push.branch, "pushed");
+                    status.observed_source_revision = Some(revision);
+                    status.conditions =
+                        success_conditions(&previous.conditions, &message, generation, now);
+                    status.last_push_commit = Some(push.commit.clone());
+                    status.last_push_time = Some(Time::from_system(now));
+                    (Some(Change::Pushed(push)), None)
+                }
+            }
         }
         Err(f) => {
-            tracing::warn!(kind = KIND, namespace = %auto.meta.namespace, name = %auto.meta.name, reason = f.reason, error = %f.message, "automation failed");
-            status.conditions = f.conditions(&previous.conditions, now);
+            tracing::warn!(kind = "ImageUpdateAutomation", namespace = %auto.meta.namespace, name = %auto.meta.name, reason = f.reason, error = %f.message, "automation failed");
+            status.conditions = f.conditions(&previous.conditions, generation, now);
+            (None, Some(f))
         }
+    };
+    let mut events = events(&previous.conditions, &status.conditions);
+    // Every push is news, even with the same words as the last one.
+    if let (Some(Change::Pushed(_)), true) = (&change, events.is_empty())
+        && let Some(ready) = tagwarden_api::status::find(&status.conditions, "Ready")
+    {
+        events.push(crate::Event {
+            kind: crate::EventType::Normal,
+            reason: ready.reason.clone(),
+            message: ready.message.clone(),
+        });
     }
-    ctx.save(&k, &status)?;
-    Ok(Report::from_conditions(
-        KIND,
-        &auto.meta,
-        &status.conditions,
-    ))
+    Ok(Outcome {
+        id,
+        events,
+        status: Status::ImageUpdateAutomation(status),
+        change,
+        requeue_after: Some(auto.interval),
+        failure,
+        suspended: false,
+    })
 }
 
 async fn run(
     auto: &ImageUpdateAutomation,
     ctx: &Context,
-) -> Result<Result<Done, Failure>, EngineError> {
+) -> Result<Result<(Done, Vec<PolicyImage>), Failure>, EngineError> {
     let ns = &auto.meta.namespace;
     if auto.source_ref.kind != "GitRepository" {
         return Ok(Err(Failure::new(
@@ -138,14 +148,12 @@ async fn run(
         .namespace
         .clone()
         .unwrap_or_else(|| ns.clone());
-    let Some(git_repo) = ctx.objects.objects.iter().find_map(|o| match o {
-        Object::GitRepository(g)
-            if g.meta.namespace == repo_ns && g.meta.name == auto.source_ref.name =>
-        {
-            Some(g)
-        }
-        _ => None,
-    }) else {
+    let source = ObjectId::new(
+        Kind::GitRepository,
+        repo_ns.clone(),
+        auto.source_ref.name.clone(),
+    );
+    let Some(Object::GitRepository(git_repo)) = ctx.objects.get(&source) else {
         return Ok(Err(Failure::new(
             "DependencyNotReady",
             format!(
@@ -168,7 +176,7 @@ async fn run(
             true,
         )));
     }
-    let auth = match git_auth(git_repo, ctx) {
+    let auth = match git_auth(&git_repo, ctx) {
         Ok(a) => a,
         Err(f) => return Ok(Err(f)),
     };
@@ -177,18 +185,20 @@ async fn run(
         Err(f) => return Ok(Err(f)),
     };
     let auto = auto.clone();
-    let git_repo = git_repo.clone();
-    let state_dir = ctx.store.state_dir().map(|d| d.to_path_buf());
-    // git2 blocks: keep it off the async workers.
+    let git = ctx.git.clone();
+    let scratch = ctx.scratch.clone();
+    // Git blocks: keep it off the async workers.
     let joined = tokio::task::spawn_blocking(move || {
         update_and_push(
+            &*git,
             &auto,
             &git_repo,
             &auth,
             signer.as_ref(),
             &policies,
-            state_dir.as_deref(),
+            scratch.as_deref(),
         )
+        .map(|done| (done, policies))
     })
     .await;
     Ok(joined.unwrap_or_else(|e| {
@@ -200,41 +210,32 @@ async fn run(
     }))
 }
 
-/// The policies the automation applies: its namespace, its selector. Flux
-/// waits until every one of them has resolved.
+/// The policies the automation applies (its namespace, its selector), each
+/// with what it resolved to. Flux waits until every one of them is ready.
 fn ready_policies(
     auto: &ImageUpdateAutomation,
     ctx: &Context,
 ) -> Result<Result<Vec<PolicyImage>, Failure>, EngineError> {
     let mut out = Vec::new();
-    for o in &ctx.objects.objects {
-        let Object::ImagePolicy(p) = o else { continue };
-        if p.meta.namespace != auto.meta.namespace {
-            continue;
-        }
-        if auto
-            .policy_selector
-            .as_ref()
-            .is_some_and(|s| !s.matches(&p.meta.labels))
-        {
-            continue;
-        }
-        let status: Option<PolicyStatus> =
-            ctx.load(&key("ImagePolicy", &p.meta.namespace, &p.meta.name))?;
-        let ready = status
-            .as_ref()
-            .and_then(|s| tagwarden_api::status::find(&s.conditions, "Ready"))
-            .is_some_and(|c| c.status == tagwarden_api::status::ConditionStatus::True);
-        match status.and_then(|s| s.latest) {
+    for p in crate::selected_policies(auto, &*ctx.objects) {
+        let id = ObjectId::new(
+            Kind::ImagePolicy,
+            p.meta.namespace.clone(),
+            p.meta.name.clone(),
+        );
+        let status = match ctx.status.read(&id)? {
+            Some(Status::ImagePolicy(s)) => Some(s),
+            _ => None,
+        };
+        let ready = status.as_ref().is_some_and(|s| {
+            tagwarden_api::status::ready(&s.conditions).0 == ConditionStatus::True
+        });
+        match status.and_then(|s| s.latest_ref) {
             Some(latest) if ready => out.push(PolicyImage {
                 namespace: p.meta.namespace.clone(),
                 name: p.meta.name.clone(),
                 labels: p.meta.labels.clone(),
-                latest: LatestRef {
-                    image: latest.name,
-                    tag: latest.tag,
-                    digest: latest.digest,
-                },
+                latest,
             }),
             _ => {
                 return Ok(Err(Failure::new(
@@ -291,24 +292,29 @@ fn signer(auto: &ImageUpdateAutomation, ctx: &Context) -> Result<Option<Signer>,
 }
 
 fn update_and_push(
+    git: &dyn GitRemote,
     auto: &ImageUpdateAutomation,
     repo: &GitRepository,
     auth: &GitAuth,
     signer: Option<&Signer>,
     policies: &[PolicyImage],
-    state_dir: Option<&std::path::Path>,
+    scratch: Option<&std::path::Path>,
 ) -> Result<Done, Failure> {
     let checkout = Checkout::from_ref(auto.checkout_ref.as_ref().or(repo.reference.as_ref()));
-    let scratch = crate::workdir::create(state_dir)
+    let dir = crate::workdir::create(scratch)
         .map_err(|e| Failure::new("ReconciliationFailed", e, false))?;
-    let dir = scratch.path();
     let result = (|| {
         let started = std::time::Instant::now();
-        let mut ws = Workspace::open(&repo.url, &checkout, auto.push_branch.as_deref(), auth, dir)
+        let mut ws = git
+            .open(&OpenRequest {
+                url: &repo.url,
+                checkout: &checkout,
+                push_branch: auto.push_branch.as_deref(),
+                auth,
+                dir: dir.path(),
+                timeout: repo.timeout,
+            })
             .map_err(Failure::git)?;
-        if let Some(t) = repo.timeout.filter(|t| !t.is_zero()) {
-            ws.set_timeout(t);
-        }
         tracing::debug!(url = %tagwarden_api::redact::url(&repo.url), ms = started.elapsed().as_millis() as u64, "checked out");
         let setters = Setters::new(
             &auto.meta.namespace,
@@ -323,15 +329,19 @@ fn update_and_push(
                 tracing::warn!(file = %s.path.display(), line = s.error.line, error = %s.error.message, "file skipped: not valid YAML");
             }
             if result.change_count() == 0 {
-                return Ok(Done::UpToDate);
+                return Ok(Done::UpToDate {
+                    revision: ws.revision(),
+                });
             }
             let message = crate::message::render(auto, &result, policies)
                 .map_err(|e| Failure::new("InvalidCommitTemplate", e, true))?;
             let commit = ws
-                .commit_signed(&auto.author_name, &auto.author_email, &message, signer)
+                .commit(&auto.author_name, &auto.author_email, &message, signer)
                 .map_err(Failure::git)?;
             let Some(commit) = commit else {
-                return Ok(Done::UpToDate);
+                return Ok(Done::UpToDate {
+                    revision: ws.revision(),
+                });
             };
             tracing::debug!(ms = started.elapsed().as_millis() as u64, "committed");
             let pushed = ws.push(auto.push_refspec.as_deref(), &auto.push_options);
@@ -339,8 +349,11 @@ fn update_and_push(
             match pushed {
                 Ok(()) => {
                     return Ok(Done::Pushed {
-                        commit: commit.to_string(),
-                        branch: ws.push_branch.clone(),
+                        push: PushResult {
+                            commit,
+                            branch: ws.push_branch().to_string(),
+                        },
+                        revision: ws.revision(),
                     });
                 }
                 // Only a lost race is retried; a refusal (GitError::Declined) is final.
@@ -413,8 +426,8 @@ mod tests {
             namespace: "flux-system".into(),
             name: "podinfo".into(),
             labels: Default::default(),
-            latest: LatestRef {
-                image: "ghcr.io/stefanprodan/podinfo".into(),
+            latest: tagwarden_api::LatestRef {
+                name: "ghcr.io/stefanprodan/podinfo".into(),
                 tag: "5.0.3".into(),
                 digest: None,
             },
@@ -470,7 +483,15 @@ mod tests {
         };
         let (auto, repo) = objects(&url);
         let before = bare.log("main", "%H");
-        let Err(f) = update_and_push(&auto, &repo, &auth, None, &policies(), None) else {
+        let Err(f) = update_and_push(
+            &tagwarden_git::Git2,
+            &auto,
+            &repo,
+            &auth,
+            None,
+            &policies(),
+            None,
+        ) else {
             panic!("the hook refuses every push");
         };
         assert_eq!(
@@ -521,9 +542,20 @@ mod tests {
             ),
         );
         let (auto, repo) = objects(&bare.url());
-        match update_and_push(&auto, &repo, &GitAuth::default(), None, &policies(), None) {
-            Ok(Done::Pushed { branch, .. }) => assert_eq!(branch, "main"),
-            Ok(Done::UpToDate) => panic!("up to date"),
+        match update_and_push(
+            &tagwarden_git::Git2,
+            &auto,
+            &repo,
+            &GitAuth::default(),
+            None,
+            &policies(),
+            None,
+        ) {
+            Ok(Done::Pushed { push, revision }) => {
+                assert_eq!(push.branch, "main");
+                assert!(revision.starts_with("main@sha1:"), "{revision}");
+            }
+            Ok(Done::UpToDate { .. }) => panic!("up to date"),
             Err(f) => panic!("{}", f.message),
         }
         assert_eq!(

@@ -1,23 +1,38 @@
 //! The engine: one reconcile per object, the same for every driver
-//! (`run --once`, the daemon, the Kubernetes controller). Each reconcile
-//! reads what the previous ones recorded in the store, does its step, and
-//! records status as Flux reports it.
+//! (`run --once`, the daemon, the Kubernetes controller), in the shape of
+//! kube-rs controllers: [`reconcile`] returns a typed [`Outcome`] (the Flux
+//! v1 status, what changed, when to run again, the events to emit) and
+//! [`Backoff`] is the one error policy.
+//!
+//! The engine sees the world through seams only: [`Objects`] (where objects
+//! come from), [`StatusStore`] (where status goes), a tag database
+//! ([`tagwarden_store::Store`]), [`tagwarden_registry::Registry`],
+//! [`tagwarden_git::GitRemote`] and [`Clock`]. Drivers wire them.
 
 mod automation;
+mod catalog;
+mod deps;
 pub mod listing;
 mod message;
+mod outcome;
 mod policy;
 mod repository;
+mod state;
 mod workdir;
 
-pub use automation::{AutomationStatus, reconcile_automation};
-pub use policy::{LatestRef, PolicyStatus, reconcile_policy};
-pub use repository::reconcile_repository;
+pub use catalog::Catalog;
+pub use deps::{dependencies, dependents, selected_policies};
+pub use outcome::{Backoff, Change, Event, EventType, Failure, Outcome, PushResult};
+pub use state::{KvStatus, load_tags};
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
-use tagwarden_api::status::{Condition, ConditionStatus};
-use tagwarden_api::{Manifests, Object};
+use tagwarden_api::status::Status;
+use tagwarden_api::{Kind, Object, ObjectId};
+use tagwarden_git::GitRemote;
+use tagwarden_registry::Registry;
 use tagwarden_store::{Store, StoreError};
 
 /// Time, injected so interval logic is tested without sleeping.
@@ -33,193 +48,125 @@ impl Clock for SystemClock {
     }
 }
 
-/// What every reconcile needs.
+/// Where objects come from: manifest files ([`Catalog`]) or an API
+/// server's caches. Lookups return copies, so either can back it.
+pub trait Objects: Send + Sync {
+    /// The object with this identity (any kind, Secrets included).
+    fn get(&self, id: &ObjectId) -> Option<Object>;
+    /// Every object of `kind`, in one namespace or all.
+    fn each(&self, kind: Kind, namespace: Option<&str>, f: &mut dyn FnMut(&Object));
+    /// Labels of a namespace, for `accessFrom`.
+    fn namespace_labels(&self, namespace: &str) -> BTreeMap<String, String>;
+}
+
+/// Where status goes and is read back: the embedded store ([`KvStatus`])
+/// or the status subresource.
+pub trait StatusStore: Send + Sync {
+    fn read(&self, id: &ObjectId) -> Result<Option<Status>, EngineError>;
+    fn write(&self, id: &ObjectId, status: &Status) -> Result<(), EngineError>;
+    /// Every object with a status, by identity.
+    fn list(&self) -> Result<Vec<(ObjectId, Status)>, EngineError>;
+}
+
+/// What every reconcile needs; cheap to clone (all shared).
+#[derive(Clone)]
 pub struct Context {
-    pub store: Arc<dyn Store>,
+    pub objects: Arc<dyn Objects>,
+    pub status: Arc<dyn StatusStore>,
+    /// The tag database: each repository's last good tag list.
+    pub db: Arc<dyn Store>,
+    pub registry: Arc<dyn Registry>,
+    pub git: Arc<dyn GitRemote>,
     pub clock: Arc<dyn Clock>,
-    /// Every object loaded, to find references (repositories, secrets).
-    pub objects: Arc<Manifests>,
+    /// Private folder for Git checkouts (the state dir), else the temp dir.
+    pub scratch: Option<PathBuf>,
 }
 
 impl Context {
-    pub(crate) fn secret(&self, namespace: &str, name: &str) -> Option<&tagwarden_api::Secret> {
-        self.objects.objects.iter().find_map(|o| match o {
-            Object::Secret(s) if s.meta.namespace == namespace && s.meta.name == name => Some(s),
-            _ => None,
-        })
-    }
-
-    pub(crate) fn load<T: serde::de::DeserializeOwned>(
-        &self,
-        key: &str,
-    ) -> Result<Option<T>, EngineError> {
-        match self.store.get(key)? {
-            None => Ok(None),
-            Some(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| EngineError::State(format!("{key}: {e}"))),
+    /// Status and tags in `store`, the system clock, checkouts under the
+    /// store's state dir.
+    pub fn new(
+        objects: Arc<dyn Objects>,
+        store: Arc<dyn Store>,
+        registry: Arc<dyn Registry>,
+        git: Arc<dyn GitRemote>,
+    ) -> Context {
+        Context {
+            objects,
+            status: Arc::new(KvStatus::new(store.clone())),
+            scratch: store.state_dir().map(|d| d.to_path_buf()),
+            db: store,
+            registry,
+            git,
+            clock: Arc::new(SystemClock),
         }
     }
 
-    pub(crate) fn save<T: serde::Serialize>(
-        &self,
-        key: &str,
-        value: &T,
-    ) -> Result<(), EngineError> {
-        let bytes = serde_json::to_vec(value).map_err(|e| EngineError::State(e.to_string()))?;
-        Ok(self.store.put(key, &bytes)?)
+    /// The same wiring over another set of objects (a manifest reload).
+    pub fn with_objects(&self, objects: Arc<dyn Objects>) -> Context {
+        Context {
+            objects,
+            ..self.clone()
+        }
+    }
+
+    pub(crate) fn secret(&self, namespace: &str, name: &str) -> Option<tagwarden_api::Secret> {
+        match self
+            .objects
+            .get(&ObjectId::new(Kind::Secret, namespace, name))
+        {
+            Some(Object::Secret(s)) => Some(s),
+            _ => None,
+        }
     }
 }
 
+/// Errors of the engine itself (not of the object): the driver retries them
+/// with backoff and goes on with the other objects.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("state record unreadable: {0}")]
-    State(String),
+    #[error("state record {key} unreadable: {message}")]
+    State { key: String, message: String },
+    #[error("{0} is not a kind tagwarden reconciles")]
+    Kind(Kind),
 }
 
-/// Why a reconcile did not succeed, with Flux's reason; `stalled` when only
-/// a change to the object can help.
-pub(crate) struct Failure {
-    pub(crate) reason: &'static str,
-    pub(crate) message: String,
-    pub(crate) stalled: bool,
-}
-
-impl Failure {
-    pub(crate) fn new(reason: &'static str, message: impl Into<String>, stalled: bool) -> Failure {
-        Failure {
-            reason,
-            message: message.into(),
-            stalled,
-        }
-    }
-
-    /// `Ready=False` (and `Stalled`) after this failure.
-    pub(crate) fn conditions(&self, previous: &[Condition], now: SystemTime) -> Vec<Condition> {
-        tagwarden_api::status::outcome_conditions(
-            previous,
-            false,
-            self.stalled,
-            self.reason,
-            &self.message,
-            now,
-        )
+/// Reconciles one object: reads what it depends on, does its step, and
+/// returns the status to write. The tag database is written here (a scan's
+/// tags); status is written by the driver, through its [`StatusStore`].
+pub async fn reconcile(object: &Object, ctx: &Context) -> Result<Outcome, EngineError> {
+    match object {
+        Object::ImageRepository(r) => repository::reconcile(r, ctx).await,
+        Object::ImagePolicy(p) => policy::reconcile(p, ctx).await,
+        Object::ImageUpdateAutomation(a) => automation::reconcile(a, ctx).await,
+        other => Err(EngineError::Kind(other.kind())),
     }
 }
 
-/// One line of `flux get`: how an object ended.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Report {
-    pub kind: &'static str,
-    pub namespace: String,
-    pub name: String,
-    pub ready: ConditionStatus,
-    pub message: String,
-}
-
-impl Report {
-    pub(crate) fn from_conditions(
-        kind: &'static str,
-        meta: &tagwarden_api::Meta,
-        conditions: &[Condition],
-    ) -> Report {
-        let ready = tagwarden_api::status::find(conditions, "Ready");
-        Report {
-            kind,
-            namespace: meta.namespace.clone(),
-            name: meta.name.clone(),
-            ready: ready.map_or(ConditionStatus::Unknown, |c| c.status),
-            message: ready.map_or_else(String::new, |c| c.message.clone()),
-        }
+/// `run --once`: every image object once, in dependency order, each
+/// outcome's status written before the next runs. One object's failure
+/// never stops the others; an engine error becomes that object's failure.
+pub async fn reconcile_all(ctx: &Context) -> Vec<Result<Outcome, (ObjectId, EngineError)>> {
+    let mut order = Vec::new();
+    for kind in Kind::RECONCILED {
+        ctx.objects.each(kind, None, &mut |o| order.push(o.clone()));
     }
-
-    pub(crate) fn suspended(kind: &'static str, meta: &tagwarden_api::Meta) -> Report {
-        Report {
-            kind,
-            namespace: meta.namespace.clone(),
-            name: meta.name.clone(),
-            ready: ConditionStatus::Unknown,
-            message: "reconciliation is suspended".into(),
+    let mut out = Vec::with_capacity(order.len());
+    for o in &order {
+        let id = o.id();
+        let done = match reconcile(o, ctx).await {
+            Ok(outcome) => match ctx.status.write(&id, &outcome.status) {
+                Ok(()) => Ok(outcome),
+                Err(e) => Err((id, e)),
+            },
+            Err(e) => Err((id, e)),
+        };
+        if let Err((id, e)) = &done {
+            tracing::error!(kind = %id.kind, namespace = %id.namespace, name = %id.name, error = %e, "reconcile failed");
         }
+        out.push(done);
     }
-}
-
-/// Store keys: one record per object.
-pub(crate) fn key(kind: &str, namespace: &str, name: &str) -> String {
-    format!("{kind}/{namespace}/{name}")
-}
-
-/// Reconciles every object once, in dependency order: repositories,
-/// policies, automations. One object's failure never stops the others.
-pub async fn reconcile_all(ctx: &Context) -> Result<Vec<Report>, EngineError> {
-    let mut reports = Vec::new();
-    for o in &ctx.objects.objects {
-        if let Object::ImageRepository(r) = o {
-            reports.push(reconcile_repository(r, ctx).await?);
-        }
-    }
-    for o in &ctx.objects.objects {
-        if let Object::ImagePolicy(p) = o {
-            reports.push(reconcile_policy(p, ctx).await?);
-        }
-    }
-    for o in &ctx.objects.objects {
-        if let Object::ImageUpdateAutomation(a) = o {
-            reports.push(reconcile_automation(a, ctx).await?);
-        }
-    }
-    Ok(reports)
-}
-
-/// The revision of a repository's last good scan: changes when its tags do.
-pub fn repository_revision(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<String>, EngineError> {
-    Ok(repository::load(ctx, namespace, name)?
-        .and_then(|s| s.last_scan)
-        .map(|(scan, _)| scan.revision))
-}
-
-/// How many tags a repository's last good scan found.
-pub fn repository_tag_count(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<usize>, EngineError> {
-    Ok(repository::load(ctx, namespace, name)?
-        .and_then(|s| s.last_scan)
-        .map(|(scan, _)| scan.tag_count))
-}
-
-/// What a policy resolved to last.
-pub fn policy_latest(
-    ctx: &Context,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<LatestRef>, EngineError> {
-    let status: Option<PolicyStatus> = ctx.load(&key("ImagePolicy", namespace, name))?;
-    Ok(status.and_then(|s| s.latest))
-}
-
-/// When an object last ran, from the store: a restarted daemon waits out
-/// the rest of the interval instead of running everything again.
-pub fn last_run(
-    ctx: &Context,
-    kind: &str,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<std::time::SystemTime>, EngineError> {
-    Ok(match kind {
-        "ImageRepository" => {
-            repository::load(ctx, namespace, name)?.and_then(|s| s.last_scan.map(|(_, t)| t))
-        }
-        "ImageUpdateAutomation" => ctx
-            .load::<AutomationStatus>(&key(kind, namespace, name))?
-            .and_then(|s| s.last_run),
-        _ => None,
-    })
+    out
 }

@@ -1,19 +1,16 @@
-//! What `tagwarden get` shows and the suspend flags it sets: read from the
-//! store alone, so the daemon's API and the CLI (daemon stopped) agree.
+//! What `tagwarden get` shows and the suspend flags it sets: read through
+//! the status seam, so the daemon's API and the CLI (daemon stopped) agree.
 
-use crate::{AutomationStatus, EngineError, PolicyStatus, key};
+use crate::{EngineError, StatusStore};
 use std::time::SystemTime;
-use tagwarden_api::status::{Condition, ConditionStatus, find};
-use tagwarden_registry::RepositoryStatus;
+use tagwarden_api::status::{ConditionStatus, Status};
+use tagwarden_api::{Kind, ObjectId};
 use tagwarden_store::Store;
-
-/// The kinds `get image …` lists, in Flux's order for `get image all`.
-pub const KINDS: [&str; 3] = ["ImageRepository", "ImagePolicy", "ImageUpdateAutomation"];
 
 /// One object as the `get` tables need it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ObjectRow {
-    pub kind: String,
+    pub kind: Kind,
     pub namespace: String,
     pub name: String,
     pub suspended: bool,
@@ -31,68 +28,32 @@ pub struct ObjectRow {
 }
 
 /// Where a suspend flag lives: `true` while suspended.
-pub fn suspend_key(kind: &str, namespace: &str, name: &str) -> String {
-    format!("suspend/{kind}/{namespace}/{name}")
+fn suspend_key(id: &ObjectId) -> String {
+    format!("suspend/{}/{}/{}", id.kind, id.namespace, id.name)
 }
 
 /// True when `tagwarden suspend` flagged the object (spec.suspend aside).
-pub fn is_suspended(
-    store: &dyn Store,
-    kind: &str,
-    namespace: &str,
-    name: &str,
-) -> Result<bool, EngineError> {
-    Ok(store
-        .get(&suspend_key(kind, namespace, name))?
-        .is_some_and(|v| v == b"true"))
+pub fn is_suspended(store: &dyn Store, id: &ObjectId) -> Result<bool, EngineError> {
+    Ok(store.get(&suspend_key(id))?.is_some_and(|v| v == b"true"))
 }
 
-/// Sets or clears the suspend flag (the store has no delete: `false`).
-pub fn set_suspended(
-    store: &dyn Store,
-    kind: &str,
-    namespace: &str,
-    name: &str,
-    suspended: bool,
-) -> Result<(), EngineError> {
-    let value: &[u8] = if suspended { b"true" } else { b"false" };
-    Ok(store.put(&suspend_key(kind, namespace, name), value)?)
-}
-
-fn load<T: serde::de::DeserializeOwned>(
-    store: &dyn Store,
-    key: &str,
-) -> Result<Option<T>, EngineError> {
-    match store.get(key)? {
-        None => Ok(None),
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|e| EngineError::State(format!("{key}: {e}"))),
+/// Sets or clears the suspend flag.
+pub fn set_suspended(store: &dyn Store, id: &ObjectId, suspended: bool) -> Result<(), EngineError> {
+    if suspended {
+        Ok(store.put(&suspend_key(id), b"true")?)
+    } else {
+        Ok(store.delete(&suspend_key(id))?)
     }
 }
 
-/// The Ready condition as `(status, message)`; `Unknown` when absent.
-pub fn ready(conditions: &[Condition]) -> (ConditionStatus, String) {
-    find(conditions, "Ready").map_or((ConditionStatus::Unknown, String::new()), |c| {
-        (c.status, c.message.clone())
-    })
-}
-
-/// The row of one object from its stored status. `spec_suspend` is the
-/// manifest's `spec.suspend`, when known.
-pub fn row(
-    store: &dyn Store,
-    kind: &str,
-    namespace: &str,
-    name: &str,
-    spec_suspend: bool,
-) -> Result<ObjectRow, EngineError> {
-    let k = key(kind, namespace, name);
+/// The row of one object from its status (`None`: never reconciled).
+/// `suspended` is the manifest's `spec.suspend` or the suspend flag.
+pub fn row(id: &ObjectId, status: Option<&Status>, suspended: bool) -> ObjectRow {
     let mut row = ObjectRow {
-        kind: kind.to_string(),
-        namespace: namespace.to_string(),
-        name: name.to_string(),
-        suspended: spec_suspend || is_suspended(store, kind, namespace, name)?,
+        kind: id.kind,
+        namespace: id.namespace.clone(),
+        name: id.name.clone(),
+        suspended,
         ready: ConditionStatus::Unknown.to_string(),
         message: String::new(),
         last_scan: None,
@@ -101,81 +62,74 @@ pub fn row(
         tag: None,
         last_run: None,
     };
-    let conditions = match kind {
-        "ImageRepository" => load::<RepositoryStatus>(store, &k)?.map(|s| {
-            if let Some((scan, at)) = &s.last_scan {
-                row.last_scan = Some(*at);
+    let Some(status) = status else {
+        return row;
+    };
+    match status {
+        Status::ImageRepository(s) => {
+            if let Some(scan) = &s.last_scan_result {
+                row.last_scan = Some(scan.scan_time.system());
                 row.tag_count = Some(scan.tag_count);
             }
-            s.conditions
-        }),
-        "ImagePolicy" => load::<PolicyStatus>(store, &k)?.map(|s| {
-            if let Some(l) = &s.latest {
+        }
+        Status::ImagePolicy(s) => {
+            if let Some(l) = &s.latest_ref {
                 row.image = Some(l.name.clone());
                 row.tag = Some(l.tag.clone());
             }
-            s.conditions
-        }),
-        "ImageUpdateAutomation" => load::<AutomationStatus>(store, &k)?.map(|s| {
-            row.last_run = s.last_run;
-            s.conditions
-        }),
-        _ => None,
-    };
-    if let Some(c) = conditions {
-        let (status, message) = ready(&c);
-        row.ready = status.to_string();
-        row.message = message;
+        }
+        Status::ImageUpdateAutomation(s) => {
+            row.last_run = s.last_automation_run_time.map(|t| t.system());
+        }
     }
-    Ok(row)
+    let (ready, message) = status.ready();
+    row.ready = ready.to_string();
+    row.message = message.to_string();
+    row
 }
 
 /// Every object with a stored status, by kind then namespaced name: what
 /// `get` shows when no daemon is running to say which objects are loaded.
-pub fn rows_from_store(store: &dyn Store) -> Result<Vec<ObjectRow>, EngineError> {
-    let mut rows = Vec::new();
-    for kind in KINDS {
-        for k in store.keys(&format!("{kind}/"))? {
-            let mut parts = k.splitn(3, '/').skip(1);
-            let (Some(ns), Some(name)) = (parts.next(), parts.next()) else {
-                continue;
-            };
-            rows.push(row(store, kind, ns, name, false)?);
-        }
-    }
-    Ok(rows)
+pub fn rows(status: &dyn StatusStore, flags: &dyn Store) -> Result<Vec<ObjectRow>, EngineError> {
+    let mut all = status.list()?;
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    all.iter()
+        .map(|(id, s)| Ok(row(id, Some(s), is_suspended(flags, id)?)))
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::KvStatus;
+    use std::sync::Arc;
+    use tagwarden_api::LatestRef;
+    use tagwarden_api::status::ImagePolicyStatus;
     use tagwarden_store::MemoryStore;
 
     #[test]
     fn suspend_flag_round_trips_and_shows_in_rows() {
-        let s = MemoryStore::default();
-        let status = PolicyStatus {
-            latest: Some(crate::LatestRef {
+        let store = Arc::new(MemoryStore::default());
+        let kv = KvStatus::new(store.clone());
+        let id = ObjectId::new(Kind::ImagePolicy, "flux-system", "podinfo");
+        let status = Status::ImagePolicy(ImagePolicyStatus {
+            latest_ref: Some(LatestRef {
                 name: "ghcr.io/stefanprodan/podinfo".into(),
                 tag: "5.0.3".into(),
                 digest: None,
             }),
-            observed_previous: None,
-            conditions: Vec::new(),
-        };
-        s.put(
-            "ImagePolicy/flux-system/podinfo",
-            &serde_json::to_vec(&status).expect("json"),
-        )
-        .expect("put");
-        assert!(!is_suspended(&s, "ImagePolicy", "flux-system", "podinfo").expect("get"));
-        set_suspended(&s, "ImagePolicy", "flux-system", "podinfo", true).expect("set");
-        let rows = rows_from_store(&s).expect("rows");
-        assert_eq!(rows.len(), 1, "suspend keys are not objects: {rows:?}");
-        assert!(rows[0].suspended);
-        assert_eq!(rows[0].tag.as_deref(), Some("5.0.3"));
-        assert_eq!(rows[0].ready, "Unknown");
-        set_suspended(&s, "ImagePolicy", "flux-system", "podinfo", false).expect("clear");
-        assert!(!rows_from_store(&s).expect("rows")[0].suspended);
+            ..Default::default()
+        });
+        kv.write(&id, &status).expect("write");
+        assert!(!is_suspended(&*store, &id).expect("get"));
+        set_suspended(&*store, &id, true).expect("set");
+        let all = rows(&kv, &*store).expect("rows");
+        assert_eq!(all.len(), 1, "suspend keys are not objects: {all:?}");
+        assert!(all[0].suspended);
+        assert_eq!(all[0].tag.as_deref(), Some("5.0.3"));
+        assert_eq!(all[0].ready, "Unknown");
+        set_suspended(&*store, &id, false).expect("clear");
+        assert!(!rows(&kv, &*store).expect("rows")[0].suspended);
+        assert_eq!(store.keys("suspend/").expect("keys"), Vec::<String>::new());
     }
 }

@@ -36,7 +36,7 @@ pub(crate) fn render(
         .iter()
         .filter(|p| used.contains(&(p.namespace.clone(), p.name.clone())))
         .map(|p| UpdatedImage {
-            image: p.latest.image.clone(),
+            image: p.latest.name.clone(),
             tag: p.latest.tag.clone(),
             digest: p.latest.digest.clone(),
             policy: NamespacedName::new(&p.namespace, &p.name),

@@ -1,37 +1,36 @@
 //! ImagePolicy: select the latest tag from the repository's last scan, and
 //! its digest when asked to reflect it.
 
-use crate::{Context, EngineError, Failure, Report, key, repository};
-use tagwarden_api::status::outcome_conditions;
-use tagwarden_api::{ImagePolicy, Object};
-use tagwarden_registry::{Client, scan_settings};
+use crate::outcome::{events, success_conditions};
+use crate::{Change, Context, EngineError, Failure, Outcome, state};
+use tagwarden_api::status::{ImagePolicyStatus, Status};
+use tagwarden_api::{ImagePolicy, ImageRepository, Kind, LatestRef, Object, ObjectId};
 
-/// The image a policy resolved to (`status.latestRef`).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct LatestRef {
-    /// The repository's `spec.image`, as written.
-    pub name: String,
-    pub tag: String,
-    pub digest: Option<String>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct PolicyStatus {
-    pub latest: Option<LatestRef>,
-    /// What `latest` was before it last changed (Flux's `observedPreviousRef`).
-    #[serde(default)]
-    pub observed_previous: Option<LatestRef>,
-    pub conditions: Vec<tagwarden_api::status::Condition>,
-}
-
-pub async fn reconcile_policy(policy: &ImagePolicy, ctx: &Context) -> Result<Report, EngineError> {
-    const KIND: &str = "ImagePolicy";
-    let k = key(KIND, &policy.meta.namespace, &policy.meta.name);
-    let previous: PolicyStatus = ctx.load(&k)?.unwrap_or_default();
+pub(crate) async fn reconcile(policy: &ImagePolicy, ctx: &Context) -> Result<Outcome, EngineError> {
+    let id = ObjectId::new(
+        Kind::ImagePolicy,
+        policy.meta.namespace.clone(),
+        policy.meta.name.clone(),
+    );
+    let previous = match ctx.status.read(&id)? {
+        Some(Status::ImagePolicy(s)) => s,
+        _ => ImagePolicyStatus::default(),
+    };
     let now = ctx.clock.now();
-    let status = match resolve(policy, ctx, previous.latest.as_ref()).await? {
+    let generation = policy.meta.generation;
+    let mut status = ImagePolicyStatus {
+        observed_generation: generation,
+        last_handled_reconcile_at: policy
+            .meta
+            .reconcile_requested_at()
+            .map(str::to_string)
+            .or(previous.last_handled_reconcile_at.clone()),
+        // The last good selection stays on failure: automations keep a sound value.
+        ..previous.clone()
+    };
+    let (change, failure) = match resolve(policy, ctx, previous.latest_ref.as_ref()).await? {
         Ok(latest) => {
-            let message = match &previous.latest {
+            let message = match &previous.latest_ref {
                 Some(old) if old.tag != latest.tag => format!(
                     "Latest image tag for '{}' updated from {} to {}",
                     latest.name, old.tag, latest.tag
@@ -41,50 +40,41 @@ pub async fn reconcile_policy(policy: &ImagePolicy, ctx: &Context) -> Result<Rep
                     latest.name, latest.tag
                 ),
             };
-            tracing::info!(kind = KIND, namespace = %policy.meta.namespace, name = %policy.meta.name, tag = %latest.tag, "resolved");
-            PolicyStatus {
-                conditions: outcome_conditions(
-                    &previous.conditions,
-                    true,
-                    false,
-                    "Succeeded",
-                    &message,
-                    now,
-                ),
-                observed_previous: if previous.latest.as_ref() != Some(&latest) {
-                    previous.latest.clone()
-                } else {
-                    previous.observed_previous.clone()
-                },
-                latest: Some(latest),
-            }
+            tracing::info!(kind = "ImagePolicy", namespace = %policy.meta.namespace, name = %policy.meta.name, tag = %latest.tag, "resolved");
+            status.conditions = success_conditions(&previous.conditions, &message, generation, now);
+            let change = (previous.latest_ref.as_ref() != Some(&latest)).then(|| {
+                status.observed_previous_ref = previous.latest_ref.clone();
+                Change::Latest {
+                    previous: previous.latest_ref.clone(),
+                    latest: latest.clone(),
+                }
+            });
+            status.latest_ref = Some(latest);
+            (change, None)
         }
         Err(f) => {
-            tracing::warn!(kind = KIND, namespace = %policy.meta.namespace, name = %policy.meta.name, reason = f.reason, error = %f.message, "not resolved");
-            PolicyStatus {
-                // The last good selection stays: automations keep a sound value.
-                latest: previous.latest.clone(),
-                observed_previous: previous.observed_previous.clone(),
-                conditions: f.conditions(&previous.conditions, now),
-            }
+            tracing::warn!(kind = "ImagePolicy", namespace = %policy.meta.namespace, name = %policy.meta.name, reason = f.reason, error = %f.message, "not resolved");
+            status.conditions = f.conditions(&previous.conditions, generation, now);
+            (None, Some(f))
         }
     };
-    ctx.save(&k, &status)?;
-    Ok(Report::from_conditions(
-        KIND,
-        &policy.meta,
-        &status.conditions,
-    ))
+    Ok(Outcome {
+        id,
+        events: events(&previous.conditions, &status.conditions),
+        status: Status::ImagePolicy(status),
+        change,
+        // A policy runs when its repository's tags change; digest
+        // reflection (`Always`) gives it an interval of its own.
+        requeue_after: policy.interval.filter(|d| !d.is_zero()),
+        failure,
+        suspended: false,
+    })
 }
 
 /// Flux's `accessFrom` check: a policy in another namespace may use the
 /// repository only when the repository's `spec.accessFrom` selects the
-/// policy's namespace by its labels (see [`tagwarden_api::Manifests::namespace_labels`]).
-fn access_denied(
-    policy: &ImagePolicy,
-    repo: &tagwarden_api::ImageRepository,
-    ctx: &Context,
-) -> Option<String> {
+/// policy's namespace by its labels.
+fn access_denied(policy: &ImagePolicy, repo: &ImageRepository, ctx: &Context) -> Option<String> {
     let (ns, name) = (&repo.meta.namespace, &repo.meta.name);
     if *ns == policy.meta.namespace {
         return None;
@@ -115,54 +105,33 @@ async fn resolve(
         .clone()
         .unwrap_or_else(|| policy.meta.namespace.clone());
     let repo_name = &policy.image_repository_ref.name;
-    let not_ready = |message: String| {
-        Ok(Err(Failure {
-            reason: "DependencyNotReady",
-            message,
-            stalled: false,
-        }))
-    };
-    let Some(repo) = ctx.objects.objects.iter().find_map(|o| match o {
-        Object::ImageRepository(r) if r.meta.namespace == repo_ns && &r.meta.name == repo_name => {
-            Some(r)
-        }
-        _ => None,
-    }) else {
+    let not_ready = |message: String| Ok(Err(Failure::new("DependencyNotReady", message, false)));
+    let repo_id = ObjectId::new(Kind::ImageRepository, repo_ns.clone(), repo_name.clone());
+    let Some(Object::ImageRepository(repo)) = ctx.objects.get(&repo_id) else {
         return not_ready(format!(
             "referenced ImageRepository '{repo_ns}/{repo_name}' not found"
         ));
     };
-    if let Some(message) = access_denied(policy, repo, ctx) {
-        return Ok(Err(Failure {
-            reason: "AccessDenied",
-            message,
-            stalled: false,
-        }));
+    if let Some(message) = access_denied(policy, &repo, ctx) {
+        return Ok(Err(Failure::new("AccessDenied", message, false)));
     }
-    let Some((scan, _)) = repository::load(ctx, &repo_ns, repo_name)?.and_then(|s| s.last_scan)
-    else {
+    let Some(tags) = state::load_tags(&*ctx.db, &repo_ns, repo_name)? else {
         return not_ready(format!(
             "referenced ImageRepository '{repo_ns}/{repo_name}' has no scan result yet"
         ));
     };
     let compiled = match tagwarden_policy::Policy::new(&policy.policy_spec()) {
         Ok(p) => p,
-        Err(e) => {
-            return Ok(Err(Failure {
-                reason: "InvalidPolicy",
-                message: e.to_string(),
-                stalled: true,
-            }));
-        }
+        Err(e) => return Ok(Err(Failure::new("InvalidPolicy", e.to_string(), true))),
     };
-    let tag = match compiled.select(&scan.tags) {
+    let tag = match compiled.select(&tags) {
         Ok(s) => s.tag.to_string(),
         Err(e) => {
-            return Ok(Err(Failure {
-                reason: "ReconciliationFailed",
-                message: e.to_string(),
-                stalled: false,
-            }));
+            return Ok(Err(Failure::new(
+                "ReconciliationFailed",
+                e.to_string(),
+                false,
+            )));
         }
     };
     let reuse = previous
@@ -172,22 +141,18 @@ async fn resolve(
         ("Never", _) => None,
         ("IfNotPresent", Some(d)) => Some(d),
         _ => {
-            let settings = scan_settings(repo, |name| ctx.secret(&repo_ns, name));
-            let fetched = match settings {
-                Ok(s) => match Client::new(s.options.clone()) {
-                    Ok(c) => c.digest(&s.image, &tag, s.credentials.as_ref()).await,
-                    Err(e) => Err(e),
-                },
+            let fetched = match crate::repository::settings(&repo, ctx) {
+                Ok(s) => ctx.registry.digest(&s, &tag).await,
                 Err(e) => Err(e),
             };
             match fetched {
                 Ok(d) => Some(d),
                 Err(e) => {
-                    return Ok(Err(Failure {
-                        reason: e.reason(),
-                        message: format!("failed to reflect digest of '{}:{tag}': {e}", repo.image),
-                        stalled: false,
-                    }));
+                    return Ok(Err(Failure::new(
+                        e.reason(),
+                        format!("failed to reflect digest of '{}:{tag}': {e}", repo.image),
+                        false,
+                    )));
                 }
             }
         }

@@ -1,55 +1,105 @@
 //! ImageRepository: scan the registry, keep the tags.
 
-use crate::{Context, EngineError, Report, key};
-use tagwarden_api::ImageRepository;
-use tagwarden_registry::{Client, RepositoryStatus, record_scan, scan_result, scan_settings};
+use crate::outcome::{events, success_conditions};
+use crate::{Change, Context, EngineError, Failure, Outcome, state};
+use tagwarden_api::status::{ImageRepositoryStatus, ScanResult, Status};
+use tagwarden_api::time::Time;
+use tagwarden_api::{ImageRepository, Kind, ObjectId, Secret};
+use tagwarden_registry::{RegistryError, ScanSettings, scan_result, scan_settings};
 
-/// Scans once and records the result; a failed scan keeps the last tags.
-pub async fn reconcile_repository(
+/// How many tags `status.lastScanResult.latestTags` lists, as Flux.
+const LATEST_TAGS: usize = 10;
+
+/// What a scan needs from the repository's spec and the Secrets it names.
+pub(crate) fn settings(
     repo: &ImageRepository,
     ctx: &Context,
-) -> Result<Report, EngineError> {
-    const KIND: &str = "ImageRepository";
-    if repo.suspend {
-        return Ok(Report::suspended(KIND, &repo.meta));
-    }
-    let k = key(KIND, &repo.meta.namespace, &repo.meta.name);
-    let previous: Option<RepositoryStatus> = ctx.load(&k)?;
-    let ns = repo.meta.namespace.clone();
-    let outcome = async {
-        let s = scan_settings(repo, |name| ctx.secret(&ns, name))?;
-        let tags = Client::new(s.options.clone())?
-            .scan_tags(&s.image, s.credentials.as_ref())
-            .await?;
-        Ok(scan_result(&s.image.canonical(), tags, &s.exclusions))
-    }
-    .await;
-    let status = record_scan(
-        previous.as_ref(),
-        outcome.as_ref().map(Clone::clone),
-        ctx.clock.now(),
-    );
-    match &outcome {
-        Ok(r) => {
-            tracing::info!(kind = KIND, namespace = %repo.meta.namespace, name = %repo.meta.name, image = %r.canonical_image_name, tags = r.tag_count, invalid_tags = r.invalid_tag_count, "scanned")
-        }
-        Err(e) => {
-            tracing::warn!(kind = KIND, namespace = %repo.meta.namespace, name = %repo.meta.name, error = %e, "scan failed")
-        }
-    }
-    ctx.save(&k, &status)?;
-    Ok(Report::from_conditions(
-        KIND,
-        &repo.meta,
-        &status.conditions,
-    ))
+) -> Result<ScanSettings, RegistryError> {
+    let ns = &repo.meta.namespace;
+    let secrets: Vec<Secret> = [
+        &repo.secret_ref,
+        &repo.cert_secret_ref,
+        &repo.proxy_secret_ref,
+    ]
+    .into_iter()
+    .flatten()
+    .filter_map(|name| ctx.secret(ns, name))
+    .collect();
+    scan_settings(repo, |name| secrets.iter().find(|s| s.meta.name == name))
 }
 
-/// The recorded status of a repository, if it was ever reconciled.
-pub(crate) fn load(
+/// Scans once; a failed scan keeps the last tags and `lastScanResult`.
+pub(crate) async fn reconcile(
+    repo: &ImageRepository,
     ctx: &Context,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<RepositoryStatus>, EngineError> {
-    ctx.load(&key("ImageRepository", namespace, name))
+) -> Result<Outcome, EngineError> {
+    let id = ObjectId::new(
+        Kind::ImageRepository,
+        repo.meta.namespace.clone(),
+        repo.meta.name.clone(),
+    );
+    let previous = match ctx.status.read(&id)? {
+        Some(Status::ImageRepository(s)) => s,
+        _ => ImageRepositoryStatus::default(),
+    };
+    if repo.suspend {
+        return Ok(Outcome::suspended(id, Status::ImageRepository(previous)));
+    }
+    let now = ctx.clock.now();
+    let generation = repo.meta.generation;
+    let scanned = async {
+        let s = settings(repo, ctx)?;
+        let tags = ctx.registry.scan(&s).await?;
+        Ok::<_, RegistryError>(scan_result(&s.image.canonical(), tags, &s.exclusions))
+    }
+    .await;
+    let mut status = ImageRepositoryStatus {
+        observed_generation: generation,
+        last_handled_reconcile_at: repo
+            .meta
+            .reconcile_requested_at()
+            .map(str::to_string)
+            .or(previous.last_handled_reconcile_at.clone()),
+        ..previous.clone()
+    };
+    let (change, failure) = match scanned {
+        Ok(r) => {
+            tracing::info!(kind = "ImageRepository", namespace = %repo.meta.namespace, name = %repo.meta.name, image = %r.canonical_image_name, tags = r.tag_count, invalid_tags = r.invalid_tag_count, "scanned");
+            state::save_tags(&*ctx.db, &repo.meta.namespace, &repo.meta.name, &r.tags)?;
+            let moved = previous
+                .last_scan_result
+                .as_ref()
+                .is_none_or(|p| p.revision != r.revision);
+            status.conditions =
+                success_conditions(&previous.conditions, &r.message(), generation, now);
+            status.canonical_image_name = Some(r.canonical_image_name.clone());
+            status.observed_exclusion_list = repo.exclusion_list.clone();
+            status.last_scan_result = Some(ScanResult {
+                revision: r.revision.clone(),
+                tag_count: r.tag_count,
+                scan_time: Time::from_system(now),
+                latest_tags: r.tags.iter().take(LATEST_TAGS).cloned().collect(),
+            });
+            let change = moved.then(|| Change::Tags {
+                revision: r.revision,
+                tag_count: r.tag_count,
+            });
+            (change, None)
+        }
+        Err(e) => {
+            tracing::warn!(kind = "ImageRepository", namespace = %repo.meta.namespace, name = %repo.meta.name, error = %e, "scan failed");
+            let f = Failure::new(e.reason(), e.to_string(), e.is_stalled());
+            status.conditions = f.conditions(&previous.conditions, generation, now);
+            (None, Some(f))
+        }
+    };
+    Ok(Outcome {
+        id,
+        events: events(&previous.conditions, &status.conditions),
+        status: Status::ImageRepository(status),
+        change,
+        requeue_after: Some(repo.interval),
+        failure,
+        suspended: false,
+    })
 }

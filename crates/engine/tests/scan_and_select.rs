@@ -4,40 +4,51 @@
 use std::path::Path;
 use std::sync::Arc;
 use tagwarden_api::status::ConditionStatus;
-use tagwarden_api::{LoadOptions, Manifests, Object};
-use tagwarden_engine::{
-    Context, PolicyStatus, SystemClock, reconcile_policy, reconcile_repository,
-};
+use tagwarden_api::status::{ImagePolicyStatus, Status};
+use tagwarden_api::{Kind, LoadOptions, Manifests, ObjectId};
+use tagwarden_engine::{Catalog, Change, Context, EventType, Outcome};
 use tagwarden_store::{MemoryStore, Store};
 use tagwarden_testkit::{Registry, RegistryAuth};
 
 fn context(yaml: &str, store: Arc<dyn Store>) -> Context {
     let m = Manifests::load_str(yaml, Path::new("flux.yaml"), &LoadOptions::default());
     assert!(m.errors.is_empty(), "{:?}", m.errors);
-    Context {
+    Context::new(
+        Arc::new(Catalog::new(m)),
         store,
-        clock: Arc::new(SystemClock),
-        objects: Arc::new(m),
-    }
+        Arc::new(tagwarden_registry::Pool::new()),
+        Arc::new(tagwarden_git::Git2),
+    )
+}
+
+async fn outcomes(ctx: &Context) -> Vec<Outcome> {
+    tagwarden_engine::reconcile_all(ctx)
+        .await
+        .into_iter()
+        .map(|r| r.expect("no engine error"))
+        .collect()
 }
 
 async fn reconcile_all(ctx: &Context) -> Vec<(String, ConditionStatus, String)> {
-    let mut out = Vec::new();
-    for o in &ctx.objects.objects {
-        if let Object::ImageRepository(r) = o {
-            let rep = reconcile_repository(r, ctx)
-                .await
-                .expect("reconcile repository");
-            out.push((rep.name, rep.ready, rep.message));
-        }
+    outcomes(ctx)
+        .await
+        .into_iter()
+        .map(|o| {
+            let (ready, message) = o.ready();
+            (o.id.name, ready, message)
+        })
+        .collect()
+}
+
+fn policy_status(ctx: &Context, ns: &str, name: &str) -> ImagePolicyStatus {
+    match ctx
+        .status
+        .read(&ObjectId::new(Kind::ImagePolicy, ns, name))
+        .expect("read")
+    {
+        Some(Status::ImagePolicy(s)) => s,
+        other => panic!("{other:?}"),
     }
-    for o in &ctx.objects.objects {
-        if let Object::ImagePolicy(p) = o {
-            let rep = reconcile_policy(p, ctx).await.expect("reconcile policy");
-            out.push((rep.name, rep.ready, rep.message));
-        }
-    }
-    out
 }
 
 #[tokio::test]
@@ -83,6 +94,29 @@ spec:
     let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
     let ctx = context(&yaml, store.clone());
     let image = format!("{}/stefanprodan/podinfo", reg.host());
+    let first = outcomes(&ctx).await;
+    assert!(
+        matches!(&first[0].change, Some(Change::Tags { tag_count: 5, .. })),
+        "{:?}",
+        first[0].change
+    );
+    assert_eq!(first[0].events[0].kind, EventType::Normal);
+    assert_eq!(
+        first[0].requeue_after,
+        Some(std::time::Duration::from_secs(60))
+    );
+    assert!(
+        matches!(&first[1].change, Some(Change::Latest { previous: None, latest }) if latest.tag == "5.0.3")
+    );
+    assert_eq!(
+        first[2].failure.as_ref().map(|f| f.reason),
+        Some("DependencyNotReady")
+    );
+    // Nothing moved on a second pass: no change, no event.
+    let again = outcomes(&ctx).await;
+    assert_eq!(again[0].change, None);
+    assert!(again[0].events.is_empty(), "{:?}", again[0].events);
+    assert_eq!(again[1].change, None);
     let r = reconcile_all(&ctx).await;
     assert_eq!(
         r[0],
@@ -113,14 +147,8 @@ spec:
         "{}",
         r[3].2
     );
-    let status: PolicyStatus = serde_json::from_slice(
-        &store
-            .get("ImagePolicy/flux-system/podinfo")
-            .expect("get")
-            .expect("recorded"),
-    )
-    .expect("json");
-    let latest = status.latest.expect("latest");
+    let status = policy_status(&ctx, "flux-system", "podinfo");
+    let latest = status.latest_ref.expect("latest");
     assert!(
         latest
             .digest
@@ -135,16 +163,10 @@ spec:
         r[1].2,
         format!("Latest image tag for '{image}' updated from 5.0.3 to 5.0.4")
     );
-    let status: PolicyStatus = serde_json::from_slice(
-        &store
-            .get("ImagePolicy/flux-system/podinfo")
-            .expect("get")
-            .expect("recorded"),
-    )
-    .expect("json");
-    assert_eq!(status.latest.map(|l| l.tag).as_deref(), Some("5.0.4"));
+    let status = policy_status(&ctx, "flux-system", "podinfo");
+    assert_eq!(status.latest_ref.map(|l| l.tag).as_deref(), Some("5.0.4"));
     assert_eq!(
-        status.observed_previous.map(|l| l.tag).as_deref(),
+        status.observed_previous_ref.map(|l| l.tag).as_deref(),
         Some("5.0.3"),
         "observedPreviousRef"
     );
@@ -152,9 +174,21 @@ spec:
     // The registry goes away: the repository is not ready, the policy still
     // selects from the last good tag list.
     drop(reg);
-    let r = reconcile_all(&ctx).await;
-    assert_eq!(r[0].1, ConditionStatus::False);
-    assert!(r[0].2.contains("cannot connect"), "{}", r[0].2);
+    let down = outcomes(&ctx).await;
+    let (ready, message) = down[0].ready();
+    assert_eq!(ready, ConditionStatus::False);
+    assert!(message.contains("cannot connect"), "{message}");
+    assert_eq!(down[0].events[0].kind, EventType::Warning);
+    assert!(down[0].failure.as_ref().is_some_and(|f| !f.stalled));
+    // The digest cannot be reflected, but the last good selection stays.
+    assert_eq!(down[1].ready().0, ConditionStatus::False);
+    assert_eq!(
+        policy_status(&ctx, "flux-system", "podinfo")
+            .latest_ref
+            .map(|l| l.tag)
+            .as_deref(),
+        Some("5.0.4")
+    );
 }
 
 #[tokio::test]
@@ -298,13 +332,7 @@ spec: {{imageRepositoryRef: {{name: closed}}, policy: {{semver: {{range: 1.x}}}}
             ("same-namespace".into(), ConditionStatus::True, resolved),
         ]
     );
-    let status: PolicyStatus = serde_json::from_slice(
-        &store
-            .get("ImagePolicy/apps/closed")
-            .expect("get")
-            .expect("recorded"),
-    )
-    .expect("json");
+    let status = policy_status(&ctx, "apps", "closed");
     assert_eq!(status.conditions[0].reason, "AccessDenied");
-    assert_eq!(status.latest, None);
+    assert_eq!(status.latest_ref, None);
 }

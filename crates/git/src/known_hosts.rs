@@ -1,3 +1,6 @@
+// Without libgit2 only the error type is used; the checks run in its callbacks.
+#![cfg_attr(not(feature = "git2"), allow(dead_code))]
+
 //! Host key verification against the `known_hosts` of a GitRepository
 //! secret, in OpenSSH's file format: plain and wildcard host patterns,
 //! negations, `[host]:port` for non-default ports, hashed `|1|salt|hash`

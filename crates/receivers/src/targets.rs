@@ -1,10 +1,6 @@
 //! Which objects a validated webhook asks to reconcile.
 
-use tagwarden_api::{IMAGE_GROUP, Object, Receiver};
-
-/// The kinds tagwarden reconciles; a Receiver's other resources
-/// (GitRepository, Kustomization, …) belong to other controllers.
-const KINDS: [&str; 3] = ["ImageRepository", "ImagePolicy", "ImageUpdateAutomation"];
+use tagwarden_api::{IMAGE_GROUP, Kind, Object, ObjectId, Receiver};
 
 /// What Flux refuses in a Receiver's `spec.resources`, one message per
 /// resource, naming it: a `name: '*'` without `matchLabels` would select
@@ -25,7 +21,7 @@ pub fn resource_errors(receiver: &Receiver) -> Vec<String> {
         .collect()
 }
 
-/// The `(kind, namespace, name)` of every object in `objects` that one of the
+/// The identity of every object in `objects` that one of the
 /// Receiver's `spec.resources` names, in resource order, without repeats.
 ///
 /// A resource's namespace defaults to the Receiver's. `name: '*'` selects
@@ -33,12 +29,14 @@ pub fn resource_errors(receiver: &Receiver) -> Vec<String> {
 /// `matchLabels` pair; Flux refuses a wildcard without `matchLabels`, so it
 /// selects nothing here and [`resource_errors`] reports it. A named object that is not loaded is skipped, as is
 /// a resource whose `apiVersion` is outside `image.toolkit.fluxcd.io`.
-pub fn targets(receiver: &Receiver, objects: &[Object]) -> Vec<(String, String, String)> {
-    let mut out: Vec<(String, String, String)> = Vec::new();
+pub fn targets(receiver: &Receiver, objects: &[Object]) -> Vec<ObjectId> {
+    let mut out: Vec<ObjectId> = Vec::new();
     for r in &receiver.resources {
-        if !KINDS.contains(&r.kind.as_str()) {
+        // A Receiver's other resources (GitRepository, Kustomization, …)
+        // belong to other controllers.
+        let Some(kind) = Kind::parse(&r.kind).filter(|k| k.is_reconciled()) else {
             continue;
-        }
+        };
         let group_ok = r
             .api_version
             .as_deref()
@@ -53,7 +51,7 @@ pub fn targets(receiver: &Receiver, objects: &[Object]) -> Vec<(String, String, 
         }
         for o in objects {
             let m = o.meta();
-            let selected = o.kind() == r.kind
+            let selected = o.kind() == kind
                 && m.namespace == namespace
                 && if wildcard {
                     r.match_labels
@@ -62,7 +60,7 @@ pub fn targets(receiver: &Receiver, objects: &[Object]) -> Vec<(String, String, 
                 } else {
                     m.name == r.name
                 };
-            let t = (r.kind.clone(), m.namespace.clone(), m.name.clone());
+            let t = o.id();
             if selected && !out.contains(&t) {
                 out.push(t);
             }

@@ -104,10 +104,10 @@ fn seed_dockerhub_receiver_end_to_end() {
     assert_eq!(validate(&r.receiver_type, &r.events, token, &req), Ok(()));
     assert_eq!(
         targets(r, &m.objects),
-        vec![(
-            "ImageRepository".to_string(),
-            "flux-system".to_string(),
-            "podinfo".to_string()
+        vec![tagwarden_api::ObjectId::new(
+            tagwarden_api::Kind::ImageRepository,
+            "flux-system",
+            "podinfo"
         )]
     );
 }
@@ -191,7 +191,9 @@ fn targets_follow_resources_wildcards_and_namespaces() {
         panic!("one Receiver expected");
     };
     let got = targets(r, &m.objects);
-    let t = |k: &str, ns: &str, n: &str| (k.to_string(), ns.to_string(), n.to_string());
+    let t = |k: &str, ns: &str, n: &str| {
+        tagwarden_api::ObjectId::new(tagwarden_api::Kind::parse(k).expect("kind"), ns, n)
+    };
     assert_eq!(
         got,
         vec![
@@ -219,7 +221,7 @@ fn wildcard_matching_nothing_leaves_named_targets() {
     let [r] = receivers(&m)[..] else {
         panic!("one Receiver expected");
     };
-    let names: Vec<String> = targets(r, &m.objects).into_iter().map(|t| t.2).collect();
+    let names: Vec<String> = targets(r, &m.objects).into_iter().map(|t| t.name).collect();
     assert_eq!(names, ["db", "web", "frontend"]);
 }
 

@@ -9,7 +9,7 @@ mod tags;
 
 pub use auth::{Credentials, credentials_from_docker_config};
 pub use port::{BoxFuture, Platform, Pool, Registry};
-pub use scan::{RepositoryStatus, ScanResult, record_scan, scan_result};
+pub use scan::{ScanResult, scan_result};
 pub use settings::{ScanSettings, scan_settings};
 pub use tags::{TagList, is_valid_tag, printable};
 

@@ -1,10 +1,8 @@
 //! What a scan reports, as Flux's ImageRepository status does.
 
-use crate::{RegistryError, TagList};
+use crate::TagList;
 use regex::Regex;
 use sha2::{Digest, Sha256};
-use std::time::SystemTime;
-use tagwarden_api::status::{Condition, outcome_conditions};
 
 /// The outcome of one scan.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -59,51 +57,5 @@ pub fn scan_result(canonical_image_name: &str, list: TagList, exclusions: &[Rege
         revision: format!("sha256:{:x}", h.finalize()),
         tags,
         invalid_tag_count: list.invalid,
-    }
-}
-
-/// What an ImageRepository's status holds between scans.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct RepositoryStatus {
-    pub canonical_image_name: Option<String>,
-    /// The last successful scan and when it ran.
-    pub last_scan: Option<(ScanResult, SystemTime)>,
-    pub conditions: Vec<Condition>,
-}
-
-/// The status after a scan attempt. A failed scan keeps the previous result:
-/// policies go on selecting from the last good tag list, and the failure
-/// shows in the conditions only.
-pub fn record_scan(
-    previous: Option<&RepositoryStatus>,
-    outcome: Result<ScanResult, &RegistryError>,
-    now: SystemTime,
-) -> RepositoryStatus {
-    let prev_conditions = previous.map_or(&[][..], |p| &p.conditions[..]);
-    match outcome {
-        Ok(result) => RepositoryStatus {
-            canonical_image_name: Some(result.canonical_image_name.clone()),
-            conditions: outcome_conditions(
-                prev_conditions,
-                true,
-                false,
-                "Succeeded",
-                &result.message(),
-                now,
-            ),
-            last_scan: Some((result, now)),
-        },
-        Err(e) => RepositoryStatus {
-            canonical_image_name: previous.and_then(|p| p.canonical_image_name.clone()),
-            last_scan: previous.and_then(|p| p.last_scan.clone()),
-            conditions: outcome_conditions(
-                prev_conditions,
-                false,
-                e.is_stalled(),
-                e.reason(),
-                &e.to_string(),
-                now,
-            ),
-        },
     }
 }

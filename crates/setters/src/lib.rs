@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::ops::Range;
 use std::path::PathBuf;
 use tagwarden_api::LabelSelector;
-use tagwarden_api::image::ImageRef;
+pub use tagwarden_api::LatestRef;
 
 /// Files not containing this text are never parsed.
 pub(crate) const PREFILTER: &[u8] = b"\"$imagepolicy\"";
@@ -65,6 +65,15 @@ pub enum SettersError {
         line: usize,
         reason: String,
     },
+}
+
+impl From<tagwarden_api::LatestRefError> for SettersError {
+    fn from(e: tagwarden_api::LatestRefError) -> SettersError {
+        SettersError::LatestRef {
+            value: e.value,
+            reason: e.reason,
+        }
+    }
 }
 
 impl SettersError {
@@ -179,76 +188,6 @@ impl UpdateResult {
     }
 }
 
-/// An ImagePolicy's `status.latestRef`: image name, tag, optional digest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LatestRef {
-    pub image: String,
-    pub tag: String,
-    pub digest: Option<String>,
-}
-
-impl LatestRef {
-    /// Reads `IMAGE:TAG[@DIGEST]`; IMAGE may carry a registry port
-    /// (`localhost:5000/app:v1`). The image is kept as written.
-    pub fn parse(s: &str) -> Result<LatestRef, SettersError> {
-        let err = |reason: &str| SettersError::LatestRef {
-            value: s.to_string(),
-            reason: reason.to_string(),
-        };
-        let (named, digest) = match s.split_once('@') {
-            Some((n, d)) => (n, Some(d)),
-            None => (s, None),
-        };
-        if let Some(d) = digest {
-            let ok = d.split_once(':').is_some_and(|(alg, hex)| {
-                !alg.is_empty()
-                    && alg
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"+._-".contains(&b))
-                    && !hex.is_empty()
-                    && hex
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b"=_-".contains(&b))
-            });
-            if !ok {
-                return Err(err("digest must look like sha256:<hex>"));
-            }
-        }
-        let last_slash = named.rfind('/').map_or(0, |i| i + 1);
-        let Some(colon) = named[last_slash..].rfind(':') else {
-            return Err(err("expected IMAGE:TAG[@DIGEST]; the tag is missing"));
-        };
-        let (image, tag) = (
-            &named[..last_slash + colon],
-            &named[last_slash + colon + 1..],
-        );
-        let tag_ok = tag.len() <= 128
-            && tag.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
-            && tag
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-        if !tag_ok {
-            return Err(err(&format!("invalid tag '{tag}'")));
-        }
-        ImageRef::parse(image).map_err(|e| err(&e.to_string()))?;
-        Ok(LatestRef {
-            image: image.to_string(),
-            tag: tag.to_string(),
-            digest: digest.map(str::to_string),
-        })
-    }
-}
-
-impl std::fmt::Display for LatestRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}:{}", self.image, self.tag)?;
-        if let Some(d) = &self.digest {
-            write!(f, "@{d}")?;
-        }
-        Ok(())
-    }
-}
-
 /// A ready ImagePolicy: where it lives, its labels, what it selected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyImage {
@@ -325,7 +264,7 @@ impl Setters {
             };
             set(Field::Image, l.to_string());
             set(Field::Tag, l.tag.clone());
-            set(Field::Name, l.image.clone());
+            set(Field::Name, l.name.clone());
             if let Some(d) = &l.digest {
                 set(Field::Digest, d.clone());
             }

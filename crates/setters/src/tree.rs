@@ -217,7 +217,7 @@ mod tests {
             labels: BTreeMap::new(),
             // Built directly: LatestRef::parse would refuse such a tag.
             latest: LatestRef {
-                image: "ghcr.io/acme/app".into(),
+                name: "ghcr.io/acme/app".into(),
                 tag: tag.into(),
                 digest: None,
             },

@@ -57,7 +57,7 @@ fn setters() -> Setters {
             name: name.into(),
             labels: BTreeMap::new(),
             latest: LatestRef {
-                image: "ghcr.io/acme/app".into(),
+                name: "ghcr.io/acme/app".into(),
                 tag: tag.into(),
                 digest: None,
             },

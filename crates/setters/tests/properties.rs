@@ -41,7 +41,7 @@ fn setters() -> Setters {
             // Built directly: tags outside what a registry allows still
             // must be written safely.
             latest: LatestRef {
-                image: "ghcr.io/acme/app".into(),
+                name: "ghcr.io/acme/app".into(),
                 tag: (*tag).into(),
                 digest: None,
             },
@@ -567,7 +567,7 @@ proptest! {
             namespace: "ns".into(),
             name: "p".into(),
             labels: BTreeMap::new(),
-            latest: LatestRef { image: "ghcr.io/acme/app".into(), tag: value.clone(), digest: None },
+            latest: LatestRef { name: "ghcr.io/acme/app".into(), tag: value.clone(), digest: None },
         }]);
         let before = find_markers(&text).map_err(|e| TestCaseError::fail(format!("{e}\n{text}")))?;
         prop_assert_eq!(before.markers.len(), 1, "{}", text);

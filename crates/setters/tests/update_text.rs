@@ -199,12 +199,12 @@ fn nothing_to_do_means_no_text() {
 fn latest_refs() {
     let r = LatestRef::parse("localhost:5000/app:v1@sha256:abc").expect("valid");
     assert_eq!(
-        (r.image.as_str(), r.tag.as_str(), r.digest.as_deref()),
+        (r.name.as_str(), r.tag.as_str(), r.digest.as_deref()),
         ("localhost:5000/app", "v1", Some("sha256:abc"))
     );
     assert_eq!(r.to_string(), "localhost:5000/app:v1@sha256:abc");
     let r = LatestRef::parse("alpine:3.20").expect("valid");
-    assert_eq!((r.image.as_str(), r.tag.as_str()), ("alpine", "3.20"));
+    assert_eq!((r.name.as_str(), r.tag.as_str()), ("alpine", "3.20"));
     for (bad, why) in [
         ("localhost:5000/app", "tag is missing"),
         ("ghcr.io/a/b", "tag is missing"),

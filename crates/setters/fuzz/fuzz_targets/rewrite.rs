@@ -30,7 +30,7 @@ fn setters() -> Setters {
             name: format!("p{i}"),
             labels: BTreeMap::new(),
             latest: LatestRef {
-                image: "ghcr.io/acme/app".into(),
+                name: "ghcr.io/acme/app".into(),
                 tag: (*tag).into(),
                 digest: Some("sha256:abc".into()),
             },

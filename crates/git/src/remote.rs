@@ -1,0 +1,63 @@
+//! What the engine asks of Git, as traits: open a working copy on the
+//! branch to push, commit (signed), push with compare-and-swap, start over
+//! on the new tip after a lost race. Drivers wire [`crate::Git2`].
+
+use crate::{Checkout, GitAuth, GitError, Signer};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+
+/// Where and how to open a working copy.
+#[derive(Debug, Clone)]
+pub struct OpenRequest<'a> {
+    pub url: &'a str,
+    pub checkout: &'a Checkout,
+    /// `spec.git.push.branch`; the checkout branch when `None`.
+    pub push_branch: Option<&'a str>,
+    pub auth: &'a GitAuth,
+    /// An empty or missing private folder for the clone.
+    pub dir: &'a Path,
+    /// The GitRepository's `spec.timeout`, bounding network steps.
+    pub timeout: Option<Duration>,
+}
+
+/// A Git implementation: opens working copies. Blocking.
+pub trait GitRemote: Send + Sync {
+    fn open(&self, request: &OpenRequest<'_>) -> Result<Box<dyn Worktree>, GitError>;
+}
+
+/// A working copy on the branch we push to. Blocking.
+pub trait Worktree {
+    /// The folder the files are in.
+    fn workdir(&self) -> &Path;
+
+    /// The branch commits go to.
+    fn push_branch(&self) -> &str;
+
+    /// What the work started from, as Flux writes a source revision:
+    /// `<branch>@sha1:<commit>`.
+    fn revision(&self) -> String;
+
+    /// Commits every change in the working tree, signed when `signer` is
+    /// given; `None` when nothing changed. The commit id as hex.
+    fn commit(
+        &self,
+        name: &str,
+        email: &str,
+        message: &str,
+        signer: Option<&Signer>,
+    ) -> Result<Option<String>, GitError>;
+
+    /// Pushes the branch (and `extra_refspec`), replacing only the tip we
+    /// fetched: [`GitError::Rejected`] on a lost race, [`GitError::Declined`]
+    /// when the remote refuses.
+    fn push(
+        &self,
+        extra_refspec: Option<&str>,
+        options: &BTreeMap<String, String>,
+    ) -> Result<(), GitError>;
+
+    /// After a lost race: fetch the new tip and reset to it, dropping our
+    /// commit (the caller re-applies its change).
+    fn refresh(&mut self) -> Result<(), GitError>;
+}
