@@ -254,7 +254,7 @@ impl Default for ClientOptions {
 pub struct Client {
     http: reqwest::Client,
     opts: Arc<ClientOptions>,
-    tokens: Arc<Mutex<HashMap<String, (String, Instant)>>>,
+    tokens: Arc<Mutex<TokenMap>>,
     schemes: Arc<Mutex<HashMap<String, &'static str>>>,
 }
 
@@ -308,6 +308,12 @@ impl Client {
             tokens: Arc::default(),
             schemes: Arc::default(),
         })
+    }
+
+    /// One client and its clones share tokens and connections.
+    #[cfg(test)]
+    pub(crate) fn same_as(&self, other: &Client) -> bool {
+        Arc::ptr_eq(&self.tokens, &other.tokens)
     }
 
     /// `scheme://host` for the registry. Loopback, private-network and
@@ -619,11 +625,7 @@ impl Client {
         deadline: tokio::time::Instant,
     ) -> Result<Fetched, RegistryError> {
         let scope = format!("repository:{}:pull", image.repository);
-        let token_key = format!(
-            "{}|{scope}|{}",
-            image.registry,
-            creds.map_or("", |c| c.username.as_str())
-        );
+        let token_key = token_key(&image.registry, &scope, creds);
         let cached = {
             let t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
             t.get(&token_key)
@@ -654,15 +656,10 @@ impl Client {
                         let (tok, ttl) = self
                             .fetch_token(image, creds, &realm, service.as_deref(), &scope)
                             .await?;
-                        let mut t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
                         // Renew a little early so a token never expires mid-scan.
-                        t.insert(
-                            token_key.clone(),
-                            (
-                                tok.clone(),
-                                Instant::now() + ttl.saturating_sub(Duration::from_secs(10)),
-                            ),
-                        );
+                        let expires = Instant::now() + ttl.saturating_sub(Duration::from_secs(10));
+                        let mut t = self.tokens.lock().unwrap_or_else(|p| p.into_inner());
+                        remember_token(&mut t, token_key.clone(), tok.clone(), expires);
                         Auth::Bearer(tok)
                     }
                     Some(auth::Challenge::Basic) if creds.is_some() => {
@@ -861,6 +858,48 @@ impl Client {
     }
 }
 
+/// Bearer tokens one client keeps at most; a pooled client lives as long as
+/// the process, so the map must not grow with every scope ever seen.
+const MAX_TOKENS: usize = 4096;
+
+/// Where a bearer token is cached: registry, scope and a hash of the whole
+/// credentials, so two secrets that share a username never share a token
+/// (and the password itself is never kept).
+fn token_key(registry: &str, scope: &str, creds: Option<&Credentials>) -> String {
+    use sha2::Digest as _;
+    let who = creds.map_or_else(
+        || "anonymous".to_string(),
+        |c| {
+            let mut h = sha2::Sha256::new();
+            // Length-prefixed: ("ab", "c") and ("a", "bc") hash apart.
+            h.update((c.username.len() as u64).to_be_bytes());
+            h.update(c.username.as_bytes());
+            h.update(c.password.as_bytes());
+            format!("{:x}", h.finalize())
+        },
+    );
+    format!("{registry}|{scope}|{who}")
+}
+
+type TokenMap = HashMap<String, (String, Instant)>;
+
+/// Inserts a token, first dropping expired ones; at the cap, the token that
+/// expires soonest makes room.
+fn remember_token(map: &mut TokenMap, key: String, token: String, expires: Instant) {
+    let now = Instant::now();
+    map.retain(|_, (_, exp)| *exp > now);
+    if map.len() >= MAX_TOKENS && !map.contains_key(&key) {
+        let soonest = map
+            .iter()
+            .min_by_key(|(_, (_, exp))| *exp)
+            .map(|(k, _)| k.clone());
+        if let Some(k) = soonest {
+            map.remove(&k);
+        }
+    }
+    map.insert(key, (token, expires));
+}
+
 /// The longest `Retry-After` we sleep through inside one scan.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
 
@@ -943,6 +982,47 @@ mod tests {
             "{d:?}"
         );
         assert_eq!(super::retry_after("soon"), None);
+    }
+
+    #[test]
+    fn token_keys_hash_the_whole_credentials() {
+        use super::{Credentials, token_key};
+        let c = |u: &str, p: &str| Credentials {
+            username: u.into(),
+            password: p.into(),
+        };
+        let scope = "repository:app:pull";
+        let a = token_key("r", scope, Some(&c("flux", "one")));
+        assert_ne!(a, token_key("r", scope, Some(&c("flux", "two"))));
+        assert_ne!(
+            token_key("r", scope, Some(&c("ab", "c"))),
+            token_key("r", scope, Some(&c("a", "bc")))
+        );
+        assert_eq!(a, token_key("r", scope, Some(&c("flux", "one"))));
+        assert_ne!(a, token_key("r", scope, None));
+        assert!(!a.contains("one") && !a.contains("flux"), "{a}");
+    }
+
+    #[test]
+    fn the_token_map_drops_expired_entries_and_stays_under_its_cap() {
+        use std::time::{Duration, Instant};
+        let mut m = super::TokenMap::new();
+        let now = Instant::now();
+        m.insert("old".into(), ("t".into(), now - Duration::from_secs(1)));
+        super::remember_token(
+            &mut m,
+            "new".into(),
+            "t".into(),
+            now + Duration::from_secs(60),
+        );
+        assert!(!m.contains_key("old") && m.contains_key("new"));
+        for i in 0..super::MAX_TOKENS + 10 {
+            let exp = now + Duration::from_secs(100 + i as u64);
+            super::remember_token(&mut m, format!("k{i}"), "t".into(), exp);
+        }
+        assert_eq!(m.len(), super::MAX_TOKENS);
+        // The soonest to expire made room: "new" (60 s) went first.
+        assert!(!m.contains_key("new") && m.contains_key(&format!("k{}", super::MAX_TOKENS + 9)));
     }
 
     #[test]
