@@ -2,18 +2,22 @@
 //! list (paginated, authenticated, retried politely) and manifest digests.
 
 mod auth;
+mod manifest;
 mod port;
 mod scan;
 mod settings;
 mod tags;
 
 pub use auth::{Credentials, credentials_from_docker_config};
+pub use manifest::is_valid_digest;
 pub use port::{BoxFuture, Platform, Pool, Registry};
 pub use scan::{RepositoryStatus, ScanResult, record_scan, scan_result};
 pub use settings::{ScanSettings, scan_settings};
 pub use tags::{TagList, is_valid_tag, printable};
 
-use reqwest::header::{ACCEPT, AUTHORIZATION, HeaderMap, LINK, RETRY_AFTER, WWW_AUTHENTICATE};
+use reqwest::header::{
+    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderMap, LINK, RETRY_AFTER, WWW_AUTHENTICATE,
+};
 use reqwest::{Method, StatusCode};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -63,6 +67,14 @@ pub enum RegistryError {
     NotFound {
         registry: String,
         repository: String,
+    },
+    #[error(
+        "{registry}: no manifest '{reference}' in repository '{repository}' (HTTP 404): check the tag"
+    )]
+    ManifestNotFound {
+        registry: String,
+        repository: String,
+        reference: String,
     },
     #[error("{registry}: HTTP {status} for {url}: {body}")]
     Status {
@@ -560,18 +572,82 @@ impl Client {
         }
     }
 
-    /// The platforms of `tag`: each entry of an index, or the single image's.
+    /// The platforms `reference` (a tag or a digest) is published for: each
+    /// entry of an index (attestations left out), or the single image's from
+    /// its config blob. Both bodies are capped at `max_body`.
     pub async fn platforms(
         &self,
         image: &ImageRef,
-        _tag: &str,
-        _creds: Option<&Credentials>,
+        reference: &str,
+        creds: Option<&Credentials>,
     ) -> Result<Vec<Platform>, RegistryError> {
-        // Filled in with the manifest reader (index entries, image config).
-        Err(RegistryError::Config(format!(
-            "{}: platform lookup is not available yet",
-            image.registry
-        )))
+        // Into a URL path only what the grammars allow.
+        if !(is_valid_tag(reference) || manifest::is_valid_digest(reference)) {
+            return Err(RegistryError::Config(format!(
+                "'{}' is neither a tag nor a digest",
+                printable(reference)
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + self.opts.timeout;
+        let op = async {
+            let base = self.base(image).await?;
+            let url = format!("{base}/v2/{}/manifests/{reference}", image.repository);
+            let malformed = |url: &str, message: String| RegistryError::Malformed {
+                registry: image.registry.clone(),
+                url: url.to_string(),
+                message,
+            };
+            let resp = self
+                .get(
+                    image,
+                    creds,
+                    Method::GET,
+                    &url,
+                    Some(MANIFEST_TYPES),
+                    self.opts.max_body,
+                    deadline,
+                )
+                .await
+                .map_err(|e| match e {
+                    RegistryError::NotFound { .. } => RegistryError::ManifestNotFound {
+                        registry: image.registry.clone(),
+                        repository: image.repository.clone(),
+                        reference: reference.to_string(),
+                    },
+                    e => e,
+                })?;
+            let content_type = resp.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+            let config = match manifest::parse_manifest(&resp.body, content_type)
+                .map_err(|m| malformed(&url, m))?
+            {
+                manifest::Manifest::Index(platforms) => return Ok(platforms),
+                manifest::Manifest::Image { config } => config,
+            };
+            let blob_url = format!("{base}/v2/{}/blobs/{config}", image.repository);
+            let blob = self
+                .get(
+                    image,
+                    creds,
+                    Method::GET,
+                    &blob_url,
+                    None,
+                    self.opts.max_body,
+                    deadline,
+                )
+                .await
+                .map_err(|e| match e {
+                    RegistryError::NotFound { .. } => malformed(
+                        &url,
+                        format!("the manifest's config blob {config} is not in the repository (HTTP 404)"),
+                    ),
+                    e => e,
+                })?;
+            manifest::check_digest(&config, &blob.body).map_err(|m| malformed(&blob_url, m))?;
+            let platform =
+                manifest::parse_config(&blob.body).map_err(|m| malformed(&blob_url, m))?;
+            Ok(vec![platform])
+        };
+        self.within(image, "platform lookup", deadline, op).await
     }
 
     /// The digest of `tag`'s manifest (index or image), by HEAD.
