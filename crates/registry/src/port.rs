@@ -30,7 +30,7 @@ impl std::fmt::Display for Platform {
 /// The registry operations a reconcile uses. `settings` carries the image,
 /// the connection options and the credentials of one ImageRepository.
 pub trait Registry: Send + Sync {
-    /// The tag list as a scan keeps it (see [`crate::Client::scan_tags`]).
+    /// The tag list as a scan keeps it (what `Client::scan_tags` returns).
     fn scan<'a>(
         &'a self,
         settings: &'a ScanSettings,
@@ -52,6 +52,7 @@ pub trait Registry: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<Platform>, RegistryError>>;
 }
 
+#[cfg(feature = "http")]
 /// One registry client per distinct connection setup, shared by every
 /// reconcile of the process: bearer tokens and the scheme probe are paid
 /// once per scope and host, not once per reconcile.
@@ -60,6 +61,7 @@ pub struct Pool {
     capacity: usize,
 }
 
+#[cfg(feature = "http")]
 /// The pooled clients with the tick of their last use.
 #[derive(Default)]
 struct Clients {
@@ -67,12 +69,14 @@ struct Clients {
     tick: u64,
 }
 
+#[cfg(feature = "http")]
 impl Default for Pool {
     fn default() -> Self {
         Pool::with_capacity(Pool::DEFAULT_CAPACITY)
     }
 }
 
+#[cfg(feature = "http")]
 impl Pool {
     /// Distinct connection setups kept by [`Pool::new`]; each holds its own
     /// connections and tokens, so a process with more setups than this
@@ -131,6 +135,7 @@ impl Pool {
     }
 }
 
+#[cfg(feature = "http")]
 impl Registry for Pool {
     fn scan<'a>(&'a self, s: &'a ScanSettings) -> BoxFuture<'a, Result<TagList, RegistryError>> {
         Box::pin(async move {
@@ -165,7 +170,7 @@ impl Registry for Pool {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "http"))]
 mod tests {
     use super::Pool;
     use crate::ClientOptions;
