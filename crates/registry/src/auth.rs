@@ -2,7 +2,6 @@
 //! challenges and token responses.
 
 use base64::Engine;
-use std::time::Duration;
 
 /// A username and password (or token used as password).
 #[derive(Clone, PartialEq, Eq)]
@@ -92,6 +91,7 @@ pub fn credentials_from_docker_config(
     Ok(None)
 }
 
+#[cfg(feature = "http")]
 pub(crate) enum Challenge {
     Basic,
     Bearer {
@@ -100,6 +100,7 @@ pub(crate) enum Challenge {
     },
 }
 
+#[cfg(feature = "http")]
 /// Parses `Bearer realm="…",service="…",scope="…"` or `Basic realm="…"`.
 pub(crate) fn parse_challenge(h: &str) -> Option<Challenge> {
     let (scheme, params) = h.trim().split_once(' ').unwrap_or((h.trim(), ""));
@@ -131,9 +132,10 @@ pub(crate) fn parse_challenge(h: &str) -> Option<Challenge> {
     })
 }
 
+#[cfg(feature = "http")]
 /// `{"token": …}` or `{"access_token": …}` with optional `expires_in`
 /// (seconds; 60 when absent, as the token spec says).
-pub(crate) fn parse_token(body: &[u8]) -> Option<(String, Duration)> {
+pub(crate) fn parse_token(body: &[u8]) -> Option<(String, std::time::Duration)> {
     let v: serde_json::Value = serde_json::from_slice(body).ok()?;
     let token = v
         .get("token")
@@ -145,7 +147,7 @@ pub(crate) fn parse_token(body: &[u8]) -> Option<(String, Duration)> {
         .and_then(serde_json::Value::as_u64)
         .unwrap_or(60)
         .max(60);
-    Some((token, Duration::from_secs(ttl)))
+    Some((token, std::time::Duration::from_secs(ttl)))
 }
 
 #[cfg(test)]
@@ -175,6 +177,7 @@ mod tests {
         assert!(format!("{c:?}").contains("<redacted>") && !format!("{c:?}").contains("pw"));
     }
 
+    #[cfg(feature = "http")]
     #[test]
     fn challenges() {
         match parse_challenge(
@@ -193,7 +196,7 @@ mod tests {
         assert!(parse_challenge("Negotiate").is_none());
         assert_eq!(
             parse_token(br#"{"access_token":"t","expires_in":300}"#),
-            Some(("t".into(), Duration::from_secs(300)))
+            Some(("t".into(), std::time::Duration::from_secs(300)))
         );
     }
 }

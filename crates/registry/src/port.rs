@@ -30,7 +30,7 @@ impl std::fmt::Display for Platform {
 /// The registry operations a reconcile uses. `settings` carries the image,
 /// the connection options and the credentials of one ImageRepository.
 pub trait Registry: Send + Sync {
-    /// The tag list as a scan keeps it (see [`crate::Client::scan_tags`]).
+    /// The tag list as a scan keeps it (what `Client::scan_tags` returns).
     fn scan<'a>(
         &'a self,
         settings: &'a ScanSettings,
@@ -52,32 +52,90 @@ pub trait Registry: Send + Sync {
     ) -> BoxFuture<'a, Result<Vec<Platform>, RegistryError>>;
 }
 
+#[cfg(feature = "http")]
 /// One registry client per distinct connection setup, shared by every
 /// reconcile of the process: bearer tokens and the scheme probe are paid
 /// once per scope and host, not once per reconcile.
-#[derive(Default)]
 pub struct Pool {
-    clients: std::sync::Mutex<std::collections::HashMap<String, crate::Client>>,
+    clients: std::sync::Mutex<Clients>,
+    capacity: usize,
 }
 
+#[cfg(feature = "http")]
+/// The pooled clients with the tick of their last use.
+#[derive(Default)]
+struct Clients {
+    by_key: std::collections::HashMap<String, (crate::Client, u64)>,
+    tick: u64,
+}
+
+#[cfg(feature = "http")]
+impl Default for Pool {
+    fn default() -> Self {
+        Pool::with_capacity(Pool::DEFAULT_CAPACITY)
+    }
+}
+
+#[cfg(feature = "http")]
 impl Pool {
+    /// Distinct connection setups kept by [`Pool::new`]; each holds its own
+    /// connections and tokens, so a process with more setups than this
+    /// rebuilds the least recently used one when it comes back.
+    pub const DEFAULT_CAPACITY: usize = 256;
+
     pub fn new() -> Pool {
         Pool::default()
     }
 
-    /// The client for `options`, made on first use.
+    /// A pool keeping at most `capacity` clients (at least one).
+    pub fn with_capacity(capacity: usize) -> Pool {
+        Pool {
+            clients: std::sync::Mutex::default(),
+            capacity: capacity.max(1),
+        }
+    }
+
+    /// Clients held now.
+    pub fn len(&self) -> usize {
+        self.lock().by_key.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Clients> {
+        self.clients.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The client for `options`, made on first use; at capacity the least
+    /// recently used client makes room.
     pub fn client(&self, options: &crate::ClientOptions) -> Result<crate::Client, RegistryError> {
         let key = options.pool_key();
-        let mut clients = self.clients.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(c) = clients.get(&key) {
+        let mut clients = self.lock();
+        clients.tick += 1;
+        let tick = clients.tick;
+        if let Some((c, used)) = clients.by_key.get_mut(&key) {
+            *used = tick;
             return Ok(c.clone());
         }
         let c = crate::Client::new(options.clone())?;
-        clients.insert(key, c.clone());
+        if clients.by_key.len() >= self.capacity {
+            let oldest = clients
+                .by_key
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone());
+            if let Some(k) = oldest {
+                clients.by_key.remove(&k);
+            }
+        }
+        clients.by_key.insert(key, (c.clone(), tick));
         Ok(c)
     }
 }
 
+#[cfg(feature = "http")]
 impl Registry for Pool {
     fn scan<'a>(&'a self, s: &'a ScanSettings) -> BoxFuture<'a, Result<TagList, RegistryError>> {
         Box::pin(async move {
@@ -109,5 +167,33 @@ impl Registry for Pool {
                 .platforms(&s.image, tag, s.credentials.as_ref())
                 .await
         })
+    }
+}
+
+#[cfg(all(test, feature = "http"))]
+mod tests {
+    use super::Pool;
+    use crate::ClientOptions;
+
+    fn opts(page_size: usize) -> ClientOptions {
+        ClientOptions {
+            page_size,
+            ..ClientOptions::default()
+        }
+    }
+
+    #[test]
+    fn the_pool_shares_one_client_per_setup_and_evicts_the_least_recently_used() {
+        let pool = Pool::with_capacity(2);
+        let a = pool.client(&opts(1)).expect("a");
+        let b = pool.client(&opts(2)).expect("b");
+        assert!(a.same_as(&pool.client(&opts(1)).expect("a again")));
+        assert_eq!(pool.len(), 2);
+        // `a` was used last, so `b` makes room for `c`.
+        pool.client(&opts(3)).expect("c");
+        assert_eq!(pool.len(), 2);
+        assert!(a.same_as(&pool.client(&opts(1)).expect("a kept")));
+        assert!(!b.same_as(&pool.client(&opts(2)).expect("b rebuilt")));
+        assert_eq!(pool.len(), 2);
     }
 }

@@ -101,7 +101,7 @@ pub fn scan_settings<'a>(
             field: "spec.proxySecretRef".into(),
             message: format!("secret '{name}' has no 'address' key"),
         })?;
-        let mut url = reqwest::Url::parse(&address).map_err(|e| RegistryError::Secret {
+        let mut url = url::Url::parse(&address).map_err(|e| RegistryError::Secret {
             field: "spec.proxySecretRef".into(),
             message: format!("secret '{name}': invalid proxy address '{address}': {e}"),
         })?;

@@ -20,6 +20,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+
 /// A temporary directory removed on drop.
 pub struct TempDir(PathBuf);
 
@@ -210,6 +213,119 @@ impl Registry {
                 String::from_utf8_lossy(&body)
             );
         }
+    }
+
+    /// Publishes `repo:tag` as one OCI image for `os`/`arch`(/`variant`):
+    /// a real config blob naming the platform, a layer and the manifest.
+    /// Returns the manifest digest.
+    pub fn publish_image(
+        &self,
+        repo: &str,
+        tag: &str,
+        os: &str,
+        arch: &str,
+        variant: Option<&str>,
+    ) -> String {
+        let (manifest, _) = self.oci_image(repo, os, arch, variant);
+        self.put_manifest(repo, tag, OCI_MANIFEST, &manifest)
+    }
+
+    /// Publishes `repo:tag` as an OCI image index with one real image per
+    /// `(os, arch, variant)`, each pushed by digest first as a registry
+    /// demands. An `("unknown", "unknown", None)` entry is marked as an
+    /// attestation, as BuildKit marks its SBOM and provenance manifests.
+    /// Returns the index digest.
+    pub fn publish_index(
+        &self,
+        repo: &str,
+        tag: &str,
+        platforms: &[(&str, &str, Option<&str>)],
+    ) -> String {
+        let mut entries = Vec::new();
+        for (os, arch, variant) in platforms {
+            let (manifest, mut platform) = self.oci_image(repo, os, arch, *variant);
+            let digest = format!("sha256:{:x}", Sha256::digest(&manifest));
+            self.put_manifest(repo, &digest, OCI_MANIFEST, &manifest);
+            let mut entry = serde_json::json!({
+                "mediaType": OCI_MANIFEST,
+                "size": manifest.len(),
+                "digest": digest,
+            });
+            if *os == "unknown" && *arch == "unknown" {
+                entry["annotations"] = serde_json::json!({
+                    "vnd.docker.reference.type": "attestation-manifest",
+                });
+                platform = serde_json::json!({"os": "unknown", "architecture": "unknown"});
+            }
+            entry["platform"] = platform;
+            entries.push(entry);
+        }
+        let index = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": entries,
+        });
+        self.put_manifest(repo, tag, OCI_INDEX, index.to_string().as_bytes())
+    }
+
+    /// Uploads the blobs of one OCI image and returns its manifest (not yet
+    /// pushed) and its platform object.
+    fn oci_image(
+        &self,
+        repo: &str,
+        os: &str,
+        arch: &str,
+        variant: Option<&str>,
+    ) -> (Vec<u8>, serde_json::Value) {
+        let mut platform = serde_json::json!({"os": os, "architecture": arch});
+        if let Some(v) = variant {
+            platform["variant"] = v.into();
+        }
+        let mut config = platform.clone();
+        config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": []});
+        let config = config.to_string().into_bytes();
+        let layer = format!("tagwarden test layer for {platform}").into_bytes();
+        let config_digest = self.upload_blob(repo, &config, &[]);
+        let layer_digest = self.upload_blob(repo, &layer, &[]);
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "config": {
+                "mediaType": "application/vnd.oci.image.config.v1+json",
+                "size": config.len(),
+                "digest": config_digest,
+            },
+            "layers": [{
+                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+                "size": layer.len(),
+                "digest": layer_digest,
+            }],
+        });
+        (manifest.to_string().into_bytes(), platform)
+    }
+
+    /// PUTs a manifest under `reference` (a tag or its digest); returns the
+    /// digest the registry computed.
+    fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, body: &[u8]) -> String {
+        let (status, headers, resp) = http_h(
+            self.port,
+            "PUT",
+            &format!("/v2/{repo}/manifests/{reference}"),
+            &[("Content-Type".into(), media_type.into())],
+            body,
+        )
+        .expect("PUT manifest");
+        assert_eq!(
+            status,
+            201,
+            "PUT manifest {repo}:{reference}: {}",
+            String::from_utf8_lossy(&resp)
+        );
+        headers
+            .into_iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("docker-content-digest"))
+            .map(|(_, v)| v)
+            .expect("Docker-Content-Digest of the pushed manifest")
     }
 
     /// Adds many tags fast by writing the registry's own storage layout:

@@ -10,8 +10,8 @@ use rcgen::{
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, Ipv4Addr, TcpListener};
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// A test CA and the PEM files it signed, written under one directory.
 pub struct Pki {
@@ -74,6 +74,7 @@ pub struct TokenServer {
     pub service: String,
     pub cert_file: PathBuf,
     issued: Arc<AtomicUsize>,
+    log: Arc<Mutex<Vec<(String, String)>>>,
     signer: Arc<Signer>,
 }
 
@@ -85,6 +86,12 @@ struct Signer {
 impl TokenServer {
     /// Starts on a free port; the signing certificate is written to `dir`.
     pub fn start(dir: &std::path::Path, user: &str, password: &str) -> TokenServer {
+        TokenServer::start_users(dir, &[(user, password)])
+    }
+
+    /// Like [`TokenServer::start`], accepting each of `users` (user,
+    /// password); one user may appear with several passwords.
+    pub fn start_users(dir: &std::path::Path, users: &[(&str, &str)]) -> TokenServer {
         let key = KeyPair::generate().expect("token key");
         let mut p = CertificateParams::new(Vec::<String>::new()).expect("token cert params");
         p.distinguished_name
@@ -105,15 +112,25 @@ impl TokenServer {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind token server");
         let port = listener.local_addr().expect("token addr").port();
         let issued = Arc::new(AtomicUsize::new(0));
+        let log: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
         let server = TokenServer {
             port,
             issuer: "tagwarden-testkit".into(),
             service: "tagwarden-registry".into(),
             cert_file,
             issued: issued.clone(),
+            log: log.clone(),
             signer: signer.clone(),
         };
-        let expected = format!("Basic {}", STANDARD.encode(format!("{user}:{password}")));
+        let accepted: Vec<(String, String)> = users
+            .iter()
+            .map(|(u, p)| {
+                (
+                    format!("Basic {}", STANDARD.encode(format!("{u}:{p}"))),
+                    u.to_string(),
+                )
+            })
+            .collect();
         let (issuer, service) = (server.issuer.clone(), server.service.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -123,15 +140,19 @@ impl TokenServer {
                 if r.read_line(&mut line).is_err() {
                     continue;
                 }
-                let mut authorized = false;
+                let mut authorized: Option<String> = None;
                 loop {
                     let mut h = String::new();
                     if r.read_line(&mut h).unwrap_or(0) == 0 || h.trim().is_empty() {
                         break;
                     }
-                    if let Some((k, v)) = h.split_once(':') {
-                        authorized |=
-                            k.eq_ignore_ascii_case("authorization") && v.trim() == expected;
+                    if let Some((k, v)) = h.split_once(':')
+                        && k.eq_ignore_ascii_case("authorization")
+                    {
+                        authorized = accepted
+                            .iter()
+                            .find(|(header, _)| header == v.trim())
+                            .map(|(_, user)| user.clone());
                     }
                 }
                 let target = line.split_whitespace().nth(1).unwrap_or("");
@@ -143,8 +164,11 @@ impl TokenServer {
                     .find_map(|kv| kv.strip_prefix("scope="))
                     .map(percent_decode)
                     .unwrap_or_default();
-                let (status, body) = if authorized {
+                let (status, body) = if let Some(user) = authorized {
                     issued.fetch_add(1, Ordering::SeqCst);
+                    log.lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .push((user, scope.clone()));
                     let token = signer.sign(&issuer, &service, &scope);
                     (
                         "200 OK",
@@ -175,6 +199,16 @@ impl TokenServer {
     /// Tokens issued so far.
     pub fn issued(&self) -> usize {
         self.issued.load(Ordering::SeqCst)
+    }
+
+    /// Tokens issued so far to `user` for `scope` (e.g. `repository:app:pull`).
+    pub fn issued_to(&self, user: &str, scope: &str) -> usize {
+        self.log
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .filter(|(u, s)| u == user && s == scope)
+            .count()
     }
 
     /// A token for `scope` (e.g. `repository:app:pull,push`), as the server
