@@ -228,7 +228,7 @@ fn response(status: u16, headers: &[(String, String)], body: &[u8]) -> Vec<u8> {
 
 /// Splits an upstream response into status, headers and body (the upstream
 /// answers `Connection: close`, so the body runs to the end or is chunked).
-fn split_response(resp: &[u8]) -> Option<crate::Response> {
+fn split_response(resp: &[u8]) -> Option<tagwarden_sandbox::Response> {
     let end = resp.windows(4).position(|w| w == b"\r\n\r\n")?;
     let head = std::str::from_utf8(&resp[..end]).ok()?;
     let mut lines = head.split("\r\n");

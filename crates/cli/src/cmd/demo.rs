@@ -1,15 +1,15 @@
 //! `tagwarden demo`: the getting-started guide's podinfo scenario, entirely
 //! on this machine — a local registry, a local Git repository, one run.
 
-use anyhow::{Context as _, Result, anyhow};
+use anyhow::{Context as _, Result};
 use clap::Args;
 use std::process::ExitCode;
 use std::sync::Arc;
 use tagwarden_api::status::ConditionStatus;
 use tagwarden_api::{LoadOptions, Manifests};
 use tagwarden_engine::{Context, SystemClock, reconcile_all};
+use tagwarden_sandbox::{BareRepo, Registry, TempDir, git};
 use tagwarden_store::MemoryStore;
-use tagwarden_testkit::{BareRepo, Registry, RegistryAuth, TempDir, git};
 
 #[derive(Args)]
 pub struct DemoArgs {}
@@ -47,7 +47,7 @@ spec:
 
 /// The guide's image manifests, pointed at the local registry and repository.
 fn flux_manifests(image: &str, git_url: &str) -> String {
-    tagwarden_testkit::seed::podinfo_manifests(
+    tagwarden_sandbox::seed::podinfo_manifests(
         git_url,
         image,
         "{{range .Updated.Images}}{{println .}}{{end}}",
@@ -58,11 +58,13 @@ fn flux_manifests(image: &str, git_url: &str) -> String {
 pub fn run(_args: DemoArgs) -> Result<ExitCode> {
     const DEPLOY: &str = "clusters/my-cluster/podinfo-deployment.yaml";
     let step = |s: &str| eprintln!("► {s}");
+    // Before anything starts, so a missing git is named with its package.
+    tagwarden_sandbox::require_git()?;
     step("starting a local registry (Debian's docker-registry) on 127.0.0.1");
-    let registry = Registry::try_start(RegistryAuth::None).map_err(|e| anyhow!(e))?;
+    let registry = Registry::start()?;
     let image = format!("{}/stefanprodan/podinfo", registry.host());
     step(&format!("publishing {image} tags {}", TAGS.join(", ")));
-    registry.publish("stefanprodan/podinfo", TAGS, None);
+    registry.publish("stefanprodan/podinfo", TAGS, None)?;
 
     step("creating a local Git repository with the guide's Deployment and image manifests");
     let bare = BareRepo::new("main", &[(DEPLOY, &deployment(&image))]);
