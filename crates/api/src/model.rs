@@ -318,6 +318,17 @@ impl Object {
         }
     }
 
+    pub fn meta_mut(&mut self) -> &mut Meta {
+        match self {
+            Object::ImageRepository(o) => &mut o.meta,
+            Object::ImagePolicy(o) => &mut o.meta,
+            Object::ImageUpdateAutomation(o) => &mut o.meta,
+            Object::GitRepository(o) => &mut o.meta,
+            Object::Receiver(o) => &mut o.meta,
+            Object::Secret(o) => &mut o.meta,
+        }
+    }
+
     pub fn id(&self) -> ObjectId {
         let m = self.meta();
         ObjectId::new(self.kind(), m.namespace.clone(), m.name.clone())

@@ -1,14 +1,14 @@
 //! A small JSON API for the CLI while the daemon holds the store's lock:
 //! list objects with their status, suspend and resume, reconcile and wait.
 
-use crate::metrics::AppState;
-use crate::{ObjectKey, Scheduler};
+use crate::Scheduler;
+use crate::routes::AppState;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::time::Duration;
-use tagwarden_api::Object;
+use tagwarden_api::{Kind, ObjectId};
 use tagwarden_engine::listing::{self, ObjectRow};
 
 /// How long a reconcile request waits for the object's status to change.
@@ -26,42 +26,31 @@ fn internal(e: impl std::fmt::Display) -> (StatusCode, String) {
     (StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
 }
 
-/// The loaded image object of `kind`, with its `spec.suspend`.
-fn loaded(s: &Scheduler, kind: &str, namespace: &str, name: &str) -> Option<(ObjectKey, bool)> {
-    s.context().objects.objects.iter().find_map(|o| {
-        let (k, suspend) = key_of(o)?;
-        (k.kind == kind && k.namespace == namespace && k.name == name).then_some((k, suspend))
-    })
+/// The loaded image object, with its `spec.suspend`.
+fn loaded(s: &Scheduler, kind: &str, namespace: &str, name: &str) -> Option<(ObjectId, bool)> {
+    let kind = Kind::parse(kind).filter(|k| k.is_reconciled())?;
+    let id = ObjectId::new(kind, namespace, name);
+    let suspended = s.catalog().find(&id)?.suspended();
+    Some((id, suspended))
 }
 
-fn key_of(o: &Object) -> Option<(ObjectKey, bool)> {
-    let (kind, suspend) = match o {
-        Object::ImageRepository(r) => ("ImageRepository", r.suspend),
-        Object::ImagePolicy(_) => ("ImagePolicy", false),
-        Object::ImageUpdateAutomation(a) => ("ImageUpdateAutomation", a.suspend),
-        _ => return None,
-    };
-    Some((
-        ObjectKey {
-            kind,
-            namespace: o.meta().namespace.clone(),
-            name: o.meta().name.clone(),
-        },
-        suspend,
-    ))
+fn row_of(
+    s: &Scheduler,
+    id: &ObjectId,
+    spec_suspend: bool,
+) -> Result<ObjectRow, (StatusCode, String)> {
+    let ctx = s.context();
+    let status = ctx.status.read(id).map_err(internal)?;
+    let flagged = listing::is_suspended(&*s.store(), id).map_err(internal)?;
+    Ok(listing::row(id, status.as_ref(), spec_suspend || flagged))
 }
 
 async fn objects(State(s): State<AppState>) -> Reply<Vec<ObjectRow>> {
-    let ctx = s.scheduler.context();
+    let catalog = s.scheduler.catalog();
     let mut rows = Vec::new();
-    for kind in listing::KINDS {
-        for (k, suspend) in ctx.objects.objects.iter().filter_map(key_of) {
-            if k.kind == kind {
-                rows.push(
-                    listing::row(&*ctx.store, k.kind, &k.namespace, &k.name, suspend)
-                        .map_err(internal)?,
-                );
-            }
+    for kind in Kind::RECONCILED {
+        for o in catalog.of_kind(kind) {
+            rows.push(row_of(&s.scheduler, &o.id(), o.suspended())?);
         }
     }
     Ok(Json(rows))
@@ -71,46 +60,39 @@ async fn action(
     State(s): State<AppState>,
     Path((action, kind, namespace, name)): Path<(String, String, String, String)>,
 ) -> Reply<ObjectRow> {
-    let Some((key, spec_suspend)) = loaded(&s.scheduler, &kind, &namespace, &name) else {
+    let Some((id, spec_suspend)) = loaded(&s.scheduler, &kind, &namespace, &name) else {
         return Err((
             StatusCode::NOT_FOUND,
             format!("{kind} '{namespace}/{name}' not found"),
         ));
     };
-    let store = s.scheduler.context().store.clone();
-    let row = |store: &dyn tagwarden_store::Store| {
-        listing::row(store, key.kind, &namespace, &name, spec_suspend).map_err(internal)
-    };
+    let store = s.scheduler.store();
     match action.as_str() {
         "suspend" | "resume" => {
             let suspend = action == "suspend";
-            listing::set_suspended(&*store, key.kind, &namespace, &name, suspend)
-                .map_err(internal)?;
-            tracing::info!(kind = key.kind, %namespace, %name, suspend, "suspend flag set");
+            listing::set_suspended(&*store, &id, suspend).map_err(internal)?;
+            tracing::info!(kind = id.kind.as_str(), %namespace, %name, suspend, "suspend flag set");
             if !suspend {
-                s.scheduler.trigger(key.clone());
+                s.scheduler.trigger(&id);
             }
-            Ok(Json(row(&*store)?))
+            Ok(Json(row_of(&s.scheduler, &id, spec_suspend)?))
         }
         "reconcile" => {
-            if row(&*store)?.suspended {
+            if row_of(&s.scheduler, &id, spec_suspend)?.suspended {
                 return Err((StatusCode::CONFLICT, "resource is suspended".into()));
             }
-            let status_key = format!("{}/{namespace}/{name}", key.kind);
-            let before = store.get(&status_key).map_err(internal)?;
-            s.scheduler.trigger(key.clone());
-            let deadline = tokio::time::Instant::now() + RECONCILE_TIMEOUT;
-            loop {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                if store.get(&status_key).map_err(internal)? != before {
-                    return Ok(Json(row(&*store)?));
-                }
-                if tokio::time::Instant::now() >= deadline {
-                    return Err((
-                        StatusCode::GATEWAY_TIMEOUT,
-                        "timeout waiting for reconciliation".into(),
-                    ));
-                }
+            let before = s.scheduler.runs(&id);
+            s.scheduler.trigger(&id);
+            if s.scheduler
+                .wait_for_run(&id, before, RECONCILE_TIMEOUT)
+                .await
+            {
+                Ok(Json(row_of(&s.scheduler, &id, spec_suspend)?))
+            } else {
+                Err((
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "timeout waiting for reconciliation".into(),
+                ))
             }
         }
         other => Err((StatusCode::NOT_FOUND, format!("no action '{other}'"))),

@@ -6,11 +6,13 @@
 mod api;
 mod http;
 mod metrics;
+mod queue;
+mod routes;
 mod schedule;
 
 pub use http::{HttpLimits, SocketError};
 pub use metrics::Metrics;
-pub use schedule::{ObjectKey, Scheduler};
+pub use schedule::Scheduler;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -74,21 +76,37 @@ pub enum DaemonError {
     Listen { addr: SocketAddr, message: String },
     #[error(transparent)]
     Socket(#[from] SocketError),
-    #[error(transparent)]
-    Engine(#[from] tagwarden_engine::EngineError),
 }
 
-/// Runs until `shutdown` resolves; reconciles in flight get
-/// `shutdown_grace` to finish (so no push or state write is cut in half
-/// when they can finish), then are abandoned.
+/// Runs until `shutdown` resolves, with status and tags in `store`, one
+/// registry client pool and libgit2; see [`run_with`].
 pub async fn run(
     config: Config,
     store: Arc<dyn Store>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
+    let base = tagwarden_engine::Context::new(
+        Arc::new(tagwarden_engine::Catalog::default()),
+        store.clone(),
+        Arc::new(tagwarden_registry::Pool::new()),
+        Arc::new(tagwarden_git::Git2),
+    );
+    run_with(config, store, base, shutdown).await
+}
+
+/// Runs until `shutdown` resolves, reconciling with the adapters of `base`
+/// (its objects are replaced by the manifests). Reconciles in flight get
+/// `shutdown_grace` to finish (so no push or state write is cut in half
+/// when they can finish), then are abandoned.
+pub async fn run_with(
+    config: Config,
+    store: Arc<dyn Store>,
+    base: tagwarden_engine::Context,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), DaemonError> {
     let metrics = Arc::new(Metrics::default());
-    let scheduler = Scheduler::new(config.clone(), store, metrics.clone());
-    let state = metrics::AppState {
+    let scheduler = Scheduler::new(config.clone(), store, base, metrics.clone());
+    let state = routes::AppState {
         metrics: metrics.clone(),
         scheduler: scheduler.clone(),
     };
@@ -98,7 +116,7 @@ pub async fn run(
         let path = dir.join(SOCKET_FILE);
         let listener = http::bind_control_socket(dir, &path)?;
         tracing::info!(socket = %path.display(), "control API listening");
-        let app = metrics::control_routes(state.clone());
+        let app = routes::control_routes(state.clone());
         servers.push(tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 tracing::error!(error = %e, "control API stopped");
@@ -132,7 +150,7 @@ pub async fn run(
             config.http.hook_rate,
             config.http.hook_burst,
         ));
-        let app = metrics::public_routes(state, hooks);
+        let app = routes::public_routes(state, hooks);
         servers.push(tokio::spawn(http::serve_public(
             listener,
             app,

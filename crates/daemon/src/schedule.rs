@@ -1,53 +1,22 @@
-//! When each object runs: on its interval with jitter, at once when what
-//! it depends on changed or a webhook asked, never two runs of one object
-//! at a time, a bounded number in flight per kind and per registry host (so
-//! a hanging registry cannot starve the rest), each run under a deadline.
+//! The daemon's driver: manifest files in (reloaded when they change, a
+//! spec edit counted as a new generation), the engine's reconciles run as
+//! the [`Queue`] says, status out to the store, dependents triggered on
+//! every typed change, each run under a deadline.
 
+use crate::queue::{Queue, Slots, Why};
 use crate::{Config, DaemonError, Metrics};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
-use tagwarden_api::status::ConditionStatus;
-use tagwarden_api::{LoadOptions, Manifests, Object};
-use tagwarden_engine::{
-    Context, EngineError, Report, SystemClock, last_run, policy_latest, reconcile_automation,
-    reconcile_policy, reconcile_repository, repository_revision, repository_tag_count,
-};
+use tagwarden_api::status::{ConditionStatus, Status};
+use tagwarden_api::{LoadOptions, Manifests, Object, ObjectId};
+use tagwarden_engine::{Backoff, Catalog, Context, Outcome, dependencies, dependents};
 use tagwarden_store::Store;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-
-/// An object by kind and namespaced name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ObjectKey {
-    pub kind: &'static str,
-    pub namespace: String,
-    pub name: String,
-}
-
-/// The kinds the daemon schedules.
-fn kind_of(o: &Object) -> Option<&'static str> {
-    match o {
-        Object::ImageRepository(_) => Some("ImageRepository"),
-        Object::ImagePolicy(_) => Some("ImagePolicy"),
-        Object::ImageUpdateAutomation(_) => Some("ImageUpdateAutomation"),
-        _ => None,
-    }
-}
-
-impl ObjectKey {
-    fn of(o: &Object) -> Option<ObjectKey> {
-        let kind = kind_of(o)?;
-        Some(ObjectKey {
-            kind,
-            namespace: o.meta().namespace.clone(),
-            name: o.meta().name.clone(),
-        })
-    }
-}
 
 /// Shared by the run loop and the HTTP handlers (webhooks, status).
 #[derive(Clone)]
@@ -59,123 +28,150 @@ struct Inner {
     config: Config,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
-    ctx: RwLock<Arc<Context>>,
-    due: Mutex<BTreeMap<ObjectKey, Instant>>,
+    /// The wiring every reconcile shares (status, tags, registry pool, Git).
+    base: Context,
+    catalog: RwLock<Arc<Catalog>>,
+    queue: Mutex<Queue>,
     wake: Notify,
     ready: AtomicBool,
     fingerprint: Mutex<Vec<(PathBuf, SystemTime, u64)>>,
+    /// Finished runs per object, for callers waiting on one.
+    runs: Mutex<HashMap<ObjectId, u64>>,
+    finished: Notify,
 }
 
-/// What one finished reconcile means for the others.
+/// What one reconcile came back with.
 struct Finished {
-    key: ObjectKey,
-    report: Result<Report, EngineError>,
-    changed: bool,
+    id: ObjectId,
+    result: Result<Outcome, String>,
     took: Duration,
 }
 
 impl Scheduler {
-    pub fn new(config: Config, store: Arc<dyn Store>, metrics: Arc<Metrics>) -> Scheduler {
-        let ctx = Arc::new(Context {
-            store: store.clone(),
-            clock: Arc::new(SystemClock),
-            objects: Arc::new(Manifests::default()),
-        });
+    /// `base` carries the adapters; its objects are replaced by the
+    /// manifests under `config.paths`.
+    pub fn new(
+        config: Config,
+        store: Arc<dyn Store>,
+        base: Context,
+        metrics: Arc<Metrics>,
+    ) -> Scheduler {
+        let seed = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let queue = Queue::new(Slots::new(config.concurrency), Backoff::default(), seed);
         Scheduler {
             inner: Arc::new(Inner {
                 config,
                 store,
                 metrics,
-                ctx: RwLock::new(ctx),
-                due: Mutex::default(),
+                base,
+                catalog: RwLock::new(Arc::new(Catalog::default())),
+                queue: Mutex::new(queue),
                 wake: Notify::new(),
                 ready: AtomicBool::new(false),
                 fingerprint: Mutex::default(),
+                runs: Mutex::default(),
+                finished: Notify::new(),
             }),
         }
     }
 
-    /// Runs `key` as soon as a slot is free.
-    pub fn trigger(&self, key: ObjectKey) {
-        tracing::debug!(kind = key.kind, namespace = %key.namespace, name = %key.name, "triggered");
-        self.lock_due().insert(key, Instant::now());
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.inner.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs `id` as soon as it may (coalesced with other triggers).
+    pub fn trigger(&self, id: &ObjectId) {
+        tracing::debug!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, "triggered");
+        self.queue().trigger(id, Instant::now());
         self.inner.wake.notify_one();
     }
 
     /// The manifests currently loaded.
-    pub fn context(&self) -> Arc<Context> {
+    pub fn catalog(&self) -> Arc<Catalog> {
         self.inner
-            .ctx
+            .catalog
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
-    /// True once every object has been reconciled once.
+    /// The reconcile context over the current manifests.
+    pub fn context(&self) -> Context {
+        self.inner.base.with_objects(self.catalog())
+    }
+
+    /// Where suspend flags live.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.inner.store.clone()
+    }
+
+    /// True once every object due at start has been reconciled once.
     pub fn is_ready(&self) -> bool {
         self.inner.ready.load(Ordering::SeqCst)
     }
 
-    fn lock_due(&self) -> std::sync::MutexGuard<'_, BTreeMap<ObjectKey, Instant>> {
-        self.inner.due.lock().unwrap_or_else(|p| p.into_inner())
+    /// How many runs of `id` have finished.
+    pub fn runs(&self, id: &ObjectId) -> u64 {
+        self.inner
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    /// Waits until more than `after` runs of `id` finished; false at the timeout.
+    pub async fn wait_for_run(&self, id: &ObjectId, after: u64, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let notified = self.inner.finished.notified();
+            if self.runs(id) > after {
+                return true;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                return self.runs(id) > after;
+            }
+        }
     }
 
     pub(crate) async fn run(
         &self,
         shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     ) -> Result<(), DaemonError> {
-        self.reload(true);
-        let slots = Slots::new(self.inner.config.concurrency);
-        // What runs, with the registry host of a scan.
-        let mut running: Running = BTreeMap::new();
-        let mut tasks: JoinSet<Finished> = JoinSet::new();
-        // Ready once everything due at start has run (resumed objects wait).
-        let start = Instant::now();
-        let mut first_pass: BTreeSet<ObjectKey> = self
-            .lock_due()
-            .iter()
-            .filter(|(_, t)| **t <= start)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let mut first_pass: HashSet<ObjectId> = self.reload(true);
         if first_pass.is_empty() {
             self.inner.ready.store(true, Ordering::SeqCst);
         }
+        let mut tasks: JoinSet<Finished> = JoinSet::new();
+        let mut running: HashSet<ObjectId> = HashSet::new();
         let mut next_reload = Instant::now() + self.inner.config.reload_every;
         tokio::pin!(shutdown);
         loop {
-            for k in self.start_due(&mut running, &mut tasks, &slots) {
-                first_pass.remove(&k);
-                if first_pass.is_empty() {
-                    self.inner.ready.store(true, Ordering::SeqCst);
-                }
+            for id in self.start_due(&mut tasks, &mut running) {
+                self.first_pass_done(&mut first_pass, &id);
             }
-            // What is due but did not start waits for a slot, a host's share
-            // or a dependency: a run finishing (or a trigger) wakes the loop,
-            // not the timer, or it would spin while a registry hangs.
             let now = Instant::now();
-            let next_due = self
-                .lock_due()
-                .iter()
-                .filter(|(k, _)| !running.contains_key(*k))
-                .map(|(_, t)| if *t <= now { now + RECHECK } else { *t })
-                .min();
-            let wake_at = next_due.map_or(next_reload, |t| t.min(next_reload));
+            let wake_at = self
+                .queue()
+                .next_wake(now)
+                .map_or(next_reload, |t| t.min(next_reload));
             tokio::select! {
                 () = &mut shutdown => break,
                 () = self.inner.wake.notified() => {}
                 () = tokio::time::sleep_until(wake_at) => {}
                 Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                     let Ok(done) = done else { continue };
-                    running.remove(&done.key);
-                    first_pass.remove(&done.key);
-                    if first_pass.is_empty() {
-                        self.inner.ready.store(true, Ordering::SeqCst);
-                    }
-                    self.finished(done)?;
+                    running.remove(&done.id);
+                    self.first_pass_done(&mut first_pass, &done.id);
+                    self.finished(done);
                 }
             }
             if Instant::now() >= next_reload {
-                self.reload(false);
+                let added = self.reload(false);
+                drop(added);
                 next_reload = Instant::now() + self.inner.config.reload_every;
             }
         }
@@ -188,139 +184,72 @@ impl Scheduler {
         let drain = async {
             while let Some(done) = tasks.join_next().await {
                 if let Ok(done) = done {
-                    running.remove(&done.key);
-                    self.finished(done)?;
+                    running.remove(&done.id);
+                    self.finished(done);
                 }
             }
-            Ok::<(), DaemonError>(())
         };
-        match tokio::time::timeout(grace, drain).await {
-            Ok(result) => result?,
-            Err(_) => {
-                let abandoned: Vec<String> = running
-                    .keys()
-                    .map(|k| format!("{}/{}/{}", k.kind, k.namespace, k.name))
-                    .collect();
-                tracing::warn!(
-                    grace_secs = grace.as_secs_f64(),
-                    abandoned = ?abandoned,
-                    "shutdown grace period over: abandoning reconciles in flight"
-                );
-                tasks.abort_all();
-            }
+        if tokio::time::timeout(grace, drain).await.is_err() {
+            let abandoned: Vec<String> = running
+                .iter()
+                .map(|k| format!("{}/{}/{}", k.kind, k.namespace, k.name))
+                .collect();
+            tracing::warn!(
+                grace_secs = grace.as_secs_f64(),
+                abandoned = ?abandoned,
+                "shutdown grace period over: abandoning reconciles in flight"
+            );
+            tasks.abort_all();
         }
         Ok(())
     }
 
-    /// Starts every due object whose dependencies are not due or running.
+    fn first_pass_done(&self, first_pass: &mut HashSet<ObjectId>, id: &ObjectId) {
+        if first_pass.remove(id) && first_pass.is_empty() {
+            self.inner.ready.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Starts what the queue lets start; returns suspended objects skipped.
     fn start_due(
         &self,
-        running: &mut Running,
         tasks: &mut JoinSet<Finished>,
-        slots: &Slots,
-    ) -> Vec<ObjectKey> {
+        running: &mut HashSet<ObjectId>,
+    ) -> Vec<ObjectId> {
+        let catalog = self.catalog();
+        let starts = self
+            .queue()
+            .start(Instant::now(), |id| dependencies(id, &*catalog));
         let mut skipped = Vec::new();
-        let now = Instant::now();
-        let ctx = self.context();
-        let due: Vec<ObjectKey> = self
-            .lock_due()
-            .iter()
-            .filter(|(k, t)| **t <= now && !running.contains_key(*k))
-            .map(|(k, _)| k.clone())
-            .collect();
-        let due_set: BTreeSet<&ObjectKey> = due.iter().collect();
-        let busy = |k: &ObjectKey, running: &Running, due: &BTreeSet<&ObjectKey>| {
-            running.contains_key(k) || due.contains(k)
-        };
-        // Looked up once per due object: a linear search (and a clone) each
-        // made a pass over 1,000 waiting scans quadratic.
-        let index: HashMap<(&str, &str, &str), &Object> = ctx
-            .objects
-            .objects
-            .iter()
-            .filter_map(|o| {
-                let m = o.meta();
-                Some(((kind_of(o)?, m.namespace.as_str(), m.name.as_str()), o))
-            })
-            .collect();
-        for key in due.iter() {
-            let Some(&object) = index.get(&(key.kind, key.namespace.as_str(), key.name.as_str()))
-            else {
-                self.lock_due().remove(key);
+        for s in starts {
+            let Some(object) = catalog.find(&s.id).cloned() else {
+                self.queue().cancel(&s.id);
                 continue;
             };
-            // Cheap capacity checks before the store is read: hundreds may
-            // wait for a few slots, and each pass looks at all of them.
-            if slots.of(key.kind).available_permits() == 0 {
-                continue;
-            }
-            // A scan also needs its registry host to be below its share.
-            let host = match object {
-                Object::ImageRepository(r) => Some(registry_host(&r.image)),
-                _ => None,
-            };
-            if let Some(h) = &host
-                && running.values().flatten().filter(|r| *r == h).count() >= slots.per_host
-            {
-                continue;
-            }
             // `tagwarden suspend`: not run until resumed (resume triggers).
-            if tagwarden_engine::listing::is_suspended(
-                &*self.inner.store,
-                key.kind,
-                &key.namespace,
-                &key.name,
-            )
-            .unwrap_or(false)
-            {
-                tracing::debug!(kind = key.kind, namespace = %key.namespace, name = %key.name, "suspended: skipped");
-                self.lock_due().remove(key);
-                skipped.push(key.clone());
+            if tagwarden_engine::listing::is_suspended(&*self.inner.store, &s.id).unwrap_or(false) {
+                tracing::debug!(kind = s.id.kind.as_str(), namespace = %s.id.namespace, name = %s.id.name, "suspended: skipped");
+                self.queue().cancel(&s.id);
+                skipped.push(s.id);
                 continue;
             }
-            // Order by dependency: a policy waits for its repository's scan,
-            // an automation for the policies of its namespace.
-            let blocked = match object {
-                Object::ImagePolicy(p) => {
-                    let repo = ObjectKey {
-                        kind: "ImageRepository",
-                        namespace: p
-                            .image_repository_ref
-                            .namespace
-                            .clone()
-                            .unwrap_or_else(|| p.meta.namespace.clone()),
-                        name: p.image_repository_ref.name.clone(),
-                    };
-                    busy(&repo, running, &due_set)
-                }
-                Object::ImageUpdateAutomation(a) => ctx.objects.objects.iter().any(|o| {
-                    matches!(o, Object::ImagePolicy(p) if p.meta.namespace == a.meta.namespace)
-                        && ObjectKey::of(o).is_some_and(|k| busy(&k, running, &due_set))
-                }),
-                _ => false,
-            };
-            if blocked {
-                continue;
-            }
-            let Ok(permit) = slots.of(key.kind).clone().try_acquire_owned() else {
-                continue;
-            };
-            self.lock_due().remove(key);
-            running.insert(key.clone(), host);
-            let (ctx, key, object) = (ctx.clone(), key.clone(), object.clone());
+            running.insert(s.id.clone());
+            let ctx = self.inner.base.with_objects(catalog.clone());
             let limit = deadline(&object, self.inner.config.max_reconcile);
+            let id = s.id;
             tasks.spawn(async move {
-                let _permit = permit;
                 let started = Instant::now();
-                let (report, changed) =
-                    match tokio::time::timeout(limit, reconcile(&ctx, &object, &key)).await {
-                        Ok(done) => done,
-                        Err(_) => abandoned(&key, limit),
+                let result =
+                    match tokio::time::timeout(limit, tagwarden_engine::reconcile(&object, &ctx))
+                        .await
+                    {
+                        Ok(Ok(outcome)) => Ok(outcome),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => abandoned(&object, &ctx, limit),
                     };
                 Finished {
-                    key,
-                    report,
-                    changed,
+                    id,
+                    result,
                     took: started.elapsed(),
                 }
             });
@@ -328,62 +257,69 @@ impl Scheduler {
         skipped
     }
 
-    /// Records the outcome, schedules the next run and wakes dependents.
-    fn finished(&self, done: Finished) -> Result<(), DaemonError> {
-        let report = done.report?;
-        self.inner
-            .metrics
-            .observe(&done.key, report.ready == ConditionStatus::True, done.took);
-        let ctx = self.context();
-        let metrics = &self.inner.metrics;
-        match done.key.kind {
-            "ImageRepository" => {
-                if let Ok(Some(n)) = repository_tag_count(&ctx, &done.key.namespace, &done.key.name)
-                {
-                    metrics.tags(&done.key.namespace, &done.key.name, n);
+    /// Writes the status, counts, schedules the next run, wakes dependents.
+    fn finished(&self, done: Finished) {
+        let id = &done.id;
+        let outcome = match done.result {
+            Ok(o) => match self.inner.base.status.write(id, &o.status) {
+                Ok(()) => Some(o),
+                Err(e) => {
+                    tracing::error!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, error = %e, "status not written");
+                    None
                 }
+            },
+            Err(e) => {
+                // An engine error is this object's transient failure; the
+                // daemon and the other objects go on.
+                tracing::error!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, error = %e, "reconcile failed");
+                None
             }
-            // The engine's Ready message for a push, as Flux words it.
-            "ImageUpdateAutomation" if report.message.starts_with("pushed commit") => {
-                metrics.pushed(&done.key.namespace, &done.key.name);
-            }
-            _ => {}
-        }
-        let Some(object) = find(&ctx, &done.key) else {
-            return Ok(());
         };
-        if let Some(interval) = interval(&object) {
-            self.lock_due()
-                .entry(done.key.clone())
-                .or_insert(Instant::now() + jitter(interval));
+        let metrics = &self.inner.metrics;
+        let ready = outcome
+            .as_ref()
+            .is_some_and(|o| o.ready().0 == ConditionStatus::True);
+        if !outcome.as_ref().is_some_and(|o| o.suspended) {
+            metrics.observe(id, ready, done.took);
         }
-        if done.changed {
-            for o in &ctx.objects.objects {
-                let dependent = match (&object, o) {
-                    (Object::ImageRepository(r), Object::ImagePolicy(p)) => {
-                        p.image_repository_ref.name == r.meta.name
-                            && p.image_repository_ref
-                                .namespace
-                                .as_deref()
-                                .unwrap_or(&p.meta.namespace)
-                                == r.meta.namespace
-                    }
-                    (Object::ImagePolicy(p), Object::ImageUpdateAutomation(a)) => {
-                        a.meta.namespace == p.meta.namespace
-                    }
-                    _ => false,
-                };
-                if dependent && let Some(k) = ObjectKey::of(o) {
-                    self.trigger(k);
-                }
+        if let Some(o) = &outcome {
+            if let Status::ImageRepository(s) = &o.status
+                && let Some(scan) = &s.last_scan_result
+            {
+                metrics.tags(&id.namespace, &id.name, scan.tag_count);
+            }
+            if o.pushed().is_some() {
+                metrics.pushed(&id.namespace, &id.name);
+            }
+            for e in &o.events {
+                tracing::debug!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, event = e.kind.as_str(), reason = %e.reason, message = %e.message, "event");
             }
         }
-        Ok(())
+        let catalog = self.catalog();
+        let failures = self.queue().finish(id, outcome.as_ref(), Instant::now());
+        if failures > 1 {
+            tracing::debug!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, failures, "backing off");
+        }
+        if outcome.as_ref().is_some_and(Outcome::changed) {
+            for d in dependents(id, &*catalog) {
+                self.trigger(&d);
+            }
+        }
+        *self
+            .inner
+            .runs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.clone())
+            .or_default() += 1;
+        self.inner.finished.notify_waiters();
     }
 
     /// Re-reads the manifests when their files changed (or on `force`):
-    /// new and edited objects run at once, removed ones are forgotten.
-    fn reload(&self, force: bool) {
+    /// new and edited objects run at once (an edited spec is a new
+    /// generation), removed ones are forgotten, an edited Secret or
+    /// GitRepository triggers what uses it. Returns what is due at once.
+    fn reload(&self, force: bool) -> HashSet<ObjectId> {
         let fingerprint = fingerprint(&self.inner.config.paths);
         {
             let mut last = self
@@ -392,7 +328,7 @@ impl Scheduler {
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
             if !force && *last == fingerprint {
-                return;
+                return HashSet::new();
             }
             *last = fingerprint;
         }
@@ -402,7 +338,7 @@ impl Scheduler {
                 default_namespace: self.inner.config.default_namespace.clone(),
             },
         );
-        let manifests = if self.inner.config.strict {
+        let mut manifests = if self.inner.config.strict {
             manifests.strict()
         } else {
             manifests
@@ -419,90 +355,105 @@ impl Scheduler {
         for e in &manifests.errors {
             tracing::warn!(error = %e, "manifest not loaded");
         }
-        let old = self.context();
-        let mut due = self.lock_due();
-        due.retain(|k, _| {
-            manifests
-                .objects
-                .iter()
-                .any(|o| ObjectKey::of(o).as_ref() == Some(k))
-        });
-        let new_ctx = Context {
-            store: self.inner.store.clone(),
-            clock: Arc::new(SystemClock),
-            objects: Arc::new(Manifests::default()),
-        };
-        for o in &manifests.objects {
-            let Some(k) = ObjectKey::of(o) else { continue };
-            if find(&old, &k).as_ref() == Some(o) {
+        let old = self.catalog();
+        let mut edited = Vec::new();
+        for o in &mut manifests.objects {
+            let Some(before) = old.find(&o.id()) else {
+                edited.push(o.id());
                 continue;
-            }
-            // At start, resume: a repository scanned within its interval
-            // waits for the rest of it. Policies and automations run at once:
-            // a stop may have cut the chain between a new scan and its push,
-            // and only running them again finishes it.
-            let resume_at = if force && k.kind == "ImageRepository" {
-                last_run(&new_ctx, k.kind, &k.namespace, &k.name)
-                    .ok()
-                    .flatten()
-                    .zip(interval(o))
-                    .and_then(|(at, every)| {
-                        let elapsed = SystemTime::now().duration_since(at).unwrap_or_default();
-                        every.checked_sub(elapsed)
-                    })
-                    .map(|left| Instant::now() + left)
-            } else {
-                None
             };
-            due.insert(k, resume_at.unwrap_or_else(Instant::now));
+            let (changed, spec_changed) = compare(before, o);
+            // As the API server counts: metadata edits are not a new generation.
+            let counted = before.meta().generation + i64::from(spec_changed);
+            let m = o.meta_mut();
+            m.generation = m.generation.max(counted);
+            if changed {
+                edited.push(o.id());
+            }
         }
-        drop(due);
-        tracing::info!(objects = manifests.objects.len(), "manifests loaded");
-        let ctx = Arc::new(Context {
-            store: self.inner.store.clone(),
-            clock: Arc::new(SystemClock),
-            objects: Arc::new(manifests),
-        });
-        *self.inner.ctx.write().unwrap_or_else(|p| p.into_inner()) = ctx;
+        let catalog = Arc::new(Catalog::new(manifests));
+        let now = Instant::now();
+        let mut due_now = HashSet::new();
+        {
+            let mut queue = self.queue();
+            queue.retain(|id| catalog.find(id).is_some());
+            for id in &edited {
+                let Some(o) = catalog.find(id) else { continue };
+                if !id.kind.is_reconciled() {
+                    continue;
+                }
+                let host = match o {
+                    Object::ImageRepository(r) => Some(registry_host(&r.image)),
+                    _ => None,
+                };
+                let (at, why) = if force {
+                    (self.resume_at(o).unwrap_or(now), Why::Start)
+                } else {
+                    (now, Why::Trigger)
+                };
+                if at <= now {
+                    due_now.insert(id.clone());
+                }
+                queue.add(id.clone(), host, at, why);
+            }
+            // What reads an edited Secret or GitRepository runs again.
+            if !force {
+                for id in edited.iter().filter(|id| !id.kind.is_reconciled()) {
+                    for d in dependents(id, &*catalog) {
+                        queue.trigger(&d, now);
+                    }
+                }
+            }
+        }
+        tracing::info!(
+            objects = catalog.manifests().objects.len(),
+            "manifests loaded"
+        );
+        *self
+            .inner
+            .catalog
+            .write()
+            .unwrap_or_else(|p| p.into_inner()) = catalog;
         self.inner.wake.notify_one();
+        due_now
+    }
+
+    /// At start, resume: a repository scanned within its interval waits for
+    /// the rest of it. Policies and automations run at once: a stop may have
+    /// cut the chain between a new scan and its push, and only running them
+    /// again finishes it.
+    fn resume_at(&self, o: &Object) -> Option<Instant> {
+        let Object::ImageRepository(r) = o else {
+            return None;
+        };
+        let Ok(Some(Status::ImageRepository(s))) = self.inner.base.status.read(&o.id()) else {
+            return None;
+        };
+        let scanned = s.last_scan_result?.scan_time.system();
+        let elapsed = SystemTime::now()
+            .duration_since(scanned)
+            .unwrap_or_default();
+        let left = r.interval.checked_sub(elapsed)?;
+        Some(Instant::now() + left)
     }
 }
 
-/// How often due objects that could not start are looked at again, in case
-/// no finished run or trigger did it first.
-const RECHECK: Duration = Duration::from_secs(1);
-
-/// Objects in flight, with the registry host of a scan.
-type Running = BTreeMap<ObjectKey, Option<String>>;
-
-/// Slots per kind, so policies and automations never wait behind scans;
-/// scans get twice as many (they mostly wait on the network) and at most
-/// `per_host` of them go to one registry host.
-struct Slots {
-    repositories: Arc<Semaphore>,
-    policies: Arc<Semaphore>,
-    automations: Arc<Semaphore>,
-    per_host: usize,
-}
-
-impl Slots {
-    fn new(concurrency: usize) -> Slots {
-        let n = concurrency.max(1);
-        Slots {
-            repositories: Arc::new(Semaphore::new(2 * n)),
-            policies: Arc::new(Semaphore::new(n)),
-            automations: Arc::new(Semaphore::new(n)),
-            per_host: n,
-        }
+/// Whether `b` differs from `a` at all (to act on: an annotation such as
+/// `reconcile.fluxcd.io/requestedAt` counts), and whether its spec does (a
+/// new generation). Where the document was read never counts.
+fn compare(a: &Object, b: &Object) -> (bool, bool) {
+    let mut b = b.clone();
+    let m = b.meta_mut();
+    m.generation = a.meta().generation;
+    m.source = a.meta().source.clone();
+    if *a == b {
+        return (false, false);
     }
-
-    fn of(&self, kind: &str) -> &Arc<Semaphore> {
-        match kind {
-            "ImageRepository" => &self.repositories,
-            "ImagePolicy" => &self.policies,
-            _ => &self.automations,
-        }
-    }
+    let m = b.meta_mut();
+    m.labels = a.meta().labels.clone();
+    m.annotations = a.meta().annotations.clone();
+    m.resource_version = a.meta().resource_version.clone();
+    (true, *a != b)
 }
 
 /// The registry host of an image reference, as `docker` reads it: the first
@@ -534,89 +485,16 @@ fn deadline(o: &Object, cap: Duration) -> Duration {
     (base.max(MIN_DEADLINE) + DEADLINE_SLACK).min(cap)
 }
 
-/// The outcome of a reconcile cut off at its deadline: not Ready, and its
-/// slot free again.
-fn abandoned(key: &ObjectKey, limit: Duration) -> (Result<Report, EngineError>, bool) {
+/// A reconcile cut off at its deadline: recorded as a failure (not Ready),
+/// retried with backoff, its slot free again.
+fn abandoned(object: &Object, ctx: &Context, limit: Duration) -> Result<Outcome, String> {
+    let id = object.id();
     let message = format!(
         "reconcile did not finish within {}: abandoned",
         tagwarden_api::duration::format(limit)
     );
-    tracing::warn!(kind = key.kind, namespace = %key.namespace, name = %key.name, deadline_secs = limit.as_secs_f64(), "{message}");
-    (
-        Ok(Report {
-            kind: key.kind,
-            namespace: key.namespace.clone(),
-            name: key.name.clone(),
-            ready: ConditionStatus::False,
-            message,
-        }),
-        false,
-    )
-}
-
-fn find(ctx: &Context, key: &ObjectKey) -> Option<Object> {
-    ctx.objects
-        .objects
-        .iter()
-        .find(|o| ObjectKey::of(o).as_ref() == Some(key))
-        .cloned()
-}
-
-fn interval(o: &Object) -> Option<Duration> {
-    match o {
-        Object::ImageRepository(r) => Some(r.interval),
-        // A policy runs when its repository's tags change; with digest
-        // reflection it also has its own interval.
-        Object::ImagePolicy(p) => p.interval,
-        Object::ImageUpdateAutomation(a) => Some(a.interval),
-        _ => None,
-    }
-    .filter(|d| !d.is_zero())
-}
-
-/// ±5%, so objects with one interval do not run in lockstep.
-fn jitter(d: Duration) -> Duration {
-    let nanos = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |t| t.subsec_nanos());
-    d.mul_f64(0.95 + f64::from(nanos % 1000) / 10_000.0)
-}
-
-/// Runs one reconcile; `changed` says whether dependents should run now.
-async fn reconcile(
-    ctx: &Context,
-    object: &Object,
-    key: &ObjectKey,
-) -> (Result<Report, EngineError>, bool) {
-    match object {
-        Object::ImageRepository(r) => {
-            let before = repository_revision(ctx, &key.namespace, &key.name)
-                .ok()
-                .flatten();
-            let report = reconcile_repository(r, ctx).await;
-            let after = repository_revision(ctx, &key.namespace, &key.name)
-                .ok()
-                .flatten();
-            (report, after.is_some() && before != after)
-        }
-        Object::ImagePolicy(p) => {
-            let before = policy_latest(ctx, &key.namespace, &key.name).ok().flatten();
-            let report = reconcile_policy(p, ctx).await;
-            let after = policy_latest(ctx, &key.namespace, &key.name).ok().flatten();
-            (report, after.is_some() && before != after)
-        }
-        Object::ImageUpdateAutomation(a) => (reconcile_automation(a, ctx).await, false),
-        _ => (
-            Ok(Report {
-                kind: "Unknown",
-                namespace: key.namespace.clone(),
-                name: key.name.clone(),
-                ready: ConditionStatus::Unknown,
-                message: String::new(),
-            }),
-            false,
-        ),
-    }
+    tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, deadline_secs = limit.as_secs_f64(), "{message}");
+    tagwarden_engine::abandoned(object, ctx, &message).map_err(|e| e.to_string())
 }
 
 /// Path, modification time and size of every manifest file under `paths`.
@@ -654,5 +532,34 @@ mod tests {
         assert_eq!(registry_host("localhost/app"), "localhost");
         assert_eq!(registry_host("stefanprodan/podinfo"), "docker.io");
         assert_eq!(registry_host("nginx"), "docker.io");
+    }
+
+    #[test]
+    fn an_edited_spec_is_a_new_generation_an_annotation_a_trigger_a_move_nothing() {
+        let load = |text: &str, file: &str| {
+            let m = Manifests::load_str(text, std::path::Path::new(file), &LoadOptions::default());
+            assert!(m.errors.is_empty(), "{:?}", m.errors);
+            m.objects.into_iter().next().expect("one object")
+        };
+        let repo = "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\n\
+                    metadata: {name: r, namespace: ns}\nspec: {image: ghcr.io/a/b, interval: 1m}\n";
+        let a = load(repo, "a.yaml");
+        assert_eq!(
+            compare(&a, &load(&format!("---\n{repo}"), "b.yaml")),
+            (false, false)
+        );
+        assert_eq!(
+            compare(&a, &load(&repo.replace("1m", "2m"), "a.yaml")),
+            (true, true)
+        );
+        let annotated = repo.replace(
+            "namespace: ns}",
+            "namespace: ns, annotations: {reconcile.fluxcd.io/requestedAt: now}}",
+        );
+        assert_eq!(
+            compare(&a, &load(&annotated, "a.yaml")),
+            (true, false),
+            "a reconcile request is acted on, but is no new generation"
+        );
     }
 }

@@ -145,6 +145,35 @@ pub async fn reconcile(object: &Object, ctx: &Context) -> Result<Outcome, Engine
     }
 }
 
+/// The outcome of a reconcile a driver cut off (its deadline passed): the
+/// last status with `Ready=False` saying so, retried with backoff.
+pub fn abandoned(object: &Object, ctx: &Context, message: &str) -> Result<Outcome, EngineError> {
+    let id = object.id();
+    let mut status = match ctx.status.read(&id)? {
+        Some(s) => s,
+        None => Status::empty(id.kind).ok_or(EngineError::Kind(id.kind))?,
+    };
+    let failure = Failure::new("ReconciliationFailed", message, false);
+    let generation = object.meta().generation;
+    let now = ctx.clock.now();
+    let previous = status.conditions().to_vec();
+    let conditions = failure.conditions(&previous, generation, now);
+    match &mut status {
+        Status::ImageRepository(s) => s.conditions = conditions,
+        Status::ImagePolicy(s) => s.conditions = conditions,
+        Status::ImageUpdateAutomation(s) => s.conditions = conditions,
+    }
+    Ok(Outcome {
+        events: outcome::events(&previous, status.conditions()),
+        id,
+        status,
+        change: None,
+        requeue_after: None,
+        failure: Some(failure),
+        suspended: false,
+    })
+}
+
 /// `run --once`: every image object once, in dependency order, each
 /// outcome's status written before the next runs. One object's failure
 /// never stops the others; an engine error becomes that object's failure.

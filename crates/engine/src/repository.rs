@@ -80,7 +80,7 @@ pub(crate) async fn reconcile(
                 scan_time: Time::from_system(now),
                 latest_tags: r.tags.iter().take(LATEST_TAGS).cloned().collect(),
             });
-            let change = moved.then(|| Change::Tags {
+            let change = moved.then_some(Change::Tags {
                 revision: r.revision,
                 tag_count: r.tag_count,
             });

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tagwarden_api::status::ConditionStatus;
 use tagwarden_api::{LoadOptions, Manifests};
-use tagwarden_engine::{Context, SystemClock, reconcile_all};
+use tagwarden_engine::reconcile_all;
 use tagwarden_sandbox::{BareRepo, Registry, TempDir, git};
 use tagwarden_store::MemoryStore;
 
@@ -83,31 +83,31 @@ pub fn run(_args: DemoArgs) -> Result<ExitCode> {
     let before = bare.log("main", "%H")[0].clone();
 
     step("running tagwarden: scan, select 5.0.x, update, commit, push");
-    let ctx = Context {
-        store: Arc::new(MemoryStore::default()),
-        clock: Arc::new(SystemClock),
-        objects: Arc::new(Manifests::load_paths(
+    let ctx = super::once_context(
+        Manifests::load_paths(
             std::slice::from_ref(&manifests_file),
             &LoadOptions::default(),
-        )),
-    };
+        ),
+        Arc::new(MemoryStore::default()),
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let reports = rt.block_on(reconcile_all(&ctx))?;
-    for r in &reports {
-        let mark = if r.ready == ConditionStatus::True {
+    let reports: Vec<_> = rt
+        .block_on(reconcile_all(&ctx))
+        .iter()
+        .map(super::summary)
+        .collect();
+    for (id, ready, message) in &reports {
+        let mark = if *ready == ConditionStatus::True {
             "✔"
         } else {
             "✗"
         };
-        println!(
-            "{mark} {} {}/{}: {}",
-            r.kind, r.namespace, r.name, r.message
-        );
+        println!("{mark} {} {}/{}: {message}", id.kind, id.namespace, id.name);
     }
     let head = bare.log("main", "%H")[0].clone();
-    if head == before || reports.iter().any(|r| r.ready != ConditionStatus::True) {
+    if head == before || reports.iter().any(|r| r.1 != ConditionStatus::True) {
         return Ok(ExitCode::FAILURE);
     }
     println!();

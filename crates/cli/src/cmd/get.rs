@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, SystemTime};
+use tagwarden_api::{Kind, ObjectId};
 use tagwarden_engine::listing::{self, ObjectRow};
 use tagwarden_store::{FileStore, Store};
 
@@ -66,10 +67,14 @@ pub enum ActKind {
 
 impl ActKind {
     fn kind(self) -> &'static str {
+        self.id_kind().as_str()
+    }
+
+    fn id_kind(self) -> Kind {
         match self {
-            ActKind::Repository => "ImageRepository",
-            ActKind::Policy => "ImagePolicy",
-            ActKind::Update => "ImageUpdateAutomation",
+            ActKind::Repository => Kind::ImageRepository,
+            ActKind::Policy => Kind::ImagePolicy,
+            ActKind::Update => Kind::ImageUpdateAutomation,
         }
     }
 
@@ -93,7 +98,7 @@ pub struct ActArgs {
 /// Where the rows come from.
 enum Backend {
     Api(super::control::Control),
-    Store(FileStore),
+    Store(std::sync::Arc<dyn Store>),
 }
 
 /// How long a request waits: the daemon's reconcile waits up to a minute.
@@ -119,7 +124,7 @@ impl Backend {
                 socket.display()
             )
         })?;
-        Ok(Backend::Store(store))
+        Ok(Backend::Store(std::sync::Arc::new(store)))
     }
 
     fn rows(&self) -> Result<Vec<ObjectRow>> {
@@ -134,7 +139,10 @@ impl Backend {
                 }
                 serde_json::from_slice(&body).context("the daemon's object list")
             }
-            Backend::Store(s) => Ok(listing::rows_from_store(s)?),
+            Backend::Store(s) => {
+                let status = tagwarden_engine::KvStatus::new(s.clone());
+                Ok(listing::rows(&status, &**s)?)
+            }
         }
     }
 
@@ -201,14 +209,14 @@ pub fn get(group: GetGroup) -> Result<ExitCode> {
     let mut first = true;
     for &kind in kinds {
         let (kind_name, prefix) = match kind {
-            GetKind::Repository => ("ImageRepository", "imagerepository/"),
-            GetKind::Policy => ("ImagePolicy", "imagepolicy/"),
-            _ => ("ImageUpdateAutomation", "imageupdateautomation/"),
+            GetKind::Repository => (Kind::ImageRepository, "imagerepository/"),
+            GetKind::Policy => (Kind::ImagePolicy, "imagepolicy/"),
+            _ => (Kind::ImageUpdateAutomation, "imageupdateautomation/"),
         };
         let of_kind: Vec<&ObjectRow> = rows.iter().filter(|r| r.kind == kind_name).collect();
         if of_kind.is_empty() {
             if args.kind != GetKind::All {
-                eprintln!("{}", not_found(kind_name, &args.scope));
+                eprintln!("{}", not_found(kind_name.as_str(), &args.scope));
             }
             continue;
         }
@@ -246,7 +254,10 @@ fn table(kind: GetKind, rows: &[&ObjectRow], prefix: &str, namespaces: bool) -> 
         _ => vec!["NAME", "LAST RUN", "SUSPENDED", "READY", "MESSAGE"],
     };
     let bool_str = |b: bool| if b { "True" } else { "False" }.to_string();
-    let time = |t: Option<SystemTime>| t.map(rfc3339).unwrap_or_default();
+    let time = |t: Option<SystemTime>| {
+        t.map(|t| tagwarden_api::time::Time::from_system(t).to_string())
+            .unwrap_or_default()
+    };
     let mut cells: Vec<Vec<String>> = vec![header.iter().map(|h| h.to_string()).collect()];
     for r in rows {
         let name = format!("{prefix}{}", r.name);
@@ -311,30 +322,6 @@ fn table(kind: GetKind, rows: &[&ObjectRow], prefix: &str, namespaces: bool) -> 
     out
 }
 
-/// RFC 3339 in UTC (`Z`): no time zone database here.
-pub fn rfc3339(t: SystemTime) -> String {
-    let secs = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Howard Hinnant's civil_from_days.
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
-}
-
 pub fn suspend(group: ActGroup, suspend: bool) -> Result<ExitCode> {
     let ActGroup::Image(args) = group;
     let (kind, human, ns, name) = (
@@ -355,11 +342,13 @@ pub fn suspend(group: ActGroup, suspend: bool) -> Result<ExitCode> {
             }
         }
         Backend::Store(store) => {
-            if store.get(&format!("{kind}/{ns}/{name}"))?.is_none() {
+            let id = ObjectId::new(args.kind.id_kind(), ns.as_str(), name.as_str());
+            let status = tagwarden_engine::KvStatus::new(store.clone());
+            if tagwarden_engine::StatusStore::read(&status, &id)?.is_none() {
                 eprintln!("✗ {kind} '{ns}/{name}' not found in the store");
                 return Ok(ExitCode::FAILURE);
             }
-            listing::set_suspended(&store, kind, ns, name, suspend)?;
+            listing::set_suspended(&*store, &id, suspend)?;
         }
     }
     eprintln!("✔ {human} {done}");
@@ -397,21 +386,9 @@ pub fn reconcile(group: ActGroup) -> Result<ExitCode> {
             eprintln!("✔ scan fetched {} tags", row.tag_count.unwrap_or(0));
         }
         _ => match row.last_run {
-            Some(t) => eprintln!("✔ last run: {}", rfc3339(t)),
+            Some(t) => eprintln!("✔ last run: {}", tagwarden_api::time::Time::from_system(t)),
             None => eprintln!("✔ {}", tagwarden_api::text::escape(&row.message, false)),
         },
     }
     Ok(ExitCode::SUCCESS)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc3339_utc() {
-        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_607_874_708);
-        assert_eq!(rfc3339(t), "2020-12-13T15:51:48Z");
-        assert_eq!(rfc3339(SystemTime::UNIX_EPOCH), "1970-01-01T00:00:00Z");
-    }
 }

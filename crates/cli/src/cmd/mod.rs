@@ -9,7 +9,36 @@ pub mod update;
 
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
-use tagwarden_api::{Manifests, Object};
+use std::sync::Arc;
+use tagwarden_api::status::ConditionStatus;
+use tagwarden_api::{Manifests, Object, ObjectId};
+use tagwarden_engine::{Catalog, Context, EngineError, Outcome};
+use tagwarden_store::Store;
+
+/// The wiring of one-shot runs (`run --once`, the demo): the manifests as
+/// objects, status and tags in `store`, a registry client pool, libgit2.
+pub fn once_context(manifests: Manifests, store: Arc<dyn Store>) -> Context {
+    Context::new(
+        Arc::new(Catalog::new(manifests)),
+        store,
+        Arc::new(tagwarden_registry::Pool::new()),
+        Arc::new(tagwarden_git::Git2),
+    )
+}
+
+/// How one object ended, as the run summary shows it; an engine error is
+/// that object's failure.
+pub fn summary(
+    r: &Result<Outcome, (ObjectId, EngineError)>,
+) -> (ObjectId, ConditionStatus, String) {
+    match r {
+        Ok(o) => {
+            let (ready, message) = o.ready();
+            (o.id.clone(), ready, message)
+        }
+        Err((id, e)) => (id.clone(), ConditionStatus::False, e.to_string()),
+    }
+}
 
 /// The one object of `kind` in `m` (named `name` when given), or an error
 /// that lists what the file holds instead.

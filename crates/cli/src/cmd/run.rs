@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use tagwarden_api::status::ConditionStatus;
 use tagwarden_api::{LoadOptions, Manifests};
-use tagwarden_engine::{Context, SystemClock, reconcile_all};
+use tagwarden_engine::reconcile_all;
 use tagwarden_store::{FileStore, MemoryStore, Store};
 
 #[derive(Args)]
@@ -102,26 +102,26 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         })?),
         None => Arc::new(MemoryStore::default()),
     };
-    let ctx = Context {
-        store,
-        clock: Arc::new(SystemClock),
-        objects: Arc::new(manifests),
-    };
+    let ctx = super::once_context(manifests, store);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let reports = rt.block_on(reconcile_all(&ctx))?;
+    let reports: Vec<_> = rt
+        .block_on(reconcile_all(&ctx))
+        .iter()
+        .map(super::summary)
+        .collect();
 
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     let rows: Vec<[String; 4]> = reports
         .iter()
-        .map(|r| {
+        .map(|(id, ready, message)| {
             [
-                r.kind.to_string(),
-                format!("{}/{}", r.namespace, r.name),
-                r.ready.to_string(),
+                id.kind.to_string(),
+                format!("{}/{}", id.namespace, id.name),
+                ready.to_string(),
                 // Messages quote registries and servers: one line, no raw controls.
-                tagwarden_api::text::escape(&r.message.replace('\n', " "), false).into_owned(),
+                tagwarden_api::text::escape(&message.replace('\n', " "), false).into_owned(),
             ]
         })
         .collect();
@@ -138,7 +138,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         writeln!(out, "{:w0$}  {:w1$}  {:w2$}  {}", r[0], r[1], r[2], r[3])?;
     }
     out.flush()?;
-    let all_ready = reports.iter().all(|r| r.ready == ConditionStatus::True);
+    let all_ready = reports.iter().all(|r| r.1 == ConditionStatus::True);
     Ok(if all_ready && !load_failed {
         ExitCode::SUCCESS
     } else {
