@@ -83,6 +83,14 @@ impl Daemon {
 
     /// With `modify` applied to the config (and the temporary dir).
     fn start_with(modify: impl FnOnce(&mut Config, &Path)) -> Daemon {
+        Daemon::start_on(Arc::new(MemoryStore::default()), modify)
+    }
+
+    /// Over `store`, with `modify` applied to the config.
+    fn start_on(
+        store: Arc<dyn tagwarden_store::Store>,
+        modify: impl FnOnce(&mut Config, &Path),
+    ) -> Daemon {
         log();
         let dir = TempDir::new("daemon-http");
         let port = free_port();
@@ -94,7 +102,7 @@ impl Daemon {
             let stop = async {
                 let _ = rx.await;
             };
-            block_on(run(config, Arc::new(MemoryStore::default()), stop)).expect("daemon runs");
+            block_on(run(config, store, stop)).expect("daemon runs");
         });
         let started = Instant::now();
         while get(port, "/healthz").is_none_or(|(s, _)| s != 200) {
@@ -404,6 +412,67 @@ fn a_hung_scan_is_abandoned_at_the_deadline() {
         .unwrap_or_else(|| panic!("no abandoned line in:\n{log}"));
     assert!(
         line.contains("WARN reconcile did not finish within 1s: abandoned kind=\"ImageRepository\" namespace=flux-system name=hung deadline_secs=1.0"),
+        "{line}"
+    );
+}
+
+/// An engine error (here an unreadable status record) is that object's
+/// failure, retried with backoff: the other objects reconcile and the
+/// daemon keeps serving.
+#[test]
+fn an_engine_error_fails_one_object_not_the_daemon() {
+    let reg = tagwarden_testkit::Registry::start(tagwarden_testkit::RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0", "1.1.0"], None);
+    let store = Arc::new(MemoryStore::default());
+    tagwarden_store::Store::put(
+        &*store,
+        "status/ImageRepository/flux-system/broken",
+        b"{not json",
+    )
+    .expect("seed a corrupt record");
+    let host = reg.host();
+    let d = Daemon::start_on(store, |_, dir| {
+        std::fs::write(
+            dir.join("flux/repos.yaml"),
+            format!(
+                "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\n\
+                 metadata: {{name: broken, namespace: flux-system}}\n\
+                 spec: {{image: \"{host}/team/app\", interval: 1h}}\n---\n\
+                 apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\n\
+                 metadata: {{name: good, namespace: flux-system}}\n\
+                 spec: {{image: \"{host}/team/app\", interval: 1h}}\n"
+            ),
+        )
+        .expect("write");
+    });
+    let started = Instant::now();
+    let good =
+        "tagwarden_ready{kind=\"ImageRepository\",namespace=\"flux-system\",name=\"good\"} 1";
+    let broken =
+        "tagwarden_ready{kind=\"ImageRepository\",namespace=\"flux-system\",name=\"broken\"} 0";
+    // Retried with backoff (0.75 s, 1.5 s, …): at least twice within 3 s.
+    let retried = "tagwarden_reconcile_total{kind=\"ImageRepository\",result=\"failure\"} 2";
+    loop {
+        let (_, metrics) = get(d.port, "/metrics").expect("the daemon still serves");
+        if metrics.contains(good) && metrics.contains(broken) && metrics.contains(retried) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "after {:?}: {metrics}",
+            started.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let log = log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("name=broken") && l.contains("reconcile failed"))
+        .unwrap_or_else(|| panic!("no failure line in:\n{log}"));
+    assert!(
+        line.contains(
+            "state record status/ImageRepository/flux-system/broken unreadable: key must be a string"
+        ),
         "{line}"
     );
 }

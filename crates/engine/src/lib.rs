@@ -23,7 +23,7 @@ mod workdir;
 pub use catalog::Catalog;
 pub use deps::{dependencies, dependents, selected_policies};
 pub use outcome::{Backoff, Change, Event, EventType, Failure, Outcome, PushResult};
-pub use state::{KvStatus, load_tags};
+pub use state::{KvStatus, drop_legacy_records, load_tags};
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;

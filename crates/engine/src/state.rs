@@ -74,6 +74,20 @@ impl StatusStore for KvStatus {
     }
 }
 
+/// Removes the records of tagwarden before 0.2 (`<Kind>/<ns>/<name>`, a
+/// private format with the tags inside): their status is recomputed by the
+/// next reconcile of each object. Returns how many were removed.
+pub fn drop_legacy_records(store: &dyn Store) -> Result<usize, EngineError> {
+    let mut n = 0;
+    for kind in Kind::RECONCILED {
+        for key in store.keys(&format!("{kind}/"))? {
+            store.delete(&key)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// Records a repository's tags (sorted as a scan keeps them).
 pub(crate) fn save_tags(
     db: &dyn Store,
@@ -135,6 +149,31 @@ mod tests {
             e.to_string(),
             "state record tags/ns/bad unreadable: invalid tag 'x: {y}'"
         );
+    }
+
+    #[test]
+    fn legacy_records_are_dropped_and_nothing_else() {
+        let db = MemoryStore::default();
+        for k in [
+            "ImageRepository/ns/a",
+            "ImagePolicy/ns/a",
+            "ImageUpdateAutomation/ns/a",
+            "status/ImagePolicy/ns/a",
+            "tags/ns/a",
+            "suspend/ImagePolicy/ns/a",
+        ] {
+            db.put(k, b"x").expect("put");
+        }
+        assert_eq!(drop_legacy_records(&db).expect("drop"), 3);
+        assert_eq!(
+            db.keys("").expect("keys"),
+            [
+                "status/ImagePolicy/ns/a",
+                "suspend/ImagePolicy/ns/a",
+                "tags/ns/a"
+            ]
+        );
+        assert_eq!(drop_legacy_records(&db).expect("again"), 0);
     }
 
     #[test]

@@ -336,3 +336,96 @@ spec: {{imageRepositoryRef: {{name: closed}}, policy: {{semver: {{range: 1.x}}}}
     assert_eq!(status.conditions[0].reason, "AccessDenied");
     assert_eq!(status.latest_ref, None);
 }
+
+/// The registry client pool outlives reconciles: a token registry is asked
+/// for one bearer token per scope over many scans and digest lookups, not
+/// one per reconcile.
+#[tokio::test]
+async fn reconciles_share_one_bearer_token_per_scope() {
+    use tagwarden_testkit::{TempDir, TokenServer, base64};
+    let dir = TempDir::new("engine-token");
+    let tokens = TokenServer::start_users(dir.path(), &[("flux", "s3cret")]);
+    let mut reg = Registry::start(RegistryAuth::None);
+    reg.publish("org/api", &["1.0.0", "1.1.0"], None);
+    reg.restart(RegistryAuth::token(&tokens), None);
+    let auth = base64("flux:s3cret");
+    let yaml = format!(
+        r#"
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: api, namespace: flux-system}}
+spec: {{image: {host}/org/api, interval: 1m, secretRef: {{name: regcred}}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: regcred, namespace: flux-system}}
+type: kubernetes.io/dockerconfigjson
+stringData:
+  .dockerconfigjson: '{{"auths":{{"{host}":{{"auth":"{auth}"}}}}}}'
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: api, namespace: flux-system}}
+spec:
+  imageRepositoryRef: {{name: api}}
+  digestReflectionPolicy: Always
+  interval: 1m
+  policy: {{semver: {{range: 1.x}}}}
+"#,
+        host = reg.host()
+    );
+    let ctx = context(&yaml, Arc::new(MemoryStore::default()));
+    const PASSES: usize = 4;
+    for _ in 0..PASSES {
+        let r = reconcile_all(&ctx).await;
+        assert!(
+            r.iter()
+                .all(|(_, ready, _)| *ready == ConditionStatus::True),
+            "{r:?}"
+        );
+    }
+    let issued = tokens.issued_to("flux", "repository:org/api:pull");
+    println!("{PASSES} passes ({PASSES} scans, {PASSES} digest lookups): {issued} token(s)");
+    assert_eq!(issued, 1, "one token for the scope across every reconcile");
+}
+
+/// What the driver hands over reaches the status: `metadata.generation` as
+/// `observedGeneration` (on the conditions too) and
+/// `reconcile.fluxcd.io/requestedAt` as `lastHandledReconcileAt`.
+#[tokio::test]
+async fn generation_and_reconcile_requests_reach_the_status() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0"], None);
+    let yaml = format!(
+        r#"
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata:
+  name: app
+  namespace: flux-system
+  generation: 3
+  annotations: {{reconcile.fluxcd.io/requestedAt: "2026-12-02T01:00:00.000Z"}}
+spec: {{image: {host}/team/app, interval: 1m}}
+"#,
+        host = reg.host()
+    );
+    let ctx = context(&yaml, Arc::new(MemoryStore::default()));
+    let out = outcomes(&ctx).await;
+    let Status::ImageRepository(s) = &out[0].status else {
+        panic!("{:?}", out[0].status);
+    };
+    assert_eq!(s.observed_generation, 3);
+    assert_eq!(s.conditions[0].observed_generation, 3);
+    assert_eq!(
+        s.last_handled_reconcile_at.as_deref(),
+        Some("2026-12-02T01:00:00.000Z")
+    );
+    assert_eq!(s.observed_exclusion_list, [r"^.*\.sig$"]);
+    let json = out[0].status.to_json();
+    assert_eq!(json["lastScanResult"]["tagCount"], 1);
+    assert_eq!(json["lastScanResult"]["latestTags"][0], "1.0.0");
+    assert_eq!(
+        json["canonicalImageName"],
+        format!("{}/team/app", reg.host())
+    );
+}

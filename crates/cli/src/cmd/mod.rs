@@ -26,6 +26,19 @@ pub fn once_context(manifests: Manifests, store: Arc<dyn Store>) -> Context {
     )
 }
 
+/// A state dir of an older tagwarden: its private status records go (each
+/// object's status is recomputed on its next reconcile); said once.
+pub fn drop_legacy_records(store: &dyn Store) {
+    match tagwarden_engine::drop_legacy_records(store) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(
+            records = n,
+            "status records of an older tagwarden dropped: recomputed by the next reconciles"
+        ),
+        Err(e) => tracing::warn!(error = %e, "old status records not dropped"),
+    }
+}
+
 /// How one object ended, as the run summary shows it; an engine error is
 /// that object's failure.
 pub fn summary(

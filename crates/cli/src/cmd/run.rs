@@ -102,6 +102,7 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         })?),
         None => Arc::new(MemoryStore::default()),
     };
+    super::drop_legacy_records(&*store);
     let ctx = super::once_context(manifests, store);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -157,6 +158,7 @@ fn daemon(args: RunArgs) -> Result<ExitCode> {
         .context("no --state-dir and no HOME to put the state in")?;
     let store: Arc<dyn Store> = Arc::new(FileStore::open(&dir)?);
     tracing::info!(state_dir = %dir.display(), "state");
+    super::drop_legacy_records(&*store);
     let config = tagwarden_daemon::Config {
         state_dir: Some(dir.clone()),
         paths: args.files,
