@@ -96,7 +96,8 @@ fn name_ref(name: &Option<String>) -> Option<Value> {
     opt(name).map(|n| map(vec![("name", Some(n))]))
 }
 
-fn object(kind: &str, meta: &ExportMeta, spec: Value) -> Value {
+fn object(kind: crate::Kind, meta: &ExportMeta, spec: Value) -> Value {
+    let kind = kind.as_str();
     let labels = (!meta.labels.is_empty()).then(|| {
         Value::Map(
             meta.labels
@@ -134,7 +135,7 @@ impl RepositoryExport {
                     .and_then(|t| s(&duration::format(t))),
             ),
         ]);
-        object("ImageRepository", &self.meta, spec)
+        object(crate::Kind::ImageRepository, &self.meta, spec)
     }
 
     pub fn to_yaml(&self) -> String {
@@ -177,7 +178,7 @@ impl PolicyExport {
             ),
             ("policy", Some(policy)),
         ]);
-        object("ImagePolicy", &self.meta, spec)
+        object(crate::Kind::ImagePolicy, &self.meta, spec)
     }
 
     pub fn to_yaml(&self) -> String {
@@ -224,14 +225,14 @@ impl UpdateExport {
             (
                 "sourceRef",
                 Some(map(vec![
-                    ("kind", s("GitRepository")),
+                    ("kind", s(crate::Kind::GitRepository.as_str())),
                     ("name", s(&self.git_repo_ref)),
                     ("namespace", opt(&self.git_repo_namespace)),
                 ])),
             ),
             ("update", update),
         ]);
-        object("ImageUpdateAutomation", &self.meta, spec)
+        object(crate::Kind::ImageUpdateAutomation, &self.meta, spec)
     }
 
     pub fn to_yaml(&self) -> String {

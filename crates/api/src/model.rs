@@ -355,13 +355,14 @@ pub(crate) fn read_object(
     opts: &LoadOptions,
 ) -> Field<Option<Object>> {
     let (group, version) = api_version.rsplit_once('/').unwrap_or(("", api_version));
+    let Some(kind) = Kind::parse(kind) else {
+        return Ok(None);
+    };
     let versions: &[&str] = match (group, kind) {
-        (IMAGE_GROUP, "ImageRepository" | "ImagePolicy" | "ImageUpdateAutomation") => {
-            &["v1beta1", "v1beta2", "v1"]
-        }
-        (SOURCE_GROUP, "GitRepository") => &["v1beta1", "v1beta2", "v1"],
-        (NOTIFICATION_GROUP, "Receiver") => &["v1beta1", "v1beta2", "v1beta3", "v1"],
-        ("", "Secret") => &["v1"],
+        (IMAGE_GROUP, k) if k.is_reconciled() => &["v1beta1", "v1beta2", "v1"],
+        (SOURCE_GROUP, Kind::GitRepository) => &["v1beta1", "v1beta2", "v1"],
+        (NOTIFICATION_GROUP, Kind::Receiver) => &["v1beta1", "v1beta2", "v1beta3", "v1"],
+        ("", Kind::Secret) => &["v1"],
         _ => return Ok(None),
     };
     if !versions.contains(&version) {
@@ -376,14 +377,14 @@ pub(crate) fn read_object(
     let meta = read_meta(n, api_version, source, opts)?;
     let spec = || n.required_map("spec");
     Ok(Some(match kind {
-        "ImageRepository" => Object::ImageRepository(image_repository(meta, spec()?.node())?),
-        "ImagePolicy" => Object::ImagePolicy(image_policy(meta, spec()?.node())?),
-        "ImageUpdateAutomation" => {
+        Kind::ImageRepository => Object::ImageRepository(image_repository(meta, spec()?.node())?),
+        Kind::ImagePolicy => Object::ImagePolicy(image_policy(meta, spec()?.node())?),
+        Kind::ImageUpdateAutomation => {
             Object::ImageUpdateAutomation(Box::new(automation(meta, spec()?.node())?))
         }
-        "GitRepository" => Object::GitRepository(git_repository(meta, spec()?.node())?),
-        "Receiver" => Object::Receiver(receiver(meta, spec()?.node())?),
-        _ => Object::Secret(secret(meta, n)?),
+        Kind::GitRepository => Object::GitRepository(git_repository(meta, spec()?.node())?),
+        Kind::Receiver => Object::Receiver(receiver(meta, spec()?.node())?),
+        Kind::Secret => Object::Secret(secret(meta, n)?),
     }))
 }
 
@@ -553,7 +554,11 @@ fn automation(meta: Meta, s: Node<'_>) -> Field<ImageUpdateAutomation> {
     let src = s.required_map("sourceRef")?;
     let src = src.node();
     let source_ref = SourceRef {
-        kind: src.one_of("kind", &["GitRepository"], "GitRepository")?,
+        kind: src.one_of(
+            "kind",
+            &[Kind::GitRepository.as_str()],
+            Kind::GitRepository.as_str(),
+        )?,
         name: src.name("name")?,
         namespace: src.namespace("namespace")?,
     };

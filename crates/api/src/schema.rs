@@ -174,15 +174,18 @@ pub(crate) fn unknown_fields(
     let Yaml::Hash(top) = doc else {
         return out;
     };
+    let Some(kind) = crate::Kind::parse(kind) else {
+        return out;
+    };
+    use crate::Kind as K;
     let (top_keys, spec): (&[&str], &[Fields]) = match kind {
-        "ImageRepository" => (OBJECT_TOP, &[IMAGE_REPOSITORY]),
-        "ImagePolicy" => (OBJECT_TOP, &[IMAGE_POLICY]),
-        "ImageUpdateAutomation" => (OBJECT_TOP, &[AUTOMATION]),
-        "GitRepository" if version != "v1" => (OBJECT_TOP, &[GIT_REPOSITORY, GIT_REPOSITORY_BETA]),
-        "GitRepository" => (OBJECT_TOP, &[GIT_REPOSITORY]),
-        "Receiver" => (OBJECT_TOP, &[RECEIVER]),
-        "Secret" => (SECRET_TOP, &[]),
-        _ => return out,
+        K::ImageRepository => (OBJECT_TOP, &[IMAGE_REPOSITORY]),
+        K::ImagePolicy => (OBJECT_TOP, &[IMAGE_POLICY]),
+        K::ImageUpdateAutomation => (OBJECT_TOP, &[AUTOMATION]),
+        K::GitRepository if version != "v1" => (OBJECT_TOP, &[GIT_REPOSITORY, GIT_REPOSITORY_BETA]),
+        K::GitRepository => (OBJECT_TOP, &[GIT_REPOSITORY]),
+        K::Receiver => (OBJECT_TOP, &[RECEIVER]),
+        K::Secret => (SECRET_TOP, &[]),
     };
     for (k, v) in top {
         let Yaml::String(k) = k else { continue };

@@ -77,7 +77,7 @@ pub(crate) async fn reconcile(
                 .collect::<BTreeMap<_, _>>();
             match done {
                 Done::UpToDate { revision } => {
-                    tracing::info!(kind = "ImageUpdateAutomation", namespace = %auto.meta.namespace, name = %auto.meta.name, "repository up-to-date");
+                    tracing::info!(kind = Kind::ImageUpdateAutomation.as_str(), namespace = %auto.meta.namespace, name = %auto.meta.name, "repository up-to-date");
                     status.observed_source_revision = Some(revision);
                     status.conditions = success_conditions(
                         &previous.conditions,
@@ -90,7 +90,7 @@ pub(crate) async fn reconcile(
                 Done::Pushed { push, revision } => {
                     let short: String = push.commit.chars().take(7).collect();
                     let message = format!("pushed commit '{short}' to branch '{}'", push.branch);
-                    tracing::info!(kind = "ImageUpdateAutomation", namespace = %auto.meta.namespace, name = %auto.meta.name, commit = %push.commit, branch = %push.branch, "pushed");
+                    tracing::info!(kind = Kind::ImageUpdateAutomation.as_str(), namespace = %auto.meta.namespace, name = %auto.meta.name, commit = %push.commit, branch = %push.branch, "pushed");
                     status.observed_source_revision = Some(revision);
                     status.conditions =
                         success_conditions(&previous.conditions, &message, generation, now);
@@ -101,7 +101,7 @@ pub(crate) async fn reconcile(
             }
         }
         Err(f) => {
-            tracing::warn!(kind = "ImageUpdateAutomation", namespace = %auto.meta.namespace, name = %auto.meta.name, reason = f.reason, error = %f.message, "automation failed");
+            tracing::warn!(kind = Kind::ImageUpdateAutomation.as_str(), namespace = %auto.meta.namespace, name = %auto.meta.name, reason = f.reason, error = %f.message, "automation failed");
             status.conditions = f.conditions(&previous.conditions, generation, now);
             (None, Some(f))
         }
@@ -133,7 +133,7 @@ async fn run(
     ctx: &Context,
 ) -> Result<Result<(Done, Vec<PolicyImage>), Failure>, EngineError> {
     let ns = &auto.meta.namespace;
-    if auto.source_ref.kind != "GitRepository" {
+    if auto.source_ref.kind != Kind::GitRepository.as_str() {
         return Ok(Err(Failure::new(
             "InvalidSourceRef",
             format!(

@@ -40,7 +40,7 @@ pub(crate) async fn reconcile(policy: &ImagePolicy, ctx: &Context) -> Result<Out
                     latest.name, latest.tag
                 ),
             };
-            tracing::info!(kind = "ImagePolicy", namespace = %policy.meta.namespace, name = %policy.meta.name, tag = %latest.tag, "resolved");
+            tracing::info!(kind = Kind::ImagePolicy.as_str(), namespace = %policy.meta.namespace, name = %policy.meta.name, tag = %latest.tag, "resolved");
             status.conditions = success_conditions(&previous.conditions, &message, generation, now);
             let change = (previous.latest_ref.as_ref() != Some(&latest)).then(|| {
                 status.observed_previous_ref = previous.latest_ref.clone();
@@ -53,7 +53,7 @@ pub(crate) async fn reconcile(policy: &ImagePolicy, ctx: &Context) -> Result<Out
             (change, None)
         }
         Err(f) => {
-            tracing::warn!(kind = "ImagePolicy", namespace = %policy.meta.namespace, name = %policy.meta.name, reason = f.reason, error = %f.message, "not resolved");
+            tracing::warn!(kind = Kind::ImagePolicy.as_str(), namespace = %policy.meta.namespace, name = %policy.meta.name, reason = f.reason, error = %f.message, "not resolved");
             status.conditions = f.conditions(&previous.conditions, generation, now);
             (None, Some(f))
         }

@@ -64,7 +64,7 @@ pub(crate) async fn reconcile(
     };
     let (change, failure) = match scanned {
         Ok(r) => {
-            tracing::info!(kind = "ImageRepository", namespace = %repo.meta.namespace, name = %repo.meta.name, image = %r.canonical_image_name, tags = r.tag_count, invalid_tags = r.invalid_tag_count, "scanned");
+            tracing::info!(kind = Kind::ImageRepository.as_str(), namespace = %repo.meta.namespace, name = %repo.meta.name, image = %r.canonical_image_name, tags = r.tag_count, invalid_tags = r.invalid_tag_count, "scanned");
             state::save_tags(&*ctx.db, &repo.meta.namespace, &repo.meta.name, &r.tags)?;
             let moved = previous
                 .last_scan_result
@@ -87,7 +87,7 @@ pub(crate) async fn reconcile(
             (change, None)
         }
         Err(e) => {
-            tracing::warn!(kind = "ImageRepository", namespace = %repo.meta.namespace, name = %repo.meta.name, error = %e, "scan failed");
+            tracing::warn!(kind = Kind::ImageRepository.as_str(), namespace = %repo.meta.namespace, name = %repo.meta.name, error = %e, "scan failed");
             let f = Failure::new(e.reason(), e.to_string(), e.is_stalled());
             status.conditions = f.conditions(&previous.conditions, generation, now);
             (None, Some(f))

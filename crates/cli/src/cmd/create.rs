@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
+use tagwarden_api::Kind;
 use tagwarden_api::PolicyChoice;
 use tagwarden_api::duration;
 use tagwarden_api::export::{ExportMeta, PolicyExport, RepositoryExport, UpdateExport};
@@ -145,15 +146,15 @@ pub fn run(args: CreateArgs) -> Result<ExitCode> {
     let (kind, name, suffix, yaml) = match command {
         ImageCommand::Repository(a) => {
             let yaml = repository(&a, meta(&a.name, &common)?)?.to_yaml();
-            ("ImageRepository", a.name, "registry", yaml)
+            (Kind::ImageRepository, a.name, "registry", yaml)
         }
         ImageCommand::Policy(a) => {
             let yaml = policy(&a, meta(&a.name, &common)?)?.to_yaml();
-            ("ImagePolicy", a.name, "policy", yaml)
+            (Kind::ImagePolicy, a.name, "policy", yaml)
         }
         ImageCommand::Update(a) => {
             let yaml = update(&a, meta(&a.name, &common)?)?.to_yaml();
-            ("ImageUpdateAutomation", a.name, "automation", yaml)
+            (Kind::ImageUpdateAutomation, a.name, "automation", yaml)
         }
     };
     if common.export {

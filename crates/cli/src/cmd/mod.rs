@@ -59,7 +59,7 @@ pub fn one_object<'a, T>(
     m: &'a Manifests,
     file: &Path,
     name: Option<&str>,
-    kind: &str,
+    kind: tagwarden_api::Kind,
     pick: impl Fn(&'a Object) -> Option<&'a T>,
 ) -> Result<&'a T> {
     let chosen: Vec<(&Object, &T)> = m

@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use tagwarden_api::Kind;
 use tagwarden_api::{LoadOptions, Manifests, Object};
 use tagwarden_policy::{Policy, PolicySpec, Verdict};
 
@@ -156,7 +157,7 @@ fn policy_from_file(file: &PathBuf, name: Option<&str>, strict: bool) -> Result<
             list.concat()
         );
     }
-    let policy = super::one_object(&m, file, name, "ImagePolicy", |o| match o {
+    let policy = super::one_object(&m, file, name, Kind::ImagePolicy, |o| match o {
         Object::ImagePolicy(p) => Some(p),
         _ => None,
     })?;

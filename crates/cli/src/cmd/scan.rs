@@ -5,6 +5,7 @@ use clap::Args;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use tagwarden_api::Kind;
 use tagwarden_api::image::ImageRef;
 use tagwarden_api::{LoadOptions, Manifests, Object};
 use tagwarden_registry::{
@@ -111,7 +112,7 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
 
 fn from_manifest(file: &Path, name: Option<&str>) -> Result<ScanSettings> {
     let m = Manifests::load_paths(&[file.to_path_buf()], &LoadOptions::default());
-    let repo = super::one_object(&m, file, name, "ImageRepository", |o| match o {
+    let repo = super::one_object(&m, file, name, Kind::ImageRepository, |o| match o {
         Object::ImageRepository(r) => Some(r),
         _ => None,
     })?;
