@@ -1,8 +1,7 @@
 //! A small JSON API for the CLI while the daemon holds the store's lock:
 //! list objects with their status, suspend and resume, reconcile and wait.
 
-use crate::Scheduler;
-use crate::routes::AppState;
+use crate::{AppState, Scheduler};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::routing::{get, post};

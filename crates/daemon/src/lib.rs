@@ -20,6 +20,13 @@ use std::sync::Arc;
 use std::time::Duration;
 use tagwarden_store::Store;
 
+/// What the HTTP handlers share: the counters and the scheduler.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) scheduler: Scheduler,
+}
+
 /// In the state dir while the daemon listens publicly: that address.
 pub const ADDR_FILE: &str = "daemon.addr";
 
@@ -106,7 +113,7 @@ pub async fn run_with(
 ) -> Result<(), DaemonError> {
     let metrics = Arc::new(Metrics::default());
     let scheduler = Scheduler::new(config.clone(), store, base, metrics.clone());
-    let state = routes::AppState {
+    let state = AppState {
         metrics: metrics.clone(),
         scheduler: scheduler.clone(),
     };

@@ -2,19 +2,13 @@
 //! public listener; the same health check and the control API on the
 //! private socket.
 
-use crate::{Metrics, Scheduler};
+use crate::AppState;
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use std::sync::Arc;
-
-#[derive(Clone)]
-pub(crate) struct AppState {
-    pub(crate) metrics: Arc<Metrics>,
-    pub(crate) scheduler: Scheduler,
-}
 
 /// The public listener's routes: health, metrics and the Receivers. The
 /// control API is not among them.
