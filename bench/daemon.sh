@@ -10,7 +10,15 @@ n_repos=${2:-1000}
 n_tags=${3:-1000}
 work=$(mktemp -d)
 daemon_pid=""
-trap '[ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
+# The registry serves until its stdin closes: close it before waiting, or
+# the wait never ends.
+cleanup() {
+  [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null
+  [ -n "${REG[1]:-}" ] && eval "exec ${REG[1]}>&-"
+  wait 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
 
 cargo build --release -q -p tagwarden
 cargo build --release -q -p tagwarden-testkit --example serve-registry
