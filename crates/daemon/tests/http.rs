@@ -476,3 +476,133 @@ fn an_engine_error_fails_one_object_not_the_daemon() {
         "{line}"
     );
 }
+
+/// The issue-10 starvation case against real servers: slow scans of two
+/// registries (every request held 4 s) fill every regular scan slot; a
+/// webhook for a fast registry still reaches its pushed commit at once,
+/// through the slot only triggered work may use.
+#[test]
+fn a_webhook_for_a_fast_registry_does_not_wait_behind_slow_scans() {
+    use tagwarden_testkit::{Action, BareRepo, FaultProxy, Registry, RegistryAuth};
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/fast", &["1.0.0"], None);
+    reg.publish("team/slow", &["1.0.0"], None);
+    let slow = |_: &tagwarden_testkit::Request| {
+        std::thread::sleep(Duration::from_secs(4));
+        Action::Forward
+    };
+    let slow_a = FaultProxy::start(reg.port, slow);
+    let slow_b = FaultProxy::start(reg.port, slow);
+    let bare = BareRepo::new(
+        "main",
+        &[(
+            "deploy/app.yaml",
+            &format!(
+                "image: {}/team/fast:1.0.0 # {{\"$imagepolicy\": \"flux-system:fast\"}}\n",
+                reg.host()
+            ),
+        )],
+    );
+    let token = "hook-token";
+    let mut manifests = format!(
+        r#"apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {{name: repo, namespace: flux-system}}
+spec: {{interval: 1h, ref: {{branch: main}}, url: "{url}"}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: fast, namespace: flux-system}}
+spec: {{image: "{host}/team/fast", interval: 1h}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: fast, namespace: flux-system, labels: {{app: fast}}}}
+spec: {{imageRepositoryRef: {{name: fast}}, policy: {{semver: {{range: ">=1.0.0"}}}}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageUpdateAutomation
+metadata: {{name: fast, namespace: flux-system}}
+spec:
+  interval: 1h
+  sourceRef: {{kind: GitRepository, name: repo}}
+  policySelector: {{matchLabels: {{app: fast}}}}
+  git: {{commit: {{author: {{name: bot, email: bot@example.com}}}}, push: {{branch: main}}}}
+  update: {{path: ./deploy, strategy: Setters}}
+---
+apiVersion: notification.toolkit.fluxcd.io/v1
+kind: Receiver
+metadata: {{name: hook, namespace: flux-system}}
+spec: {{type: generic, secretRef: {{name: hook-token}}, resources: [{{kind: ImageRepository, name: fast}}]}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: hook-token, namespace: flux-system}}
+stringData: {{token: {token}}}
+"#,
+        url = bare.url(),
+        host = reg.host()
+    );
+    for i in 0..30 {
+        let host = if i % 2 == 0 {
+            slow_a.host()
+        } else {
+            slow_b.host()
+        };
+        manifests.push_str(&format!(
+            "---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\n\
+             metadata: {{name: slow-{i}, namespace: flux-system}}\n\
+             spec: {{image: \"{host}/team/slow\", interval: 1h}}\n"
+        ));
+    }
+    let d = Daemon::start_with(|c, dir| {
+        // 4 regular scan slots, 2 per host: both slow registries fill them.
+        c.concurrency = 2;
+        std::fs::write(dir.join("flux/all.yaml"), &manifests).expect("write");
+    });
+    // The first pass: the fast chain is up to date, the slow scans run on.
+    let started = Instant::now();
+    let up_to_date =
+        "tagwarden_ready{kind=\"ImageUpdateAutomation\",namespace=\"flux-system\",name=\"fast\"} 1";
+    loop {
+        let (_, metrics) = get(d.port, "/metrics").expect("metrics");
+        if metrics.contains(up_to_date) {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(20), "{metrics}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let slow_requests = slow_a.requests().len() + slow_b.requests().len();
+    assert!(
+        slow_requests >= 4,
+        "the slow scans are running: {slow_requests}"
+    );
+
+    reg.publish("team/fast", &["1.1.0"], None);
+    let path = tagwarden_receivers::hook_path(token, "hook", "flux-system");
+    let posted = Instant::now();
+    let (status, answer) = exchange(
+        TcpStream::connect(("127.0.0.1", d.port)).expect("connect"),
+        &request("POST", &path),
+    )
+    .expect("answer");
+    assert_eq!(status, 200, "{answer}");
+    let wanted = format!("{}/team/fast:1.1.0 #", reg.host());
+    loop {
+        let head = bare.show("main", "deploy/app.yaml");
+        if head.contains(&wanted) {
+            break;
+        }
+        assert!(
+            posted.elapsed() < Duration::from_secs(3),
+            "no push within 3 s of the webhook (a slow scan holds a slot for 8 s): {head}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let took = posted.elapsed();
+    println!("webhook -> pushed commit with every regular scan slot busy: {took:?}");
+    assert!(
+        slow_a.requests().len() + slow_b.requests().len() < 60,
+        "the slow scans were still running"
+    );
+}
