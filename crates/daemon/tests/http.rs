@@ -606,3 +606,70 @@ stringData: {{token: {token}}}
         "the slow scans were still running"
     );
 }
+
+/// Manifest files as an object source: an edited spec is a new generation
+/// (`observedGeneration`), an edited `reconcile.fluxcd.io/requestedAt` runs
+/// the object at once without one and shows as `lastHandledReconcileAt`.
+#[test]
+fn file_edits_reach_the_status_as_generation_and_reconcile_requests() {
+    let reg = tagwarden_testkit::Registry::start(tagwarden_testkit::RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0"], None);
+    let store = Arc::new(MemoryStore::default());
+    let manifest = |annotations: &str, interval: &str| {
+        format!(
+            "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\n\
+             metadata: {{name: app, namespace: flux-system{annotations}}}\n\
+             spec: {{image: \"{}/team/app\", interval: {interval}}}\n",
+            reg.host()
+        )
+    };
+    let file = std::cell::RefCell::new(PathBuf::new());
+    let d = Daemon::start_on(store.clone(), |c, dir| {
+        c.reload_every = Duration::from_millis(50);
+        let f = dir.join("flux/app.yaml");
+        std::fs::write(&f, manifest("", "1h")).expect("write");
+        *file.borrow_mut() = f;
+    });
+    let status = || -> Option<serde_json::Value> {
+        let bytes = tagwarden_store::Store::get(&*store, "status/ImageRepository/flux-system/app")
+            .expect("read")?;
+        serde_json::from_slice(&bytes).ok()
+    };
+    let wait_for = |what: &str, ok: &dyn Fn(&serde_json::Value) -> bool| {
+        let started = Instant::now();
+        loop {
+            if let Some(s) = status()
+                && ok(&s)
+            {
+                return s;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{what}: {:?}",
+                status()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    let first = wait_for("first scan", &|s| s["lastScanResult"]["tagCount"] == 1);
+    assert_eq!(first["observedGeneration"], 1);
+    assert!(first.get("lastHandledReconcileAt").is_none(), "{first}");
+
+    let asked = ", annotations: {reconcile.fluxcd.io/requestedAt: '2026-12-02T02:00:00Z'}";
+    std::fs::write(&*file.borrow(), manifest(asked, "1h")).expect("annotate");
+    let handled = wait_for("reconcile request", &|s| {
+        s["lastHandledReconcileAt"] == "2026-12-02T02:00:00Z"
+    });
+    assert_eq!(
+        handled["observedGeneration"], 1,
+        "an annotation is no new generation"
+    );
+    assert_eq!(handled["conditions"][0]["type"], "Ready");
+    assert_eq!(handled["conditions"][0]["status"], "True");
+
+    std::fs::write(&*file.borrow(), manifest(asked, "2h")).expect("edit the spec");
+    let edited = wait_for("new generation", &|s| s["observedGeneration"] == 2);
+    assert_eq!(edited["conditions"][0]["observedGeneration"], 2);
+    assert_eq!(edited["lastHandledReconcileAt"], "2026-12-02T02:00:00Z");
+    drop(d);
+}
