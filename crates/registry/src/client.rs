@@ -65,6 +65,16 @@ enum Auth<'a> {
 
 impl Client {
     pub fn new(opts: ClientOptions) -> Result<Client, RegistryError> {
+        Client::with_tokens(opts, Arc::default())
+    }
+
+    /// A client whose bearer tokens live in `tokens`: the pool hands every
+    /// client the same map, so clients that differ only in timeouts or TLS
+    /// settings still fetch one token per registry, scope and credentials.
+    pub(crate) fn with_tokens(
+        opts: ClientOptions,
+        tokens: Arc<Mutex<TokenMap>>,
+    ) -> Result<Client, RegistryError> {
         let cfg = |e: reqwest::Error| RegistryError::Config(e.to_string());
         // No overall per-request timeout: the operation's deadline bounds
         // everything; a stalled attempt fails on the read timeout and is retried.
@@ -95,15 +105,15 @@ impl Client {
         Ok(Client {
             http: b.build().map_err(cfg)?,
             opts: Arc::new(opts),
-            tokens: Arc::default(),
+            tokens,
             schemes: Arc::default(),
         })
     }
 
-    /// One client and its clones share tokens and connections.
+    /// One client and its clones share connections (and options).
     #[cfg(test)]
     pub(crate) fn same_as(&self, other: &Client) -> bool {
-        Arc::ptr_eq(&self.tokens, &other.tokens)
+        Arc::ptr_eq(&self.opts, &other.opts)
     }
 
     /// `scheme://host` for the registry. Loopback, private-network and
@@ -735,7 +745,7 @@ fn token_key(registry: &str, scope: &str, creds: Option<&Credentials>) -> String
     format!("{registry}|{scope}|{who}")
 }
 
-type TokenMap = HashMap<String, (String, Instant)>;
+pub(crate) type TokenMap = HashMap<String, (String, Instant)>;
 
 /// Inserts a token, first dropping expired ones; at the cap, the token that
 /// expires soonest makes room.

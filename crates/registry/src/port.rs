@@ -59,6 +59,9 @@ pub trait Registry: Send + Sync {
 pub struct Pool {
     clients: std::sync::Mutex<Clients>,
     capacity: usize,
+    /// One token map for every client: a token is keyed by registry, scope
+    /// and a hash of the credentials, not by the connection setup.
+    tokens: std::sync::Arc<std::sync::Mutex<crate::client::TokenMap>>,
 }
 
 #[cfg(feature = "http")]
@@ -92,6 +95,7 @@ impl Pool {
         Pool {
             clients: std::sync::Mutex::default(),
             capacity: capacity.max(1),
+            tokens: std::sync::Arc::default(),
         }
     }
 
@@ -119,7 +123,7 @@ impl Pool {
             *used = tick;
             return Ok(c.clone());
         }
-        let c = crate::Client::new(options.clone())?;
+        let c = crate::Client::with_tokens(options.clone(), self.tokens.clone())?;
         if clients.by_key.len() >= self.capacity {
             let oldest = clients
                 .by_key

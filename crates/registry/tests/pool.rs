@@ -93,4 +93,20 @@ async fn one_pool_fetches_one_token_per_scope_and_credentials_across_scans() {
     let fresh = tokens.issued_to("flux", API) - before;
     println!("fresh client per scan: {SCANS} scans -> {fresh} token(s)");
     assert_eq!(fresh, SCANS);
+
+    // Two repositories of one image with other intervals (so other
+    // timeouts, so two clients) still share the token of their scope.
+    let before = tokens.issued_to("flux", API);
+    let mut slow = api.clone();
+    slow.options.timeout = std::time::Duration::from_secs(300);
+    let shared = Pool::new();
+    for s in [&api, &slow, &api, &slow] {
+        shared.scan(s).await.expect("scan");
+    }
+    assert_eq!(shared.len(), 2, "two connection setups, two clients");
+    assert_eq!(
+        tokens.issued_to("flux", API) - before,
+        1,
+        "one token for both clients of the pool"
+    );
 }
