@@ -31,6 +31,9 @@ enum Command {
     Demo(cmd::demo::DemoArgs),
     /// Reconcile Flux image automation manifests: scan, select, update Git.
     Run(cmd::run::RunArgs),
+    /// Run inside a Kubernetes cluster on Flux's image CRDs, in place of
+    /// Flux's image-reflector and image-automation controllers.
+    Controller(cmd::controller::ControllerArgs),
     /// Generate Flux image automation manifests, as `flux create image … --export`.
     Create(cmd::create::CreateArgs),
     /// Show objects and their status, as `flux get image …`.
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
         Command::Scan(args) => cmd::scan::run(args),
         Command::Update(args) => cmd::update::run(args),
         Command::Run(args) => cmd::run::run(args),
+        Command::Controller(args) => cmd::controller::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Create(args) => cmd::create::run(args),
         Command::Get { group } => cmd::get::get(group),

@@ -6,13 +6,13 @@
 mod api;
 mod http;
 mod metrics;
-mod queue;
+pub mod queue;
 mod routes;
 mod schedule;
 
 pub use http::{HttpLimits, SocketError};
 pub use metrics::Metrics;
-pub use schedule::Scheduler;
+pub use schedule::{Scheduler, deadline, registry_host};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -80,7 +80,7 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    pub(crate) fn observe(&self, key: &ObjectId, ready: bool, took: Duration) {
+    pub fn observe(&self, key: &ObjectId, ready: bool, took: Duration) {
         let result = if ready { "success" } else { "failure" };
         let by_result: Labels = vec![
             ("kind".into(), key.kind.as_str().into()),
@@ -98,7 +98,7 @@ impl Metrics {
         self.ready.get_or_create(&object).set(i64::from(ready));
     }
 
-    pub(crate) fn tags(&self, namespace: &str, name: &str, count: usize) {
+    pub fn tags(&self, namespace: &str, name: &str, count: usize) {
         let labels: Labels = vec![
             ("namespace".into(), namespace.into()),
             ("name".into(), name.into()),
@@ -108,7 +108,7 @@ impl Metrics {
             .set(i64::try_from(count).unwrap_or(i64::MAX));
     }
 
-    pub(crate) fn pushed(&self, namespace: &str, name: &str) {
+    pub fn pushed(&self, namespace: &str, name: &str) {
         let labels: Labels = vec![
             ("namespace".into(), namespace.into()),
             ("name".into(), name.into()),

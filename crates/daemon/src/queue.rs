@@ -24,7 +24,7 @@ use tokio::time::Instant;
 
 /// Why a run is pending; triggered runs go first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Why {
+pub enum Why {
     /// Asked for: a webhook, a changed dependency, an edit, `reconcile`.
     Trigger,
     /// The first run after the daemon started.
@@ -51,19 +51,19 @@ struct Entry {
 
 /// Slots per kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Slots {
-    pub(crate) scans: usize,
+pub struct Slots {
+    pub scans: usize,
     /// Extra scans for triggered work only.
-    pub(crate) express_scans: usize,
-    pub(crate) policies: usize,
-    pub(crate) automations: usize,
-    pub(crate) per_host: usize,
+    pub express_scans: usize,
+    pub policies: usize,
+    pub automations: usize,
+    pub per_host: usize,
 }
 
 impl Slots {
     /// From the daemon's `concurrency`: scans get twice as many (they
     /// mostly wait on the network).
-    pub(crate) fn new(concurrency: usize) -> Slots {
+    pub fn new(concurrency: usize) -> Slots {
         let n = concurrency.max(1);
         Slots {
             scans: 2 * n,
@@ -76,7 +76,7 @@ impl Slots {
 }
 
 #[derive(Debug)]
-pub(crate) struct Queue {
+pub struct Queue {
     entries: HashMap<ObjectId, Entry>,
     /// Pending runs by (when, why, what): the next one is the first.
     pending: BTreeSet<(Instant, Why, ObjectId)>,
@@ -90,13 +90,13 @@ pub(crate) struct Queue {
 
 /// A run the loop may start now.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Start {
-    pub(crate) id: ObjectId,
-    pub(crate) why: Why,
+pub struct Start {
+    pub id: ObjectId,
+    pub why: Why,
 }
 
 impl Queue {
-    pub(crate) fn new(slots: Slots, backoff: Backoff, seed: u64) -> Queue {
+    pub fn new(slots: Slots, backoff: Backoff, seed: u64) -> Queue {
         Queue {
             entries: HashMap::new(),
             pending: BTreeSet::new(),
@@ -109,7 +109,7 @@ impl Queue {
     }
 
     /// Knows `id` from now on (its scans go to `host`), with a run at `at`.
-    pub(crate) fn add(&mut self, id: ObjectId, host: Option<String>, at: Instant, why: Why) {
+    pub fn add(&mut self, id: ObjectId, host: Option<String>, at: Instant, why: Why) {
         let e = self.entries.entry(id.clone()).or_default();
         e.host = host;
         e.gone = false;
@@ -117,7 +117,7 @@ impl Queue {
     }
 
     /// Forgets objects that are gone; a run in flight ends normally.
-    pub(crate) fn retain(&mut self, keep: impl Fn(&ObjectId) -> bool) {
+    pub fn retain(&mut self, keep: impl Fn(&ObjectId) -> bool) {
         let gone: Vec<ObjectId> = self.entries.keys().filter(|k| !keep(k)).cloned().collect();
         for id in gone {
             self.unschedule(&id);
@@ -138,7 +138,7 @@ impl Queue {
 
     /// Run `id` as soon as it may; many triggers before it starts are one
     /// run, triggers while it runs are one more run after it.
-    pub(crate) fn trigger(&mut self, id: &ObjectId, now: Instant) {
+    pub fn trigger(&mut self, id: &ObjectId, now: Instant) {
         let Some(e) = self.entries.get_mut(id) else {
             return;
         };
@@ -150,7 +150,7 @@ impl Queue {
     }
 
     /// Drops any pending run (a suspended object).
-    pub(crate) fn unschedule(&mut self, id: &ObjectId) {
+    pub fn unschedule(&mut self, id: &ObjectId) {
         if let Some(e) = self.entries.get_mut(id)
             && let Some((at, why)) = e.pending.take()
         {
@@ -199,7 +199,7 @@ impl Queue {
     /// The runs to start now, most urgent first, within the slots;
     /// `dependencies` says what an object reads. Each returned run is
     /// marked running until [`Queue::finish`].
-    pub(crate) fn start(
+    pub fn start(
         &mut self,
         now: Instant,
         dependencies: impl Fn(&ObjectId) -> Vec<ObjectId>,
@@ -261,7 +261,7 @@ impl Queue {
 
     /// A started run that did not run after all (suspended, gone): its
     /// slot back, nothing scheduled.
-    pub(crate) fn cancel(&mut self, id: &ObjectId) {
+    pub fn cancel(&mut self, id: &ObjectId) {
         if let Some(e) = self.release(id) {
             e.rerun = false;
         }
@@ -283,7 +283,7 @@ impl Queue {
     /// A run ended with `outcome` (`None`: the engine failed or the run was
     /// abandoned, a transient failure). Schedules the next run; returns
     /// the failures in a row so far.
-    pub(crate) fn finish(&mut self, id: &ObjectId, outcome: Option<&Outcome>, now: Instant) -> u32 {
+    pub fn finish(&mut self, id: &ObjectId, outcome: Option<&Outcome>, now: Instant) -> u32 {
         let backoff = self.backoff;
         let seed = self.seed;
         let Some(e) = self.release(id) else {
@@ -323,7 +323,7 @@ impl Queue {
     /// pending run still in the future. Runs already due that could not
     /// start wait for a finished run or a trigger, not for the clock, so
     /// the loop never spins.
-    pub(crate) fn next_wake(&self, now: Instant) -> Option<Instant> {
+    pub fn next_wake(&self, now: Instant) -> Option<Instant> {
         self.pending
             .iter()
             .map(|(at, _, _)| *at)

@@ -458,7 +458,7 @@ fn compare(a: &Object, b: &Object) -> (bool, bool) {
 
 /// The registry host of an image reference, as `docker` reads it: the first
 /// path segment when it looks like a host, else Docker Hub.
-fn registry_host(image: &str) -> String {
+pub fn registry_host(image: &str) -> String {
     match image.split_once('/') {
         Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => {
             first.to_ascii_lowercase()
@@ -475,7 +475,7 @@ const DEADLINE_SLACK: Duration = Duration::from_secs(5);
 
 /// The hard deadline of one reconcile: the object's `timeout`, else its
 /// interval (else a minute), at least 5 s, plus slack; never above `cap`.
-fn deadline(o: &Object, cap: Duration) -> Duration {
+pub fn deadline(o: &Object, cap: Duration) -> Duration {
     let base = match o {
         Object::ImageRepository(r) => r.timeout.unwrap_or(r.interval),
         Object::ImagePolicy(p) => p.interval.unwrap_or(Duration::from_secs(60)),

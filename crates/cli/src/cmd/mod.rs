@@ -1,4 +1,5 @@
 pub mod control;
+pub mod controller;
 pub mod create;
 pub mod demo;
 pub mod get;

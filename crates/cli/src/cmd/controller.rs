@@ -1,0 +1,134 @@
+//! `tagwarden controller`: inside a cluster, on Flux's own CRDs, in place of
+//! Flux's image-reflector-controller and image-automation-controller. Flags
+//! carry Flux's names and defaults.
+
+use anyhow::{Context as _, Result};
+use clap::{ArgAction, Args, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogEncoding {
+    Json,
+    Console,
+}
+
+#[derive(Args)]
+#[command(
+    after_help = "Examples:\n  tagwarden controller --kubeconfig ~/.kube/config\n  \
+    tagwarden controller --enable-leader-election --watch-label-selector=sharding.fluxcd.io/key=shard1"
+)]
+pub struct ControllerArgs {
+    /// Path to a kubeconfig; in-cluster config or $KUBECONFIG otherwise.
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use.
+    #[arg(long)]
+    context: Option<String>,
+    /// Reconciles in flight per kind.
+    #[arg(long, default_value_t = 4)]
+    concurrent: usize,
+    /// Hold a Lease in the runtime namespace: one replica reconciles.
+    #[arg(long)]
+    enable_leader_election: bool,
+    #[arg(long, default_value = "35s", value_parser = duration)]
+    leader_election_lease_duration: Duration,
+    #[arg(long, default_value = "30s", value_parser = duration)]
+    leader_election_renew_deadline: Duration,
+    #[arg(long, default_value = "5s", value_parser = duration)]
+    leader_election_retry_period: Duration,
+    /// Watch every namespace; with =false only the runtime namespace
+    /// ($RUNTIME_NAMESPACE, else flux-system).
+    #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
+    watch_all_namespaces: bool,
+    /// Only objects with these labels (sharding across Deployments).
+    #[arg(long, value_name = "SELECTOR")]
+    watch_label_selector: Option<String>,
+    /// First wait after a failure (doubled each time).
+    #[arg(long, default_value = "750ms", value_parser = duration)]
+    min_retry_delay: Duration,
+    #[arg(long, default_value = "15m", value_parser = duration)]
+    max_retry_delay: Duration,
+    /// Where /metrics is served.
+    #[arg(long, default_value = ":8080", value_parser = address)]
+    metrics_addr: SocketAddr,
+    /// Where /healthz and /readyz are served.
+    #[arg(long, default_value = ":9440", value_parser = address)]
+    health_addr: SocketAddr,
+    /// The tag database (embedded store); in memory when not given.
+    #[arg(long, value_name = "DIR")]
+    storage_path: Option<PathBuf>,
+    #[arg(long, default_value = "info", value_parser = ["debug", "info", "error"])]
+    log_level: String,
+    #[arg(long, value_enum, default_value = "json")]
+    log_encoding: LogEncoding,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    tagwarden_api::duration::parse(s)
+        .ok_or_else(|| format!("'{s}' is not a duration (e.g. 750ms, 30s, 15m)"))
+}
+
+/// `:8080` (every interface, as Go's net.Listen) or `HOST:PORT`.
+fn address(s: &str) -> Result<SocketAddr, String> {
+    let full = match s.strip_prefix(':') {
+        Some(port) => format!("0.0.0.0:{port}"),
+        None => s.to_string(),
+    };
+    full.parse()
+        .map_err(|_| format!("'{s}' is not an address (e.g. :8080, 127.0.0.1:8080)"))
+}
+
+pub fn run(args: ControllerArgs) -> Result<ExitCode> {
+    let level = match args.log_level.as_str() {
+        "debug" => tracing::Level::DEBUG,
+        "error" => tracing::Level::ERROR,
+        _ => tracing::Level::INFO,
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    match args.log_encoding {
+        LogEncoding::Json => builder.json().init(),
+        LogEncoding::Console => builder.init(),
+    }
+    let runtime_ns = std::env::var("RUNTIME_NAMESPACE").unwrap_or_else(|_| "flux-system".into());
+    let instance = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| format!("tagwarden-{}", std::process::id()));
+    let config = tagwarden_kube::Config {
+        kubeconfig: args.kubeconfig,
+        context: args.context,
+        watch_namespace: (!args.watch_all_namespaces).then(|| runtime_ns.clone()),
+        label_selector: args.watch_label_selector,
+        concurrent: args.concurrent,
+        storage_path: args.storage_path,
+        leader_election: args
+            .enable_leader_election
+            .then(|| tagwarden_kube::LeaderElection {
+                lease_duration: args.leader_election_lease_duration,
+                renew_deadline: args.leader_election_renew_deadline,
+                retry_period: args.leader_election_retry_period,
+                ..tagwarden_kube::LeaderElection::new(&runtime_ns, &instance)
+            }),
+        backoff: tagwarden_engine::Backoff {
+            min: args.min_retry_delay,
+            max: args.max_retry_delay,
+        },
+        health_addr: Some(args.health_addr),
+        metrics_addr: Some(args.metrics_addr),
+        instance,
+        ..tagwarden_kube::Config::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let result = rt.block_on(tagwarden_kube::run(config, super::run::shutdown_signal()));
+    rt.shutdown_timeout(Duration::from_millis(200));
+    result.context("controller")?;
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,774 @@
+//! The Kubernetes driver: Flux's own image CRDs watched (not polled), each
+//! object reconciled by the same engine as `run --once` and the daemon,
+//! status written back with server-side apply on the status subresource
+//! (field manager `tagwarden`), Events emitted as Flux does, a Lease for
+//! leader election and a label selector for sharding.
+
+mod cache;
+pub mod leader;
+
+pub use leader::LeaderElection;
+
+use cache::{Cache, Entry, convert};
+use futures::StreamExt;
+use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
+use kube::runtime::watcher;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tagwarden_api::status::Status;
+use tagwarden_api::{Kind, Object, ObjectId};
+use tagwarden_daemon::Metrics;
+use tagwarden_daemon::queue::{Queue, Slots, Why};
+use tagwarden_engine::{
+    Backoff, Context, EventType, Outcome, StatusStore, dependencies, dependents,
+};
+use tagwarden_store::Store;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+/// Flux's finalizer, on every object the controller reconciles.
+pub const FINALIZER: &str = "finalizers.fluxcd.io";
+/// Who owns the status fields we apply.
+pub const FIELD_MANAGER: &str = "tagwarden";
+const IMAGE_GROUP: &str = "image.toolkit.fluxcd.io";
+
+#[derive(Debug, thiserror::Error)]
+pub enum KubeError {
+    #[error("kubeconfig: {0}")]
+    Config(String),
+    #[error("kubernetes API: {0}")]
+    Api(String),
+    #[error("listening on {addr}: {message}")]
+    Listen { addr: SocketAddr, message: String },
+    #[error("storage: {0}")]
+    Storage(#[from] tagwarden_store::StoreError),
+    #[error("leader election lost")]
+    LeadershipLost,
+}
+
+impl KubeError {
+    pub(crate) fn api(e: kube::Error) -> KubeError {
+        KubeError::Api(e.to_string())
+    }
+}
+
+/// How the controller runs (flags with Flux's names).
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub kubeconfig: Option<PathBuf>,
+    pub context: Option<String>,
+    /// Only this namespace; all when `None`.
+    pub watch_namespace: Option<String>,
+    /// `--watch-label-selector`: only objects with these labels (sharding).
+    pub label_selector: Option<String>,
+    /// Reconciles in flight per kind.
+    pub concurrent: usize,
+    /// The tag database; in memory when `None`.
+    pub storage_path: Option<PathBuf>,
+    pub leader_election: Option<LeaderElection>,
+    pub backoff: Backoff,
+    pub health_addr: Option<SocketAddr>,
+    pub metrics_addr: Option<SocketAddr>,
+    /// The longest one reconcile may run.
+    pub max_reconcile: Duration,
+    /// `reportingInstance` of Events: the pod name.
+    pub instance: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            kubeconfig: None,
+            context: None,
+            watch_namespace: None,
+            label_selector: None,
+            concurrent: 4,
+            storage_path: None,
+            leader_election: None,
+            backoff: Backoff::default(),
+            health_addr: None,
+            metrics_addr: None,
+            max_reconcile: Duration::from_secs(600),
+            instance: "tagwarden".into(),
+        }
+    }
+}
+
+/// A client from `--kubeconfig` (and `--context`), else in-cluster config
+/// or `KUBECONFIG`, as kubectl finds one.
+pub async fn client(
+    kubeconfig: Option<&std::path::Path>,
+    context: Option<&str>,
+) -> Result<kube::Client, KubeError> {
+    let options = kube::config::KubeConfigOptions {
+        context: context.map(str::to_string),
+        ..Default::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| KubeError::Config(format!("{}: {e}", path.display())))?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| KubeError::Config(format!("{}: {e}", path.display())))?
+        }
+        None if context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| KubeError::Config(e.to_string()))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| KubeError::Config(e.to_string()))?,
+    };
+    kube::Client::try_from(config).map_err(KubeError::api)
+}
+
+/// The resources the controller watches.
+fn resource(kind: Kind) -> ApiResource {
+    let (group, plural) = match kind {
+        Kind::ImageRepository => (IMAGE_GROUP, "imagerepositories"),
+        Kind::ImagePolicy => (IMAGE_GROUP, "imagepolicies"),
+        Kind::ImageUpdateAutomation => (IMAGE_GROUP, "imageupdateautomations"),
+        Kind::GitRepository => ("source.toolkit.fluxcd.io", "gitrepositories"),
+        Kind::Receiver => ("notification.toolkit.fluxcd.io", "receivers"),
+        Kind::Secret => ("", "secrets"),
+    };
+    let version = "v1";
+    ApiResource {
+        group: group.to_string(),
+        version: version.to_string(),
+        api_version: if group.is_empty() {
+            version.to_string()
+        } else {
+            format!("{group}/{version}")
+        },
+        kind: kind.as_str().to_string(),
+        plural: plural.to_string(),
+    }
+}
+
+fn api(client: &kube::Client, kind: Kind, namespace: Option<&str>) -> Api<DynamicObject> {
+    let ar = resource(kind);
+    match namespace {
+        Some(ns) => Api::namespaced_with(client.clone(), ns, &ar),
+        None => Api::all_with(client.clone(), &ar),
+    }
+}
+
+/// What a watch delivered.
+enum Seen {
+    Object(Box<serde_json::Value>),
+    Deleted(Box<serde_json::Value>),
+    Relisted(Kind, Vec<ObjectId>),
+    Namespace(String, std::collections::BTreeMap<String, String>),
+}
+
+/// One watch per kind, feeding `tx`; restarts itself with backoff.
+fn spawn_watch(
+    client: &kube::Client,
+    kind: Kind,
+    namespace: Option<&str>,
+    labels: Option<&str>,
+    tx: mpsc::UnboundedSender<Seen>,
+    synced: Arc<AtomicBool>,
+) {
+    let api = api(client, kind, namespace);
+    let mut cfg = watcher::Config::default();
+    if let Some(l) = labels.filter(|_| kind.is_reconciled()) {
+        cfg = cfg.labels(l);
+    }
+    tokio::spawn(async move {
+        let mut stream = watcher(api, cfg).default_backoff().boxed();
+        let mut listing: Vec<ObjectId> = Vec::new();
+        while let Some(ev) = stream.next().await {
+            let ev = match ev {
+                Ok(ev) => ev,
+                Err(e) => {
+                    tracing::warn!(kind = kind.as_str(), error = %e, "watch failed; retrying");
+                    continue;
+                }
+            };
+            let json = |o: DynamicObject| {
+                let mut v = serde_json::to_value(&o).unwrap_or_default();
+                v["kind"] = kind.as_str().into();
+                Box::new(v)
+            };
+            let sent = match ev {
+                watcher::Event::Apply(o) => tx.send(Seen::Object(json(o))),
+                watcher::Event::InitApply(o) => {
+                    let v = json(o);
+                    listing.push(ObjectId::new(
+                        kind,
+                        v["metadata"]["namespace"].as_str().unwrap_or_default(),
+                        v["metadata"]["name"].as_str().unwrap_or_default(),
+                    ));
+                    tx.send(Seen::Object(v))
+                }
+                watcher::Event::Delete(o) => tx.send(Seen::Deleted(json(o))),
+                watcher::Event::Init => {
+                    listing.clear();
+                    Ok(())
+                }
+                watcher::Event::InitDone => {
+                    synced.store(true, Ordering::SeqCst);
+                    tx.send(Seen::Relisted(kind, std::mem::take(&mut listing)))
+                }
+            };
+            if sent.is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Namespace labels, for `accessFrom`.
+fn spawn_namespace_watch(
+    client: &kube::Client,
+    tx: mpsc::UnboundedSender<Seen>,
+    synced: Arc<AtomicBool>,
+) {
+    let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    tokio::spawn(async move {
+        let mut stream = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(ev) = stream.next().await {
+            let (ns, gone) = match ev {
+                Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => (n, false),
+                Ok(watcher::Event::Delete(n)) => (n, true),
+                Ok(watcher::Event::InitDone) => {
+                    synced.store(true, Ordering::SeqCst);
+                    continue;
+                }
+                Ok(watcher::Event::Init) => continue,
+                Err(e) => {
+                    // Without namespace access, accessFrom sees only
+                    // `kubernetes.io/metadata.name`; the rest still works.
+                    tracing::debug!(error = %e, "namespace watch failed");
+                    synced.store(true, Ordering::SeqCst);
+                    continue;
+                }
+            };
+            let name = ns.metadata.name.clone().unwrap_or_default();
+            let labels = if gone {
+                None
+            } else {
+                Some(
+                    ns.metadata
+                        .labels
+                        .clone()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .collect(),
+                )
+            };
+            let msg = match labels {
+                Some(l) => Seen::Namespace(name, l),
+                None => Seen::Namespace(name, Default::default()),
+            };
+            if tx.send(msg).is_err() {
+                return;
+            }
+        }
+    });
+}
+
+/// Applies status with server-side apply on `/status`, latest per object
+/// first; a failed write is retried a few times, then left to the next
+/// reconcile.
+fn spawn_status_writer(client: kube::Client, mut rx: mpsc::UnboundedReceiver<(ObjectId, Status)>) {
+    tokio::spawn(async move {
+        while let Some((id, status)) = rx.recv().await {
+            let mut body = serde_json::json!({
+                "apiVersion": format!("{IMAGE_GROUP}/v1"),
+                "kind": id.kind.as_str(),
+                "metadata": {"name": id.name, "namespace": id.namespace},
+                "status": status.to_json(),
+            });
+            // v1beta2's `latestImage`, so the guide's jsonpath still prints it.
+            if let Status::ImagePolicy(p) = &status
+                && let Some(l) = &p.latest_ref
+            {
+                body["status"]["latestImage"] = format!("{}:{}", l.name, l.tag).into();
+            }
+            let api = api(&client, id.kind, Some(&id.namespace));
+            let params = PatchParams::apply(FIELD_MANAGER).force();
+            let mut wait = Duration::from_millis(200);
+            for attempt in 1..=4 {
+                match api
+                    .patch_status(&id.name, &params, &Patch::Apply(&body))
+                    .await
+                {
+                    Ok(_) => break,
+                    Err(kube::Error::Api(s)) if s.code == 404 => break,
+                    Err(e) => {
+                        tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, attempt, error = %e, "status not written");
+                        tokio::time::sleep(wait).await;
+                        wait *= 2;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// Health, readiness and metrics.
+async fn serve(
+    addr: SocketAddr,
+    ready: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+) -> Result<(), KubeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| KubeError::Listen {
+            addr,
+            message: e.to_string(),
+        })?;
+    let app = axum::Router::new()
+        .route("/healthz", axum::routing::get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            axum::routing::get(move || {
+                let ready = ready.load(Ordering::SeqCst);
+                async move {
+                    if ready {
+                        (axum::http::StatusCode::OK, "ok")
+                    } else {
+                        (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "caches not synced",
+                        )
+                    }
+                }
+            }),
+        )
+        .route(
+            "/metrics",
+            axum::routing::get(move || {
+                let text = metrics.render();
+                async move { text }
+            }),
+        );
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "health server stopped");
+        }
+    });
+    Ok(())
+}
+
+/// Runs until `shutdown` resolves (or leadership is lost).
+pub async fn run(
+    config: Config,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> Result<(), KubeError> {
+    let client = client(config.kubeconfig.as_deref(), config.context.as_deref()).await?;
+    let store: Arc<dyn Store> = match &config.storage_path {
+        Some(dir) => Arc::new(tagwarden_store::FileStore::open(dir)?),
+        None => Arc::new(tagwarden_store::MemoryStore::default()),
+    };
+    let (status_tx, status_rx) = mpsc::unbounded_channel();
+    let cache = Arc::new(Cache::new(status_tx));
+    spawn_status_writer(client.clone(), status_rx);
+    let ctx = Context {
+        objects: cache.clone(),
+        status: cache.clone(),
+        db: store.clone(),
+        registry: Arc::new(tagwarden_registry::Pool::new()),
+        git: Arc::new(tagwarden_git::Git2),
+        clock: Arc::new(tagwarden_engine::SystemClock),
+        scratch: config.storage_path.clone(),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+    let ns = config.watch_namespace.as_deref();
+    let labels = config.label_selector.as_deref();
+    let mut synced = Vec::new();
+    for kind in [
+        Kind::Secret,
+        Kind::GitRepository,
+        Kind::ImageRepository,
+        Kind::ImagePolicy,
+        Kind::ImageUpdateAutomation,
+    ] {
+        let flag = Arc::new(AtomicBool::new(false));
+        spawn_watch(&client, kind, ns, labels, seen_tx.clone(), flag.clone());
+        synced.push(flag);
+    }
+    let ns_flag = Arc::new(AtomicBool::new(false));
+    spawn_namespace_watch(&client, seen_tx.clone(), ns_flag.clone());
+    synced.push(ns_flag);
+    let ready = Arc::new(AtomicBool::new(false));
+    if let Some(addr) = config.health_addr {
+        serve(addr, ready.clone(), metrics.clone()).await?;
+    }
+    if let Some(addr) = config
+        .metrics_addr
+        .filter(|m| Some(*m) != config.health_addr)
+    {
+        serve(addr, ready.clone(), metrics.clone()).await?;
+    }
+    let mut leading = match &config.leader_election {
+        Some(le) => Some(leader::acquire(client.clone(), le.clone()).await?),
+        None => None,
+    };
+    let recorder = Recorder::new(
+        client.clone(),
+        Reporter {
+            controller: "tagwarden".into(),
+            instance: Some(config.instance.clone()),
+        },
+    );
+    let mut driver = Driver {
+        client,
+        cache,
+        ctx,
+        metrics,
+        recorder,
+        queue: Queue::new(Slots::new(config.concurrent), config.backoff, 1),
+        config,
+        running: HashSet::new(),
+        synced_all: false,
+    };
+    let mut tasks: JoinSet<(ObjectId, Result<Outcome, String>, Duration)> = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        if !driver.synced_all && synced.iter().all(|f| f.load(Ordering::SeqCst)) {
+            driver.synced_all = true;
+            ready.store(true, Ordering::SeqCst);
+            tracing::info!("caches synced: reconciling");
+        }
+        if driver.synced_all {
+            driver.start_due(&mut tasks).await;
+        }
+        let wake = driver
+            .queue
+            .next_wake(Instant::now())
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
+        let lost = async {
+            match &mut leading {
+                Some(rx) => {
+                    while *rx.borrow() {
+                        if rx.changed().await.is_err() {
+                            break;
+                        }
+                    }
+                }
+                None => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            () = &mut shutdown => break,
+            () = lost => return Err(KubeError::LeadershipLost),
+            Some(seen) = seen_rx.recv() => driver.seen(seen),
+            Some(done) = tasks.join_next(), if !tasks.is_empty() => {
+                if let Ok((id, result, took)) = done {
+                    driver.finished(&id, result, took).await;
+                }
+            }
+            () = tokio::time::sleep_until(wake) => {}
+        }
+    }
+    tracing::info!(in_flight = tasks.len(), "shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(10), async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
+    Ok(())
+}
+
+struct Driver {
+    client: kube::Client,
+    cache: Arc<Cache>,
+    ctx: Context,
+    metrics: Arc<Metrics>,
+    recorder: Recorder,
+    queue: Queue,
+    config: Config,
+    running: HashSet<ObjectId>,
+    synced_all: bool,
+}
+
+impl Driver {
+    fn host(o: &Object) -> Option<String> {
+        match o {
+            Object::ImageRepository(r) => Some(tagwarden_daemon::registry_host(&r.image)),
+            _ => None,
+        }
+    }
+
+    /// A watch event: keep it, and decide who must run.
+    fn seen(&mut self, seen: Seen) {
+        let now = Instant::now();
+        match seen {
+            Seen::Namespace(name, labels) => {
+                if labels.is_empty() {
+                    self.cache.remove_namespace(&name);
+                } else {
+                    self.cache.set_namespace(&name, labels);
+                }
+            }
+            Seen::Object(json) => {
+                let entry = match convert(&json) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "object not read");
+                        return;
+                    }
+                };
+                let id = entry.object.id();
+                let new = entry.clone();
+                let before = self.cache.put(entry);
+                self.react(&id, before.as_ref(), &new, now);
+            }
+            Seen::Deleted(json) => {
+                let Ok(entry) = convert(&json) else { return };
+                let id = entry.object.id();
+                self.cache.remove(&id);
+                self.queue.retain(|k| *k != id);
+                self.forget(&id);
+                for d in dependents(&id, &*self.cache) {
+                    self.queue.trigger(&d, now);
+                }
+            }
+            Seen::Relisted(kind, ids) => {
+                for id in self.cache.retain_kind(kind, &ids) {
+                    self.queue.retain(|k| *k != id);
+                    self.forget(&id);
+                }
+            }
+        }
+    }
+
+    /// Drops what we kept of a deleted object (a repository's tags).
+    fn forget(&self, id: &ObjectId) {
+        if id.kind == Kind::ImageRepository {
+            let key = format!("tags/{}/{}", id.namespace, id.name);
+            if let Err(e) = self.ctx.db.delete(&key) {
+                tracing::warn!(namespace = %id.namespace, name = %id.name, error = %e, "stored tags not dropped");
+            }
+        }
+    }
+
+    fn react(&mut self, id: &ObjectId, before: Option<&Entry>, now_entry: &Entry, now: Instant) {
+        let Some(before) = before else {
+            if id.kind.is_reconciled() {
+                let why = if self.synced_all {
+                    Why::Trigger
+                } else {
+                    Why::Start
+                };
+                self.queue
+                    .add(id.clone(), Self::host(&now_entry.object), now, why);
+            }
+            return;
+        };
+        let (b, n) = (before.object.meta(), now_entry.object.meta());
+        let acted_on = b.generation != n.generation
+            || b.reconcile_requested_at() != n.reconcile_requested_at()
+            || b.labels != n.labels
+            || before.deleting != now_entry.deleting;
+        if !id.kind.is_reconciled() {
+            // A Secret or GitRepository: what reads it runs again.
+            if before.object != now_entry.object {
+                for d in dependents(id, &*self.cache) {
+                    self.queue.trigger(&d, now);
+                }
+            }
+            return;
+        }
+        if acted_on {
+            self.queue.trigger(id, now);
+        }
+        // Status moved (written by us, or by another shard's controller).
+        let moved = match (&before.status, &now_entry.status) {
+            (Some(Status::ImageRepository(a)), Some(Status::ImageRepository(c))) => {
+                a.last_scan_result.as_ref().map(|s| &s.revision)
+                    != c.last_scan_result.as_ref().map(|s| &s.revision)
+            }
+            (Some(Status::ImagePolicy(a)), Some(Status::ImagePolicy(c))) => {
+                a.latest_ref != c.latest_ref
+            }
+            (None, Some(_)) => true,
+            _ => false,
+        };
+        if moved || b.labels != n.labels {
+            for d in dependents(id, &*self.cache) {
+                self.queue.trigger(&d, now);
+            }
+        }
+    }
+
+    /// The finalizer first: added to live objects, and on a deleted one the
+    /// cleanup runs and the finalizer goes. Returns true when the object is
+    /// to be reconciled.
+    async fn finalize(&self, id: &ObjectId, entry: &Entry) -> bool {
+        let has = entry.finalizers.iter().any(|f| f == FINALIZER);
+        let api = api(&self.client, id.kind, Some(&id.namespace));
+        let patch = |finalizers: Vec<String>| {
+            serde_json::json!({
+                "metadata": {
+                    "finalizers": finalizers,
+                    "resourceVersion": entry.resource_version,
+                }
+            })
+        };
+        if entry.deleting {
+            self.forget(id);
+            if has {
+                let rest: Vec<String> = entry
+                    .finalizers
+                    .iter()
+                    .filter(|f| *f != FINALIZER)
+                    .cloned()
+                    .collect();
+                if let Err(e) = api
+                    .patch(
+                        &id.name,
+                        &PatchParams::default(),
+                        &Patch::Merge(patch(rest)),
+                    )
+                    .await
+                {
+                    tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, error = %e, "finalizer not removed");
+                }
+            }
+            return false;
+        }
+        if !has {
+            let mut all = entry.finalizers.clone();
+            all.push(FINALIZER.to_string());
+            if let Err(e) = api
+                .patch(&id.name, &PatchParams::default(), &Patch::Merge(patch(all)))
+                .await
+            {
+                tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, error = %e, "finalizer not added");
+            }
+        }
+        true
+    }
+
+    async fn start_due(
+        &mut self,
+        tasks: &mut JoinSet<(ObjectId, Result<Outcome, String>, Duration)>,
+    ) {
+        let cache = self.cache.clone();
+        let starts = self
+            .queue
+            .start(Instant::now(), |id| dependencies(id, &*cache));
+        for s in starts {
+            let Some(entry) = self.cache.entry(&s.id) else {
+                self.queue.cancel(&s.id);
+                continue;
+            };
+            if !self.finalize(&s.id, &entry).await {
+                self.queue.cancel(&s.id);
+                continue;
+            }
+            self.running.insert(s.id.clone());
+            let ctx = self.ctx.clone();
+            let object = entry.object;
+            let limit = tagwarden_daemon::deadline(&object, self.config.max_reconcile);
+            let id = s.id;
+            tasks.spawn(async move {
+                let started = Instant::now();
+                let result =
+                    match tokio::time::timeout(limit, tagwarden_engine::reconcile(&object, &ctx))
+                        .await
+                    {
+                        Ok(Ok(o)) => Ok(o),
+                        Ok(Err(e)) => Err(e.to_string()),
+                        Err(_) => tagwarden_engine::abandoned(
+                            &object,
+                            &ctx,
+                            &format!(
+                                "reconcile did not finish within {}: abandoned",
+                                tagwarden_api::duration::format(limit)
+                            ),
+                        )
+                        .map_err(|e| e.to_string()),
+                    };
+                (id, result, started.elapsed())
+            });
+        }
+    }
+
+    async fn finished(&mut self, id: &ObjectId, result: Result<Outcome, String>, took: Duration) {
+        self.running.remove(id);
+        let outcome = match result {
+            Ok(o) => Some(o),
+            Err(e) => {
+                tracing::error!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, error = %e, "reconcile failed");
+                None
+            }
+        };
+        if let Some(o) = &outcome {
+            if !o.suspended {
+                if let Err(e) = self.cache.write(id, &o.status) {
+                    tracing::warn!(error = %e, "status not kept");
+                }
+                self.metrics.observe(
+                    id,
+                    o.ready().0 == tagwarden_api::status::ConditionStatus::True,
+                    took,
+                );
+            }
+            if let Status::ImageRepository(s) = &o.status
+                && let Some(scan) = &s.last_scan_result
+            {
+                self.metrics.tags(&id.namespace, &id.name, scan.tag_count);
+            }
+            if o.pushed().is_some() {
+                self.metrics.pushed(&id.namespace, &id.name);
+            }
+            self.emit(id, o).await;
+        } else {
+            self.metrics.observe(id, false, took);
+        }
+        self.queue.finish(id, outcome.as_ref(), Instant::now());
+        if outcome.as_ref().is_some_and(Outcome::changed) {
+            for d in dependents(id, &*self.cache) {
+                self.queue.trigger(&d, Instant::now());
+            }
+        }
+    }
+
+    /// The outcome's Events, on the object.
+    async fn emit(&self, id: &ObjectId, o: &Outcome) {
+        if o.events.is_empty() {
+            return;
+        }
+        let entry = self.cache.entry(id);
+        let reference = k8s_openapi::api::core::v1::ObjectReference {
+            api_version: Some(format!("{IMAGE_GROUP}/v1")),
+            kind: Some(id.kind.as_str().to_string()),
+            name: Some(id.name.clone()),
+            namespace: Some(id.namespace.clone()),
+            uid: entry.as_ref().and_then(|e| e.uid.clone()),
+            resource_version: entry.and_then(|e| e.resource_version),
+            ..Default::default()
+        };
+        for e in &o.events {
+            let ev = KubeEvent {
+                type_: match e.kind {
+                    EventType::Normal => KubeEventType::Normal,
+                    EventType::Warning => KubeEventType::Warning,
+                },
+                reason: e.reason.clone(),
+                // Events carry at most 1 kB of note.
+                note: Some(e.message.chars().take(1024).collect()),
+                action: "Reconcile".into(),
+                secondary: None,
+            };
+            if let Err(err) = self.recorder.publish(&ev, &reference).await {
+                tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, error = %err, "event not recorded");
+            }
+        }
+    }
+}
