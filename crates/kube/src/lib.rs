@@ -7,6 +7,7 @@
 mod cache;
 pub mod leader;
 
+pub use kube::Client;
 pub use leader::LeaderElection;
 
 use cache::{Cache, Entry, convert};
@@ -769,6 +770,98 @@ impl Driver {
             if let Err(err) = self.recorder.publish(&ev, &reference).await {
                 tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, error = %err, "event not recorded");
             }
+        }
+    }
+}
+
+/// What the CLI does against a cluster: `get`, `suspend`, `resume`,
+/// `reconcile` on the objects themselves, as `flux` does.
+pub mod ops {
+    use super::{KubeError, api};
+    use kube::api::{ListParams, Patch, PatchParams};
+    use std::time::Duration;
+    use tagwarden_api::status::Status;
+    use tagwarden_api::{Kind, ObjectId, RECONCILE_REQUESTED_AT};
+    use tagwarden_engine::listing::{self, ObjectRow};
+
+    fn row_of(kind: Kind, o: &kube::api::DynamicObject) -> ObjectRow {
+        let id = ObjectId::new(
+            kind,
+            o.metadata.namespace.clone().unwrap_or_default(),
+            o.metadata.name.clone().unwrap_or_default(),
+        );
+        let status = o
+            .data
+            .get("status")
+            .and_then(|s| serde_json::to_vec(s).ok())
+            .and_then(|b| Status::from_json(kind, &b).ok());
+        let suspended = o.data["spec"]["suspend"].as_bool().unwrap_or(false);
+        listing::row(&id, status.as_ref(), suspended)
+    }
+
+    /// Every image object in `namespace` (all when `None`), by kind.
+    pub async fn rows(
+        client: &kube::Client,
+        namespace: Option<&str>,
+    ) -> Result<Vec<ObjectRow>, KubeError> {
+        let mut out = Vec::new();
+        for kind in Kind::RECONCILED {
+            let list = api(client, kind, namespace)
+                .list(&ListParams::default())
+                .await
+                .map_err(KubeError::api)?;
+            let mut rows: Vec<ObjectRow> = list.items.iter().map(|o| row_of(kind, o)).collect();
+            rows.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    /// `spec.suspend`, as `flux suspend|resume` sets it.
+    pub async fn set_suspended(
+        client: &kube::Client,
+        id: &ObjectId,
+        suspend: bool,
+    ) -> Result<ObjectRow, KubeError> {
+        let o = api(client, id.kind, Some(&id.namespace))
+            .patch(
+                &id.name,
+                &PatchParams::default(),
+                &Patch::Merge(serde_json::json!({"spec": {"suspend": suspend}})),
+            )
+            .await
+            .map_err(KubeError::api)?;
+        Ok(row_of(id.kind, &o))
+    }
+
+    /// Sets `reconcile.fluxcd.io/requestedAt` to `token` and waits until
+    /// the status says it was handled; the row then.
+    pub async fn reconcile(
+        client: &kube::Client,
+        id: &ObjectId,
+        token: &str,
+        timeout: Duration,
+    ) -> Result<Option<ObjectRow>, KubeError> {
+        let a = api(client, id.kind, Some(&id.namespace));
+        a.patch(
+            &id.name,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({
+                "metadata": {"annotations": {RECONCILE_REQUESTED_AT: token}}
+            })),
+        )
+        .await
+        .map_err(KubeError::api)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let o = a.get(&id.name).await.map_err(KubeError::api)?;
+            if o.data["status"]["lastHandledReconcileAt"] == token {
+                return Ok(Some(row_of(id.kind, &o)));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(None);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 }

@@ -47,8 +47,15 @@ pub struct Scope {
     all_namespaces: bool,
     /// The daemon's state dir (its control socket `daemon.sock`, else its
     /// store).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["kubeconfig", "context"])]
     state_dir: Option<PathBuf>,
+    /// Act on the cluster of this kubeconfig (objects and their status, as
+    /// `flux` does) instead of the standalone daemon.
+    #[arg(long, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (implies the cluster).
+    #[arg(long)]
+    context: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -99,6 +106,13 @@ pub struct ActArgs {
 enum Backend {
     Api(super::control::Control),
     Store(std::sync::Arc<dyn Store>),
+    Cluster(Cluster),
+}
+
+/// A Kubernetes API client and the runtime its calls run on.
+struct Cluster {
+    client: tagwarden_kube::Client,
+    rt: tokio::runtime::Runtime,
 }
 
 /// How long a request waits: the daemon's reconcile waits up to a minute.
@@ -112,7 +126,26 @@ fn state_dir(scope: &Scope) -> Result<PathBuf> {
         .context("no --state-dir and no HOME to find the state in")
 }
 
+/// How long `reconcile` waits for the status to say it was handled.
+const RECONCILE_WAIT: Duration = Duration::from_secs(120);
+
 impl Backend {
+    /// The cluster when `--kubeconfig` or `--context` says so; else the
+    /// daemon (its socket) or its store.
+    fn open(scope: &Scope) -> Result<Backend> {
+        if scope.kubeconfig.is_none() && scope.context.is_none() {
+            return Backend::connect(&state_dir(scope)?);
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let client = rt.block_on(tagwarden_kube::client(
+            scope.kubeconfig.as_deref(),
+            scope.context.as_deref(),
+        ))?;
+        Ok(Backend::Cluster(Cluster { client, rt }))
+    }
+
     fn connect(dir: &Path) -> Result<Backend> {
         let socket = dir.join(tagwarden_daemon::SOCKET_FILE);
         if let Some(c) = super::control::Control::connect(&socket) {
@@ -143,6 +176,7 @@ impl Backend {
                 let status = tagwarden_engine::KvStatus::new(s.clone());
                 Ok(listing::rows(&status, &**s)?)
             }
+            Backend::Cluster(c) => Ok(c.rt.block_on(tagwarden_kube::ops::rows(&c.client, None))?),
         }
     }
 
@@ -154,6 +188,9 @@ impl Backend {
         ns: &str,
         name: &str,
     ) -> Result<Result<ObjectRow, String>> {
+        if let Backend::Cluster(c) = self {
+            return Ok(c.act(action, kind, ns, name));
+        }
         let Backend::Api(c) = self else {
             bail!("not connected to a daemon")
         };
@@ -174,6 +211,48 @@ impl Backend {
     }
 }
 
+impl Cluster {
+    /// `suspend`/`resume` set `spec.suspend`; `reconcile` sets Flux's
+    /// annotation and waits until the status has handled it.
+    fn act(&self, action: &str, kind: &str, ns: &str, name: &str) -> Result<ObjectRow, String> {
+        let kind = Kind::parse(kind).ok_or_else(|| format!("unknown kind '{kind}'"))?;
+        let id = ObjectId::new(kind, ns, name);
+        let done = match action {
+            "suspend" | "resume" => self
+                .rt
+                .block_on(tagwarden_kube::ops::set_suspended(
+                    &self.client,
+                    &id,
+                    action == "suspend",
+                ))
+                .map(Some),
+            _ => {
+                let token = requested_at(std::time::SystemTime::now());
+                self.rt.block_on(tagwarden_kube::ops::reconcile(
+                    &self.client,
+                    &id,
+                    &token,
+                    RECONCILE_WAIT,
+                ))
+            }
+        };
+        match done {
+            Ok(Some(row)) => Ok(row),
+            Ok(None) => Err("timeout waiting for reconciliation".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The value `flux reconcile` writes: RFC 3339 with nanoseconds.
+fn requested_at(t: std::time::SystemTime) -> String {
+    let nanos = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let whole = tagwarden_api::time::Time::from_system(t).to_string();
+    format!("{}.{nanos:09}Z", whole.trim_end_matches('Z'))
+}
+
 /// `s` percent-encoded for one path segment (names are DNS labels, but a
 /// space or slash must not change the request line).
 fn path_segment(s: &str) -> String {
@@ -190,7 +269,7 @@ fn path_segment(s: &str) -> String {
 
 pub fn get(group: GetGroup) -> Result<ExitCode> {
     let GetGroup::Image(args) = group;
-    let backend = Backend::connect(&state_dir(&args.scope)?)?;
+    let backend = Backend::open(&args.scope)?;
     let rows: Vec<ObjectRow> = backend
         .rows()?
         .into_iter()
@@ -333,8 +412,8 @@ pub fn suspend(group: ActGroup, suspend: bool) -> Result<ExitCode> {
     let verb = if suspend { "suspending" } else { "resuming" };
     let done = if suspend { "suspended" } else { "resumed" };
     eprintln!("► {verb} {human} {name} in {ns} namespace");
-    match Backend::connect(&state_dir(&args.scope)?)? {
-        b @ Backend::Api(_) => {
+    match Backend::open(&args.scope)? {
+        b @ (Backend::Api(_) | Backend::Cluster(_)) => {
             let action = if suspend { "suspend" } else { "resume" };
             if let Err(message) = b.act(action, kind, ns, name)? {
                 eprintln!("✗ {}", message.trim());
@@ -361,7 +440,7 @@ pub fn reconcile(group: ActGroup) -> Result<ExitCode> {
     if args.kind == ActKind::Policy {
         bail!("reconcile image policy is not supported: reconcile its repository");
     }
-    let backend = Backend::connect(&state_dir(&args.scope)?)?;
+    let backend = Backend::open(&args.scope)?;
     if let Backend::Store(_) = backend {
         eprintln!("✗ the daemon is not running: start it with `tagwarden run -f PATH`");
         return Ok(ExitCode::FAILURE);
@@ -391,4 +470,15 @@ pub fn reconcile(group: ActGroup) -> Result<ExitCode> {
         },
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reconcile_requests_carry_nanoseconds_as_flux_writes_them() {
+        let t = std::time::UNIX_EPOCH + Duration::new(1_796_172_075, 42);
+        assert_eq!(requested_at(t), "2026-12-02T00:41:15.000000042Z");
+    }
 }
