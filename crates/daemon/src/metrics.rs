@@ -21,13 +21,24 @@ pub struct Metrics {
     pushes: Family<Labels, Counter>,
     /// Mirrors the registry client's process-wide counts at each scrape.
     registry_requests: Family<Labels, Counter>,
+    /// Flux's own name and labels, so its dashboards read tagwarden.
+    gotk_durations: Family<Labels, Histogram>,
     /// One scrape at a time, so two never add the same requests twice.
     scrape: std::sync::Mutex<()>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
-        let mut registry = Registry::with_prefix("tagwarden");
+        let mut root = Registry::default();
+        let gotk_durations = Family::<Labels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+        });
+        root.register(
+            "gotk_reconcile_duration_seconds",
+            "Reconcile duration per object, as Flux's controllers report it",
+            gotk_durations.clone(),
+        );
+        let registry = root.sub_registry_with_prefix("tagwarden");
         let reconciles = Family::<Labels, Counter>::default();
         let durations = Family::<Labels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.005, 2.0, 14))
@@ -67,7 +78,8 @@ impl Default for Metrics {
             ready.clone(),
         );
         Metrics {
-            registry,
+            registry: root,
+            gotk_durations,
             reconciles,
             durations,
             ready,
@@ -95,6 +107,9 @@ impl Metrics {
             ("namespace".into(), key.namespace.clone()),
             ("name".into(), key.name.clone()),
         ];
+        self.gotk_durations
+            .get_or_create(&object)
+            .observe(took.as_secs_f64());
         self.ready.get_or_create(&object).set(i64::from(ready));
     }
 
@@ -133,5 +148,35 @@ impl Metrics {
         // Writing into a String cannot fail.
         let _ = encode(&mut out, &self.registry);
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tagwarden_api::Kind;
+
+    #[test]
+    fn ours_are_prefixed_and_flux_s_reconcile_duration_keeps_its_name() {
+        let m = Metrics::default();
+        let id = ObjectId::new(Kind::ImagePolicy, "flux-system", "podinfo");
+        m.observe(&id, true, Duration::from_millis(20));
+        let text = m.render();
+        assert!(
+            text.contains(
+                "gotk_reconcile_duration_seconds_count{kind=\"ImagePolicy\",namespace=\"flux-system\",name=\"podinfo\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("tagwarden_reconcile_total{kind=\"ImagePolicy\",result=\"success\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "tagwarden_ready{kind=\"ImagePolicy\",namespace=\"flux-system\",name=\"podinfo\"} 1"
+            ),
+            "{text}"
+        );
     }
 }
