@@ -107,12 +107,22 @@ async fn try_hold(api: &Api<Lease>, le: &LeaderElection) -> Result<bool, KubeErr
     }
 }
 
+/// The lease held: `leading` turns `false` when it is lost; dropping the
+/// renewal stops renewing.
+pub struct Held {
+    pub leading: tokio::sync::watch::Receiver<bool>,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
+}
+
 /// Waits until this process holds the lease, then renews it in the
-/// background; the receiver turns `false` when leadership is lost.
-pub async fn acquire(
-    client: kube::Client,
-    le: LeaderElection,
-) -> Result<tokio::sync::watch::Receiver<bool>, KubeError> {
+/// background.
+pub async fn acquire(client: kube::Client, le: LeaderElection) -> Result<Held, KubeError> {
     let api: Api<Lease> = Api::namespaced(client, &le.namespace);
     loop {
         match try_hold(&api, &le).await {
@@ -126,7 +136,7 @@ pub async fn acquire(
     }
     tracing::info!(lease = %le.name, identity = %le.identity, "leader election: lease acquired");
     let (tx, rx) = tokio::sync::watch::channel(true);
-    tokio::spawn(async move {
+    let renewal = tokio::spawn(async move {
         let mut last = tokio::time::Instant::now();
         loop {
             tokio::time::sleep(le.retry_period).await;
@@ -148,7 +158,31 @@ pub async fn acquire(
             }
         }
     });
-    Ok(rx)
+    Ok(Held {
+        leading: rx,
+        renewal,
+    })
+}
+
+/// On a clean stop: clears `holderIdentity` so the next candidate takes
+/// over at once instead of waiting out the lease.
+pub async fn release(client: kube::Client, le: &LeaderElection) {
+    let api: Api<Lease> = Api::namespaced(client, &le.namespace);
+    let Ok(Some(mut lease)) = api.get_opt(&le.name).await else {
+        return;
+    };
+    let mut spec = lease.spec.clone().unwrap_or_default();
+    if spec.holder_identity.as_deref() != Some(le.identity.as_str()) {
+        return;
+    }
+    spec.holder_identity = None;
+    lease.spec = Some(spec);
+    match api.replace(&le.name, &PostParams::default(), &lease).await {
+        Ok(_) => tracing::info!(lease = %le.name, "leader election: lease released"),
+        Err(e) => {
+            tracing::warn!(lease = %le.name, error = %e, "leader election: lease not released")
+        }
+    }
 }
 
 #[cfg(test)]

@@ -453,7 +453,7 @@ pub async fn run(
             .next_wake(Instant::now())
             .unwrap_or_else(|| Instant::now() + Duration::from_secs(60));
         let lost = async {
-            match &mut leading {
+            match leading.as_mut().map(|h| &mut h.leading) {
                 Some(rx) => {
                     while *rx.borrow() {
                         if rx.changed().await.is_err() {
@@ -481,6 +481,10 @@ pub async fn run(
         while tasks.join_next().await.is_some() {}
     })
     .await;
+    if let Some(le) = &driver.config.leader_election {
+        drop(leading.take());
+        leader::release(driver.client.clone(), le).await;
+    }
     Ok(())
 }
 
