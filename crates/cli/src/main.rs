@@ -33,6 +33,8 @@ enum Command {
     Run(cmd::run::RunArgs),
     /// Generate Flux image automation manifests, as `flux create image … --export`.
     Create(cmd::create::CreateArgs),
+    /// Print the manifests that run tagwarden in a cluster (`--export`).
+    Install(cmd::install::InstallArgs),
     /// Show objects and their status, as `flux get image …`.
     Get {
         #[command(subcommand)]
@@ -64,6 +66,7 @@ fn main() -> ExitCode {
         Command::Run(args) => cmd::run::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Create(args) => cmd::create::run(args),
+        Command::Install(args) => cmd::install::run(args),
         Command::Get { group } => cmd::get::get(group),
         Command::Suspend { group } => cmd::get::suspend(group, true),
         Command::Resume { group } => cmd::get::suspend(group, false),

@@ -2,6 +2,7 @@ pub mod control;
 pub mod create;
 pub mod demo;
 pub mod get;
+pub mod install;
 pub mod policy;
 pub mod run;
 pub mod scan;
