@@ -665,7 +665,8 @@ fn crd_spec_types_enums_and_defaults_follow_flux() {
 fn printer_columns_and_names_are_fluxs() {
     let all = docs("flux-system", true);
     let ready = r#".status.conditions[?(@.type=="Ready")]"#;
-    let table: [(&str, &[&str], Vec<(&str, String, Option<i64>)>); 3] = [
+    type Column = (&'static str, String, Option<i64>);
+    let table: [(&str, &[&str], Vec<Column>); 3] = [
         (
             "imagerepositories",
             &["imgrepo", "imagerepo"],
