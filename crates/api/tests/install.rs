@@ -6,13 +6,14 @@
 use serde_json::Value as Json;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, UNIX_EPOCH};
-use tagwarden_api::LatestRef;
+use tagwarden_api::export::{ExportMeta, PolicyExport, RepositoryExport, UpdateExport};
 use tagwarden_api::install::{Install, InstallError, default_image};
 use tagwarden_api::status::{
     Condition, ConditionStatus, ImagePolicyStatus, ImageRepositoryStatus,
     ImageUpdateAutomationStatus, ScanResult, Status,
 };
 use tagwarden_api::time::Time;
+use tagwarden_api::{LatestRef, PolicyChoice};
 use yaml_rust2::{Yaml, YamlLoader};
 
 fn docs(namespace: &str, crds: bool) -> Vec<Yaml> {
@@ -469,6 +470,10 @@ fn check(json: &Json, schema: &Yaml, path: &str, seen: &mut BTreeSet<String>) {
                     "{path}: {s}"
                 );
             }
+            if let Some(pattern) = schema["pattern"].as_str() {
+                let re = regex::Regex::new(pattern).expect("pattern");
+                assert!(re.is_match(s), "{path}: {s:?} does not match {pattern}");
+            }
             if let Some(allowed) = schema["enum"].as_vec() {
                 assert!(allowed.iter().any(|a| a.as_str() == Some(s)), "{path}: {s}");
             }
@@ -735,5 +740,78 @@ fn printer_columns_and_names_are_fluxs() {
                 .collect();
             assert_eq!(got, want, "{plural}");
         }
+    }
+}
+
+fn to_json(y: &Yaml) -> Json {
+    match y {
+        Yaml::Hash(h) => Json::Object(
+            h.iter()
+                .map(|(k, v)| (str_of(k, "key").to_string(), to_json(v)))
+                .collect(),
+        ),
+        Yaml::Array(a) => Json::Array(a.iter().map(to_json).collect()),
+        Yaml::String(s) => Json::String(s.clone()),
+        Yaml::Integer(n) => Json::from(*n),
+        Yaml::Boolean(b) => Json::Bool(*b),
+        other => panic!("unexpected YAML value {other:?}"),
+    }
+}
+
+#[test]
+fn what_create_exports_is_accepted_by_the_crds() {
+    let meta = |name: &str| ExportMeta {
+        name: name.into(),
+        namespace: "flux-system".into(),
+        labels: [("app".to_string(), "podinfo".to_string())].into(),
+    };
+    let docs_in = [
+        RepositoryExport {
+            meta: meta("podinfo"),
+            image: "ghcr.io/stefanprodan/podinfo".into(),
+            interval: Duration::from_secs(90),
+            secret_ref: Some("regcred".into()),
+            cert_secret_ref: Some("ca".into()),
+            timeout: Some(Duration::from_millis(30_500)),
+        }
+        .to_yaml(),
+        PolicyExport {
+            meta: meta("podinfo"),
+            image_repository_ref: "podinfo".into(),
+            policy: PolicyChoice::Numerical {
+                order: "desc".into(),
+            },
+            filter_pattern: Some("^main-[a-f0-9]+-(?P<ts>[0-9]+)".into()),
+            filter_extract: Some("$ts".into()),
+            digest_reflection_policy: Some("Always".into()),
+            interval: Some(Duration::from_secs(3600)),
+        }
+        .to_yaml(),
+        UpdateExport {
+            meta: meta("flux-system"),
+            git_repo_ref: "flux-system".into(),
+            git_repo_namespace: Some("apps".into()),
+            git_repo_path: Some("./clusters/my-cluster".into()),
+            checkout_branch: "main".into(),
+            push_branch: Some("image-updates".into()),
+            author_name: "fluxcdbot".into(),
+            author_email: "fluxcdbot@users.noreply.github.com".into(),
+            commit_template: Some("{{range .Changed.Changes}}{{print .NewValue}}{{end}}".into()),
+            interval: Duration::from_secs(1800),
+        }
+        .to_yaml(),
+    ];
+    let all = docs("flux-system", true);
+    for (text, plural) in docs_in.iter().zip([
+        "imagerepositories",
+        "imagepolicies",
+        "imageupdateautomations",
+    ]) {
+        let object = &YamlLoader::load_from_str(text).expect("yaml")[0];
+        let crd = crd(&all, plural);
+        assert_eq!(object["kind"], crd["spec"]["names"]["kind"]);
+        let schema = &versions(crd)[0]["schema"]["openAPIV3Schema"]["properties"]["spec"];
+        let mut seen = BTreeSet::new();
+        check(&to_json(&object["spec"]), schema, "spec", &mut seen);
     }
 }
