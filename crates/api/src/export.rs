@@ -67,11 +67,15 @@ pub struct UpdateExport {
     pub interval: Duration,
 }
 
-/// A YAML value: only strings and maps occur in these manifests.
+/// A YAML value: strings and maps in the image manifests; lists, booleans
+/// and integers too in what `install` prints.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Str(String),
     Map(Vec<(String, Value)>),
+    Seq(Vec<Value>),
+    Bool(bool),
+    Int(i64),
 }
 
 /// Builds a map from entries, dropping absent ones as `omitempty` does.
@@ -244,34 +248,80 @@ impl UpdateExport {
 pub fn document(v: &Value) -> String {
     let mut out = String::from("---\n");
     match v {
-        Value::Map(entries) => emit_map(&mut out, entries, 0),
-        Value::Str(text) => {
-            out.push_str(&scalar(text, 0, 0, true));
+        Value::Map(entries) => emit_map(&mut out, entries, 0, false),
+        Value::Seq(items) => emit_seq(&mut out, items, 0, false),
+        other => {
+            out.push_str(&plain_value(other, 0, 0));
             out.push('\n');
         }
     }
     out
 }
 
-fn emit_map(out: &mut String, entries: &[(String, Value)], indent: usize) {
+/// A scalar value as text; booleans and integers are never quoted.
+fn plain_value(v: &Value, column: usize, indent: usize) -> String {
+    match v {
+        Value::Str(text) => scalar(text, column, indent, true),
+        Value::Bool(b) => b.to_string(),
+        Value::Int(n) => n.to_string(),
+        Value::Map(m) if m.is_empty() => "{}".to_string(),
+        Value::Seq(s) if s.is_empty() => "[]".to_string(),
+        // Non-empty collections are emitted as blocks by the callers.
+        Value::Map(_) | Value::Seq(_) => String::new(),
+    }
+}
+
+fn is_block(v: &Value) -> bool {
+    match v {
+        Value::Map(m) => !m.is_empty(),
+        Value::Seq(s) => !s.is_empty(),
+        _ => false,
+    }
+}
+
+/// `inline`: the first entry goes on the current line (after `- `).
+fn emit_map(out: &mut String, entries: &[(String, Value)], indent: usize, inline: bool) {
     let mut sorted: Vec<&(String, Value)> = entries.iter().collect();
     sorted.sort_by(|a, b| key_order(&a.0, &b.0));
-    for (key, value) in sorted {
-        out.push_str(&" ".repeat(indent));
+    for (i, (key, value)) in sorted.into_iter().enumerate() {
+        if !(inline && i == 0) {
+            out.push_str(&" ".repeat(indent));
+        }
         let k = scalar(key, indent, indent, false);
         out.push_str(&k);
         out.push(':');
         match value {
-            Value::Map(inner) if inner.is_empty() => out.push_str(" {}\n"),
-            Value::Map(inner) => {
+            Value::Map(inner) if is_block(value) => {
                 out.push('\n');
-                emit_map(out, inner, indent + 2);
+                emit_map(out, inner, indent + 2, false);
             }
-            Value::Str(text) => {
+            // go-yaml v2 writes a list under a key at the key's own indent.
+            Value::Seq(items) if is_block(value) => {
+                out.push('\n');
+                emit_seq(out, items, indent, false);
+            }
+            _ => {
                 out.push(' ');
                 let column = indent + k.chars().count() + 2;
                 // go-yaml indents a value's continuation lines one step past its key.
-                out.push_str(&scalar(text, column, indent + 2, true));
+                out.push_str(&plain_value(value, column, indent + 2));
+                out.push('\n');
+            }
+        }
+    }
+}
+
+fn emit_seq(out: &mut String, items: &[Value], indent: usize, inline: bool) {
+    for (i, item) in items.iter().enumerate() {
+        if !(inline && i == 0) {
+            out.push_str(&" ".repeat(indent));
+        }
+        out.push_str("- ");
+        match item {
+            Value::Map(inner) if is_block(item) => emit_map(out, inner, indent + 2, true),
+            Value::Seq(inner) if is_block(item) => emit_seq(out, inner, indent + 2, true),
+            _ => {
+                out.push_str(&plain_value(item, indent + 2, indent + 2));
                 out.push('\n');
             }
         }
@@ -837,6 +887,37 @@ mod tests {
         // Reading it back yields the same words.
         let rejoined: Vec<&str> = folded.split_whitespace().collect();
         assert_eq!(rejoined.join(" "), words);
+    }
+
+    #[test]
+    fn lists_booleans_and_integers_as_go_yaml_writes_them() {
+        let v = Value::Map(vec![
+            ("replicas".into(), Value::Int(1)),
+            ("empty".into(), Value::Seq(vec![])),
+            ("emptyDir".into(), Value::Map(vec![])),
+            (
+                "items".into(),
+                Value::Seq(vec![
+                    Value::Map(vec![
+                        ("name".into(), Value::Str("a".into())),
+                        ("drop".into(), Value::Seq(vec![Value::Str("ALL".into())])),
+                    ]),
+                    Value::Str("".into()),
+                    Value::Str("true".into()),
+                    Value::Bool(false),
+                    Value::Seq(vec![Value::Int(-1), Value::Str("x".into())]),
+                    Value::Map(vec![]),
+                ]),
+            ),
+        ]);
+        assert_eq!(
+            document(&v),
+            "---\nempty: []\nemptyDir: {}\nitems:\n- drop:\n  - ALL\n  name: a\n- \"\"\n- \"true\"\n- false\n- - -1\n  - x\n- {}\nreplicas: 1\n"
+        );
+        let back = yaml_rust2::YamlLoader::load_from_str(&document(&v)).expect("yaml");
+        assert_eq!(back[0]["items"][4][0].as_i64(), Some(-1));
+        assert_eq!(back[0]["items"][0]["drop"][0].as_str(), Some("ALL"));
+        assert_eq!(back[0]["items"][2].as_str(), Some("true"));
     }
 
     #[test]

@@ -10,6 +10,7 @@
 pub mod duration;
 pub mod export;
 pub mod image;
+pub mod install;
 mod latest;
 pub mod limits;
 mod model;

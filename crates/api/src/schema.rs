@@ -230,6 +230,37 @@ fn walk(y: &Yaml, fields: &[&(&str, Shape)], path: &str, out: &mut Vec<(String, 
     }
 }
 
+/// Every spec field tagwarden knows for `kind` at `api_version`, as dotted
+/// paths (`spec.git.push.branch`; a list's fields follow the list's name):
+/// what `install`'s CRDs must hold.
+#[cfg(test)]
+pub(crate) fn known_spec_paths(kind: &str, api_version: &str) -> Vec<String> {
+    fn add(fields: &[(&str, Shape)], path: &str, out: &mut Vec<String>) {
+        for (name, shape) in fields {
+            let child = format!("{path}.{name}");
+            out.push(child.clone());
+            if let Map(inner) | List(inner) = shape {
+                add(inner, &child, out);
+            }
+        }
+    }
+    use crate::Kind as K;
+    let fields: &[Fields] = match crate::Kind::parse(kind) {
+        Some(K::ImageRepository) => &[IMAGE_REPOSITORY],
+        Some(K::ImagePolicy) => &[IMAGE_POLICY],
+        Some(K::ImageUpdateAutomation) => &[AUTOMATION],
+        Some(K::GitRepository) if api_version != "v1" => &[GIT_REPOSITORY, GIT_REPOSITORY_BETA],
+        Some(K::GitRepository) => &[GIT_REPOSITORY],
+        Some(K::Receiver) => &[RECEIVER],
+        _ => &[],
+    };
+    let mut out = Vec::new();
+    for f in fields {
+        add(f, "spec", &mut out);
+    }
+    out
+}
+
 /// The known name nearest to `word`, when it is near enough to be a typo.
 fn closest<'a>(word: &str, known: impl Iterator<Item = &'a str>) -> Option<&'a str> {
     let lower = word.to_ascii_lowercase();

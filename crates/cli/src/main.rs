@@ -36,6 +36,8 @@ enum Command {
     Controller(cmd::controller::ControllerArgs),
     /// Generate Flux image automation manifests, as `flux create image … --export`.
     Create(cmd::create::CreateArgs),
+    /// Print the manifests that run tagwarden in a cluster (`--export`).
+    Install(cmd::install::InstallArgs),
     /// Show objects and their status, as `flux get image …`.
     Get {
         #[command(subcommand)]
@@ -68,6 +70,7 @@ fn main() -> ExitCode {
         Command::Controller(args) => cmd::controller::run(args),
         Command::Demo(args) => cmd::demo::run(args),
         Command::Create(args) => cmd::create::run(args),
+        Command::Install(args) => cmd::install::run(args),
         Command::Get { group } => cmd::get::get(group),
         Command::Suspend { group } => cmd::get::suspend(group, true),
         Command::Resume { group } => cmd::get::suspend(group, false),

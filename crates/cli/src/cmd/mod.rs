@@ -3,6 +3,7 @@ pub mod controller;
 pub mod create;
 pub mod demo;
 pub mod get;
+pub mod install;
 pub mod policy;
 pub mod run;
 pub mod scan;
