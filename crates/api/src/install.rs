@@ -171,6 +171,8 @@ impl Install {
                 &["get", "list", "watch"],
             ),
             rule("", &["serviceaccounts/token".to_string()], &["create"]),
+            // Namespace labels, for `accessFrom.namespaceSelectors`.
+            rule("", &["namespaces".to_string()], &["get", "list", "watch"]),
             rule(
                 "events.k8s.io",
                 &["events".to_string()],

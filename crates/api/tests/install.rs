@@ -224,6 +224,7 @@ fn rbac_grants_exactly_the_verbs_the_controller_uses() {
                 &["get", "list", "watch"]
             ),
             rule(&[""], &["serviceaccounts/token"], &["create"]),
+            rule(&[""], &["namespaces"], &["get", "list", "watch"]),
             rule(&["events.k8s.io"], &["events"], &["create", "patch"]),
         ]
     );

@@ -122,3 +122,34 @@ fn a_bad_namespace_is_refused_before_printing() {
         text(&out.stderr)
     );
 }
+
+/// The Deployment's arguments are ones `tagwarden controller` accepts: run
+/// with them (and a kubeconfig that does not exist), it fails on the
+/// kubeconfig, not on a flag.
+#[test]
+fn the_deployment_s_arguments_are_the_controller_s_flags() {
+    let out = tagwarden(&["install", "--export"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let docs = YamlLoader::load_from_str(&text(&out.stdout)).expect("yaml");
+    let deploy = docs
+        .iter()
+        .find(|d| d["kind"].as_str() == Some("Deployment"))
+        .expect("a Deployment");
+    let container = &deploy["spec"]["template"]["spec"]["containers"][0];
+    let mut args: Vec<String> = container["args"]
+        .as_vec()
+        .expect("args")
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect();
+    assert_eq!(args[0], "controller");
+    args.push("--kubeconfig=/nonexistent/kubeconfig".into());
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let run = tagwarden(&refs);
+    assert!(!run.status.success());
+    let err = text(&run.stderr);
+    assert!(
+        err.contains("kubeconfig: /nonexistent/kubeconfig"),
+        "failed on something else: {err}"
+    );
+}

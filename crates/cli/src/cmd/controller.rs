@@ -41,7 +41,8 @@ pub struct ControllerArgs {
     leader_election_retry_period: Duration,
     /// Watch every namespace; with =false only the runtime namespace
     /// ($RUNTIME_NAMESPACE, else flux-system).
-    #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL")]
+    #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL",
+          num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     watch_all_namespaces: bool,
     /// Only objects with these labels (sharding across Deployments).
     #[arg(long, value_name = "SELECTOR")]
