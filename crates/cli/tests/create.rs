@@ -13,8 +13,12 @@ use tagwarden_api::{LoadOptions, Manifests, Object, PolicyChoice};
 use tagwarden_testkit::TempDir;
 
 fn tagwarden(args: &[&str]) -> Output {
+    // No kubeconfig reaches the command: without one, `create` has no
+    // cluster to apply to.
     Command::new(env!("CARGO_BIN_EXE_tagwarden"))
         .args(args)
+        .env_remove("KUBECONFIG")
+        .env("HOME", "/nonexistent")
         .output()
         .expect("run tagwarden")
 }
@@ -587,7 +591,8 @@ fn without_export_or_folder_is_an_error() {
             "--image-ref=p",
             "--select-semver=1.x",
         ],
-        "use --export to print it or -f DIR",
+        "tagwarden has no cluster to apply ImagePolicy to: use --export to print it, -f DIR to \
+         write it into a folder, or --kubeconfig",
     );
     fails_with(
         &[

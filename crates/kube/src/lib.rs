@@ -869,3 +869,71 @@ pub mod ops {
         }
     }
 }
+
+/// `create … ` against a cluster: the manifest, applied.
+pub mod apply {
+    use super::KubeError;
+    use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
+    use yaml_rust2::{Yaml, YamlLoader};
+
+    fn json(y: &Yaml) -> serde_json::Value {
+        use serde_json::Value;
+        match y {
+            Yaml::String(s) | Yaml::Real(s) => Value::String(s.clone()),
+            Yaml::Integer(i) => Value::from(*i),
+            Yaml::Boolean(b) => Value::Bool(*b),
+            Yaml::Array(a) => Value::Array(a.iter().map(json).collect()),
+            Yaml::Hash(h) => Value::Object(
+                h.iter()
+                    .filter_map(|(k, v)| k.as_str().map(|k| (k.to_string(), json(v))))
+                    .collect(),
+            ),
+            _ => Value::Null,
+        }
+    }
+
+    /// Applies every document of `yaml` (our own export) with server-side
+    /// apply as `manager`; returns `Kind/namespace/name` of each.
+    pub async fn apply(
+        client: &kube::Client,
+        yaml: &str,
+        manager: &str,
+    ) -> Result<Vec<String>, KubeError> {
+        let docs = YamlLoader::load_from_str(yaml).map_err(|e| KubeError::Api(e.to_string()))?;
+        let mut done = Vec::new();
+        for doc in &docs {
+            let body = json(doc);
+            let api_version = body["apiVersion"].as_str().unwrap_or_default().to_string();
+            let kind = body["kind"].as_str().unwrap_or_default().to_string();
+            let name = body["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let ns = body["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_string();
+            let Some(k) = tagwarden_api::Kind::parse(&kind) else {
+                return Err(KubeError::Api(format!("cannot apply a {kind}")));
+            };
+            let (group, version) = api_version.rsplit_once('/').unwrap_or(("", &api_version));
+            let ar = ApiResource {
+                group: group.to_string(),
+                version: version.to_string(),
+                api_version: api_version.clone(),
+                kind: kind.clone(),
+                plural: super::resource(k).plural,
+            };
+            let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), &ns, &ar);
+            api.patch(
+                &name,
+                &PatchParams::apply(manager).force(),
+                &Patch::Apply(&body),
+            )
+            .await
+            .map_err(KubeError::api)?;
+            done.push(format!("{kind}/{ns}/{name}"));
+        }
+        Ok(done)
+    }
+}

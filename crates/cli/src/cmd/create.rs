@@ -37,6 +37,26 @@ struct Common {
     /// Folder to write the manifest into (the first one given is used).
     #[arg(short = 'f', long = "file", global = true)]
     file: Vec<PathBuf>,
+    /// Apply to the cluster of this kubeconfig (server-side apply).
+    #[arg(long, global = true, value_name = "PATH")]
+    kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (implies the cluster).
+    #[arg(long, global = true)]
+    context: Option<String>,
+}
+
+/// The kubeconfig `create` applies with when no -f folder is given:
+/// --kubeconfig, else $KUBECONFIG, else ~/.kube/config when it exists.
+fn cluster_kubeconfig(common: &Common) -> Option<PathBuf> {
+    if let Some(k) = &common.kubeconfig {
+        return Some(k.clone());
+    }
+    if let Some(k) = std::env::var_os("KUBECONFIG").filter(|k| !k.is_empty()) {
+        return Some(PathBuf::from(k));
+    }
+    let home = std::env::var_os("HOME").map(PathBuf::from)?;
+    let default = home.join(".kube/config");
+    default.is_file().then_some(default)
 }
 
 #[derive(Subcommand)]
@@ -162,9 +182,30 @@ pub fn run(args: CreateArgs) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let Some(dir) = common.file.first() else {
-        bail!(
-            "tagwarden has no cluster to apply {kind} to: use --export to print it or -f DIR to write it into a folder"
-        );
+        let Some(kubeconfig) =
+            cluster_kubeconfig(&common).or_else(|| common.context.as_ref().map(|_| PathBuf::new()))
+        else {
+            bail!(
+                "tagwarden has no cluster to apply {kind} to: use --export to print it, -f DIR to write it into a folder, or --kubeconfig"
+            );
+        };
+        eprintln!("✚ generating {kind}");
+        let explicit = (!kubeconfig.as_os_str().is_empty()).then_some(kubeconfig.as_path());
+        match explicit {
+            Some(k) => eprintln!("► applying {kind} to the cluster of {}", k.display()),
+            None => eprintln!("► applying {kind} to the cluster"),
+        }
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        let applied = rt.block_on(async {
+            let client = tagwarden_kube::client(explicit, common.context.as_deref()).await?;
+            tagwarden_kube::apply::apply(&client, &yaml, "tagwarden").await
+        })?;
+        for a in applied {
+            eprintln!("✔ {a} applied");
+        }
+        return Ok(ExitCode::SUCCESS);
     };
     // The name becomes a file name: refuse anything that could leave the folder.
     if !valid_name(&name) {
