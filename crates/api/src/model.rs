@@ -55,6 +55,7 @@ pub enum Kind {
     GitRepository,
     Receiver,
     Secret,
+    ServiceAccount,
 }
 
 impl Kind {
@@ -73,6 +74,7 @@ impl Kind {
             Kind::GitRepository => "GitRepository",
             Kind::Receiver => "Receiver",
             Kind::Secret => "Secret",
+            Kind::ServiceAccount => "ServiceAccount",
         }
     }
 
@@ -90,6 +92,7 @@ impl Kind {
             Kind::GitRepository,
             Kind::Receiver,
             Kind::Secret,
+            Kind::ServiceAccount,
         ]
         .into_iter()
         .find(|k| k.as_str() == s)
@@ -285,6 +288,14 @@ pub struct Secret {
     pub data: BTreeMap<String, Vec<u8>>,
 }
 
+/// A v1 ServiceAccount: the `imagePullSecrets` an ImageRepository's
+/// `spec.serviceAccountName` lends it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServiceAccount {
+    pub meta: Meta,
+    pub image_pull_secrets: Vec<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Object {
     ImageRepository(ImageRepository),
@@ -293,6 +304,7 @@ pub enum Object {
     GitRepository(GitRepository),
     Receiver(Receiver),
     Secret(Secret),
+    ServiceAccount(ServiceAccount),
 }
 
 impl Object {
@@ -304,6 +316,7 @@ impl Object {
             Object::GitRepository(o) => &o.meta,
             Object::Receiver(o) => &o.meta,
             Object::Secret(o) => &o.meta,
+            Object::ServiceAccount(o) => &o.meta,
         }
     }
 
@@ -315,6 +328,7 @@ impl Object {
             Object::GitRepository(_) => Kind::GitRepository,
             Object::Receiver(_) => Kind::Receiver,
             Object::Secret(_) => Kind::Secret,
+            Object::ServiceAccount(_) => Kind::ServiceAccount,
         }
     }
 
@@ -326,6 +340,7 @@ impl Object {
             Object::GitRepository(o) => &mut o.meta,
             Object::Receiver(o) => &mut o.meta,
             Object::Secret(o) => &mut o.meta,
+            Object::ServiceAccount(o) => &mut o.meta,
         }
     }
 
@@ -338,7 +353,7 @@ impl Object {
     pub fn suspended(&self) -> bool {
         match self {
             Object::ImageRepository(o) => o.suspend,
-            Object::ImagePolicy(_) | Object::Secret(_) => false,
+            Object::ImagePolicy(_) | Object::Secret(_) | Object::ServiceAccount(_) => false,
             Object::ImageUpdateAutomation(o) => o.suspend,
             Object::GitRepository(o) => o.suspend,
             Object::Receiver(o) => o.suspend,
@@ -362,7 +377,7 @@ pub(crate) fn read_object(
         (IMAGE_GROUP, k) if k.is_reconciled() => &["v1beta1", "v1beta2", "v1"],
         (SOURCE_GROUP, Kind::GitRepository) => &["v1beta1", "v1beta2", "v1"],
         (NOTIFICATION_GROUP, Kind::Receiver) => &["v1beta1", "v1beta2", "v1beta3", "v1"],
-        ("", Kind::Secret) => &["v1"],
+        ("", Kind::Secret | Kind::ServiceAccount) => &["v1"],
         _ => return Ok(None),
     };
     if !versions.contains(&version) {
@@ -385,6 +400,14 @@ pub(crate) fn read_object(
         Kind::GitRepository => Object::GitRepository(git_repository(meta, spec()?.node())?),
         Kind::Receiver => Object::Receiver(receiver(meta, spec()?.node())?),
         Kind::Secret => Object::Secret(secret(meta, n)?),
+        Kind::ServiceAccount => Object::ServiceAccount(ServiceAccount {
+            image_pull_secrets: n
+                .map_list("imagePullSecrets")?
+                .iter()
+                .map(|r| r.node().name("name"))
+                .collect::<Field<_>>()?,
+            meta,
+        }),
     }))
 }
 

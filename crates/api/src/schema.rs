@@ -152,6 +152,14 @@ const RECEIVER: &[(&str, Shape)] = &[
 ];
 
 const OBJECT_TOP: &[&str] = &["apiVersion", "kind", "metadata", "spec", "status"];
+const SERVICE_ACCOUNT_TOP: &[&str] = &[
+    "apiVersion",
+    "kind",
+    "metadata",
+    "imagePullSecrets",
+    "secrets",
+    "automountServiceAccountToken",
+];
 const SECRET_TOP: &[&str] = &[
     "apiVersion",
     "kind",
@@ -186,6 +194,7 @@ pub(crate) fn unknown_fields(
         K::GitRepository => (OBJECT_TOP, &[GIT_REPOSITORY]),
         K::Receiver => (OBJECT_TOP, &[RECEIVER]),
         K::Secret => (SECRET_TOP, &[]),
+        K::ServiceAccount => (SERVICE_ACCOUNT_TOP, &[]),
     };
     for (k, v) in top {
         let Yaml::String(k) = k else { continue };

@@ -83,13 +83,34 @@ pub fn dependents(id: &ObjectId, objects: &dyn Objects) -> Vec<ObjectId> {
                 out.push(o.id());
             }
         }),
+        Kind::ServiceAccount => {
+            objects.each(Kind::ImageRepository, Some(&id.namespace), &mut |o| {
+                if let Object::ImageRepository(r) = o
+                    && r.service_account_name.as_deref() == Some(id.name.as_str())
+                {
+                    out.push(o.id());
+                }
+            })
+        }
         Kind::Secret => {
             let uses = |name: &Option<String>| name.as_deref() == Some(id.name.as_str());
+            // Service accounts that lend this secret as an imagePullSecret.
+            let mut lenders = Vec::new();
+            objects.each(Kind::ServiceAccount, Some(&id.namespace), &mut |o| {
+                if let Object::ServiceAccount(sa) = o
+                    && sa.image_pull_secrets.contains(&id.name)
+                {
+                    lenders.push(sa.meta.name.clone());
+                }
+            });
             objects.each(Kind::ImageRepository, Some(&id.namespace), &mut |o| {
                 if let Object::ImageRepository(r) = o
                     && (uses(&r.secret_ref)
                         || uses(&r.cert_secret_ref)
-                        || uses(&r.proxy_secret_ref))
+                        || uses(&r.proxy_secret_ref)
+                        || r.service_account_name
+                            .as_ref()
+                            .is_some_and(|sa| lenders.contains(sa)))
                 {
                     out.push(o.id());
                 }

@@ -25,7 +25,49 @@ pub(crate) fn settings(
     .flatten()
     .filter_map(|name| ctx.secret(ns, name))
     .collect();
-    scan_settings(repo, |name| secrets.iter().find(|s| s.meta.name == name))
+    let mut s = scan_settings(repo, |name| secrets.iter().find(|s| s.meta.name == name))?;
+    // As Flux: without credentials from secretRef, the service account's
+    // imagePullSecrets are tried in order; the first for this registry wins.
+    if s.credentials.is_none()
+        && let Some(sa_name) = &repo.service_account_name
+    {
+        let field = || "spec.serviceAccountName".to_string();
+        let sa = match ctx.objects.get(&ObjectId::new(
+            Kind::ServiceAccount,
+            ns.clone(),
+            sa_name.clone(),
+        )) {
+            Some(tagwarden_api::Object::ServiceAccount(sa)) => sa,
+            _ => {
+                return Err(RegistryError::Secret {
+                    field: field(),
+                    message: format!("service account '{ns}/{sa_name}' not found"),
+                });
+            }
+        };
+        for name in &sa.image_pull_secrets {
+            let Some(secret) = ctx.secret(ns, name) else {
+                continue;
+            };
+            let Some(json) = secret
+                .data
+                .get(".dockerconfigjson")
+                .or_else(|| secret.data.get(".dockercfg"))
+            else {
+                continue;
+            };
+            let found = tagwarden_registry::credentials_from_docker_config(json, &s.image.registry)
+                .map_err(|m| RegistryError::Secret {
+                    field: field(),
+                    message: format!("imagePullSecret '{name}': {m}"),
+                })?;
+            if found.is_some() {
+                s.credentials = found;
+                break;
+            }
+        }
+    }
+    Ok(s)
 }
 
 /// Scans once; a failed scan keeps the last tags and `lastScanResult`.

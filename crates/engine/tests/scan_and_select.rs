@@ -429,3 +429,81 @@ spec: {{image: {host}/team/app, interval: 1m}}
         format!("{}/team/app", reg.host())
     );
 }
+
+/// `spec.serviceAccountName` lends the account's `imagePullSecrets`, as in
+/// Flux: the first with an entry for the registry authenticates the scan;
+/// a missing account says so by field.
+#[tokio::test]
+async fn service_account_image_pull_secrets_authenticate_the_scan() {
+    use tagwarden_testkit::base64;
+    let mut reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0", "1.1.0"], None);
+    reg.restart(
+        RegistryAuth::Basic {
+            user: "flux".into(),
+            password: "s3cret".into(),
+        },
+        None,
+    );
+    let host = reg.host();
+    let cfg = |registry: &str, password: &str| {
+        let auth = base64(&format!("flux:{password}"));
+        format!("'{{\"auths\":{{\"{registry}\":{{\"auth\":\"{auth}\"}}}}}}'")
+    };
+    let yaml = format!(
+        r#"
+apiVersion: v1
+kind: ServiceAccount
+metadata: {{name: puller, namespace: flux-system}}
+imagePullSecrets: [{{name: other-registry}}, {{name: missing}}, {{name: regcred}}]
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: other-registry, namespace: flux-system}}
+type: kubernetes.io/dockerconfigjson
+stringData: {{.dockerconfigjson: {other}}}
+---
+apiVersion: v1
+kind: Secret
+metadata: {{name: regcred, namespace: flux-system}}
+type: kubernetes.io/dockerconfigjson
+stringData: {{.dockerconfigjson: {good}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: app, namespace: flux-system}}
+spec: {{image: {host}/team/app, interval: 1m, serviceAccountName: puller}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: nobody, namespace: flux-system}}
+spec: {{image: {host}/team/app, interval: 1m, serviceAccountName: ghost}}
+"#,
+        other = cfg("registry.example.com", "nope"),
+        good = cfg(&host, "s3cret"),
+    );
+    let ctx = context(&yaml, Arc::new(MemoryStore::default()));
+    let r = reconcile_all(&ctx).await;
+    assert_eq!(
+        r[0],
+        (
+            "app".into(),
+            ConditionStatus::True,
+            "successful scan: found 2 tags".into()
+        )
+    );
+    assert_eq!(
+        r[1],
+        (
+            "nobody".into(),
+            ConditionStatus::False,
+            "spec.serviceAccountName: service account 'flux-system/ghost' not found".into()
+        )
+    );
+    // A rotated pull secret is a change for the repository that borrows it.
+    let regcred = ObjectId::new(Kind::Secret, "flux-system", "regcred");
+    assert_eq!(
+        tagwarden_engine::dependents(&regcred, &*ctx.objects),
+        [ObjectId::new(Kind::ImageRepository, "flux-system", "app")]
+    );
+}

@@ -139,6 +139,7 @@ fn resource(kind: Kind) -> ApiResource {
         Kind::GitRepository => ("source.toolkit.fluxcd.io", "gitrepositories"),
         Kind::Receiver => ("notification.toolkit.fluxcd.io", "receivers"),
         Kind::Secret => ("", "secrets"),
+        Kind::ServiceAccount => ("", "serviceaccounts"),
     };
     let version = "v1";
     ApiResource {
@@ -393,6 +394,7 @@ pub async fn run(
     let mut synced = Vec::new();
     for kind in [
         Kind::Secret,
+        Kind::ServiceAccount,
         Kind::GitRepository,
         Kind::ImageRepository,
         Kind::ImagePolicy,
