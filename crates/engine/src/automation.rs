@@ -153,6 +153,9 @@ async fn run(
         repo_ns.clone(),
         auto.source_ref.name.clone(),
     );
+    if let Some(f) = ctx.cross_namespace_denied(ns, &source) {
+        return Ok(Err(f));
+    }
     let Some(Object::GitRepository(git_repo)) = ctx.objects.get(&source) else {
         return Ok(Err(Failure::new(
             "DependencyNotReady",

@@ -80,6 +80,9 @@ pub struct Context {
     pub clock: Arc<dyn Clock>,
     /// Private folder for Git checkouts (the state dir), else the temp dir.
     pub scratch: Option<PathBuf>,
+    /// Flux's `--no-cross-namespace-refs`: a policy's repository and an
+    /// automation's source must be in the object's own namespace.
+    pub no_cross_namespace_refs: bool,
 }
 
 impl Context {
@@ -99,7 +102,23 @@ impl Context {
             registry,
             git,
             clock: Arc::new(SystemClock),
+            no_cross_namespace_refs: false,
         }
+    }
+
+    /// Refuses a reference into another namespace when that is switched
+    /// off: `None` when allowed.
+    pub(crate) fn cross_namespace_denied(&self, from: &str, to: &ObjectId) -> Option<Failure> {
+        (self.no_cross_namespace_refs && from != to.namespace).then(|| {
+            Failure::new(
+                "AccessDenied",
+                format!(
+                    "can't access '{}/{}/{}', cross-namespace references have been blocked",
+                    to.kind, to.namespace, to.name
+                ),
+                true,
+            )
+        })
     }
 
     /// The same wiring over another set of objects (a manifest reload).

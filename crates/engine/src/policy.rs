@@ -107,6 +107,9 @@ async fn resolve(
     let repo_name = &policy.image_repository_ref.name;
     let not_ready = |message: String| Ok(Err(Failure::new("DependencyNotReady", message, false)));
     let repo_id = ObjectId::new(Kind::ImageRepository, repo_ns.clone(), repo_name.clone());
+    if let Some(f) = ctx.cross_namespace_denied(&policy.meta.namespace, &repo_id) {
+        return Ok(Err(f));
+    }
     let Some(Object::ImageRepository(repo)) = ctx.objects.get(&repo_id) else {
         return not_ready(format!(
             "referenced ImageRepository '{repo_ns}/{repo_name}' not found"

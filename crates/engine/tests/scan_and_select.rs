@@ -507,3 +507,44 @@ spec: {{image: {host}/team/app, interval: 1m, serviceAccountName: ghost}}
         [ObjectId::new(Kind::ImageRepository, "flux-system", "app")]
     );
 }
+
+/// Flux's `--no-cross-namespace-refs`: a policy may not use a repository
+/// of another namespace, whatever its `accessFrom` says; stalled.
+#[tokio::test]
+async fn cross_namespace_refs_can_be_switched_off() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0"], None);
+    let yaml = format!(
+        r#"
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: app, namespace: images}}
+spec:
+  image: {host}/team/app
+  interval: 1m
+  accessFrom: {{namespaceSelectors: [{{matchLabels: {{kubernetes.io/metadata.name: apps}}}}]}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: other, namespace: apps}}
+spec: {{imageRepositoryRef: {{name: app, namespace: images}}, policy: {{semver: {{range: 1.x}}}}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: same, namespace: images}}
+spec: {{imageRepositoryRef: {{name: app}}, policy: {{semver: {{range: 1.x}}}}}}
+"#,
+        host = reg.host()
+    );
+    let mut ctx = context(&yaml, Arc::new(MemoryStore::default()));
+    ctx.no_cross_namespace_refs = true;
+    let out = outcomes(&ctx).await;
+    let denied = out[1].failure.as_ref().expect("refused");
+    assert_eq!(denied.reason, "AccessDenied");
+    assert!(denied.stalled);
+    assert_eq!(
+        denied.message,
+        "can't access 'ImageRepository/images/app', cross-namespace references have been blocked"
+    );
+    assert_eq!(out[2].ready().0, ConditionStatus::True);
+}

@@ -81,6 +81,8 @@ pub struct Config {
     pub max_reconcile: Duration,
     /// `reportingInstance` of Events: the pod name.
     pub instance: String,
+    /// `--no-cross-namespace-refs`.
+    pub no_cross_namespace_refs: bool,
 }
 
 impl Default for Config {
@@ -98,6 +100,7 @@ impl Default for Config {
             metrics_addr: None,
             max_reconcile: Duration::from_secs(600),
             instance: "tagwarden".into(),
+            no_cross_namespace_refs: false,
         }
     }
 }
@@ -386,6 +389,7 @@ pub async fn run(
         git: Arc::new(tagwarden_git::Git2),
         clock: Arc::new(tagwarden_engine::SystemClock),
         scratch: config.storage_path.clone(),
+        no_cross_namespace_refs: config.no_cross_namespace_refs,
     };
     let metrics = Arc::new(Metrics::default());
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();

@@ -47,6 +47,10 @@ pub struct ControllerArgs {
     /// Only objects with these labels (sharding across Deployments).
     #[arg(long, value_name = "SELECTOR")]
     watch_label_selector: Option<String>,
+    /// Refuse references to objects in other namespaces (a policy's
+    /// repository, an automation's GitRepository).
+    #[arg(long)]
+    no_cross_namespace_refs: bool,
     /// First wait after a failure (doubled each time).
     #[arg(long, default_value = "750ms", value_parser = duration)]
     min_retry_delay: Duration,
@@ -122,6 +126,7 @@ pub fn run(args: ControllerArgs) -> Result<ExitCode> {
         health_addr: Some(args.health_addr),
         metrics_addr: Some(args.metrics_addr),
         instance,
+        no_cross_namespace_refs: args.no_cross_namespace_refs,
         ..tagwarden_kube::Config::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
