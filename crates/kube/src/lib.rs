@@ -412,6 +412,17 @@ pub async fn run(
     spawn_namespace_watch(&client, seen_tx.clone(), ns_flag.clone());
     synced.push(ns_flag);
     let ready = Arc::new(AtomicBool::new(false));
+    // Ready once every cache is synced, leading or not (a standby is ready
+    // to take over).
+    {
+        let (ready, synced) = (ready.clone(), synced.clone());
+        tokio::spawn(async move {
+            while !synced.iter().all(|f| f.load(Ordering::SeqCst)) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            ready.store(true, Ordering::SeqCst);
+        });
+    }
     if let Some(addr) = config.health_addr {
         serve(addr, ready.clone(), metrics.clone()).await?;
     }
@@ -448,7 +459,6 @@ pub async fn run(
     loop {
         if !driver.synced_all && synced.iter().all(|f| f.load(Ordering::SeqCst)) {
             driver.synced_all = true;
-            ready.store(true, Ordering::SeqCst);
             tracing::info!("caches synced: reconciling");
         }
         if driver.synced_all {
