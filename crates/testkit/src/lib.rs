@@ -2,11 +2,13 @@
 //! benchmarks. Each server gets a free port and a temporary directory and is
 //! stopped (and its directory removed) on drop.
 
+mod apiserver;
 mod git;
 mod pki;
 mod proxy;
 mod ssh;
 
+pub use apiserver::{ApiServer, IssuedToken, Recorded, Resource};
 pub use git::GitHttpServer;
 pub use pki::{Pki, TokenServer};
 pub use proxy::{Action, FaultProxy, Request, hostile_tags, serve_tags, tag_page};
