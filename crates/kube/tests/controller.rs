@@ -1,0 +1,383 @@
+//! The controller as a whole, against testkit's stateful Kubernetes API
+//! stand-in, the real docker-registry and a real Git repository.
+
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tagwarden_testkit::{ApiServer, BareRepo, Registry, RegistryAuth, TempDir};
+
+const IMAGE: (&str, &str) = ("image.toolkit.fluxcd.io", "v1");
+
+fn wait_for<T>(what: &str, limit: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(started.elapsed() < limit, "{what}: not within {limit:?}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+struct Running {
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn start(config: tagwarden_kube::Config) -> Running {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let stop = async {
+            let _ = rx.await;
+        };
+        rt.block_on(tagwarden_kube::run(config, stop))
+            .expect("the controller runs");
+    });
+    Running {
+        stop: Some(tx),
+        thread: Some(thread),
+    }
+}
+
+fn image_object(kind: &str, name: &str, spec: Value) -> Value {
+    json!({
+        "apiVersion": "image.toolkit.fluxcd.io/v1",
+        "kind": kind,
+        "metadata": {"name": name, "namespace": "flux-system"},
+        "spec": spec,
+    })
+}
+
+/// A GitRepository, and an ImageRepository, ImagePolicy and
+/// ImageUpdateAutomation named `app`, all in flux-system.
+fn objects(api: &ApiServer, host: &str, url: &str) {
+    api.create(json!({
+        "apiVersion": "source.toolkit.fluxcd.io/v1",
+        "kind": "GitRepository",
+        "metadata": {"name": "repo", "namespace": "flux-system"},
+        "spec": {"interval": "1h", "url": url, "ref": {"branch": "main"}},
+    }));
+    api.create(image_object(
+        "ImageRepository",
+        "app",
+        json!({"image": format!("{host}/team/app"), "interval": "1h"}),
+    ));
+    api.create(image_object(
+        "ImagePolicy",
+        "app",
+        json!({"imageRepositoryRef": {"name": "app"}, "policy": {"semver": {"range": ">=1.0.0"}}}),
+    ));
+    api.create(image_object(
+        "ImageUpdateAutomation",
+        "app",
+        json!({
+            "interval": "1h",
+            "sourceRef": {"kind": "GitRepository", "name": "repo"},
+            "git": {"commit": {"author": {"name": "bot", "email": "bot@example.com"}}, "push": {"branch": "main"}},
+            "update": {"path": "./deploy", "strategy": "Setters"},
+        }),
+    ));
+}
+
+#[test]
+fn objects_reconcile_to_status_a_push_events_and_reconcile_requests() {
+    let api = ApiServer::start();
+    let dir = TempDir::new("controller");
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0", "1.1.0"], None);
+    let host = reg.host();
+    let bare = BareRepo::new(
+        "main",
+        &[(
+            "deploy/app.yaml",
+            &format!("image: {host}/team/app:1.0.0 # {{\"$imagepolicy\": \"flux-system:app\"}}\n"),
+        )],
+    );
+    objects(&api, &host, &bare.url());
+    let _controller = start(tagwarden_kube::Config {
+        kubeconfig: Some(api.kubeconfig(dir.path())),
+        ..tagwarden_kube::Config::default()
+    });
+    let get = |plural: &str| {
+        api.get(IMAGE.0, IMAGE.1, plural, "flux-system", "app")
+            .expect("object")
+    };
+    let policy = wait_for("latestRef", Duration::from_secs(20), || {
+        let p = get("imagepolicies");
+        (p["status"]["latestRef"]["tag"] == "1.1.0").then_some(p)
+    });
+    assert_eq!(
+        policy["status"]["latestImage"],
+        format!("{host}/team/app:1.1.0")
+    );
+    assert_eq!(policy["status"]["conditions"][0]["type"], "Ready");
+    assert_eq!(policy["status"]["conditions"][0]["status"], "True");
+    assert_eq!(policy["status"]["observedGeneration"], 1);
+    assert_eq!(
+        policy["metadata"]["finalizers"],
+        json!(["finalizers.fluxcd.io"])
+    );
+    let pushed = wait_for("the push", Duration::from_secs(20), || {
+        let a = get("imageupdateautomations");
+        a["status"]["lastPushCommit"].as_str().map(str::to_string)
+    });
+    assert_eq!(bare.log("main", "%H")[0], pushed);
+    assert!(
+        bare.show("main", "deploy/app.yaml")
+            .contains(&format!("{host}/team/app:1.1.0 #"))
+    );
+    let repo = get("imagerepositories");
+    assert_eq!(repo["status"]["lastScanResult"]["tagCount"], 2);
+    assert_eq!(
+        repo["status"]["canonicalImageName"],
+        format!("{host}/team/app")
+    );
+
+    // Status went out as server-side apply on /status, with our manager.
+    let applied: Vec<_> = api
+        .requests()
+        .into_iter()
+        .filter(|r| r.method == "PATCH" && r.path.ends_with("/imagepolicies/app/status"))
+        .collect();
+    assert!(!applied.is_empty(), "no status apply");
+    for r in &applied {
+        assert_eq!(
+            r.content_type.as_deref(),
+            Some("application/apply-patch+yaml")
+        );
+        assert_eq!(r.query("fieldManager"), Some("tagwarden"), "{:?}", r.query);
+        assert_eq!(r.query("force"), Some("true"), "{:?}", r.query);
+        let body: Value = serde_json::from_slice(&r.body).expect("json body");
+        assert_eq!(body["kind"], "ImagePolicy");
+        assert!(body.get("spec").is_none(), "never spec: {body}");
+    }
+
+    // Events as Flux emits them.
+    let events = api.list("events.k8s.io", "v1", "events", "flux-system");
+    let scanned = events
+        .iter()
+        .find(|e| e["regarding"]["kind"] == "ImageRepository" && e["regarding"]["name"] == "app")
+        .unwrap_or_else(|| panic!("no ImageRepository event in {events:?}"));
+    assert_eq!(scanned["type"], "Normal");
+    assert_eq!(scanned["reason"], "Succeeded");
+    assert_eq!(scanned["note"], "successful scan: found 2 tags");
+    assert_eq!(scanned["reportingController"], "tagwarden");
+
+    // `flux reconcile image repository app`: the annotation, echoed.
+    api.patch(
+        IMAGE.0,
+        IMAGE.1,
+        "imagerepositories",
+        "flux-system",
+        "app",
+        json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "2026-12-02T02:00:00.000000000Z"}}}),
+    );
+    wait_for("lastHandledReconcileAt", Duration::from_secs(10), || {
+        (get("imagerepositories")["status"]["lastHandledReconcileAt"]
+            == "2026-12-02T02:00:00.000000000Z")
+            .then_some(())
+    });
+}
+
+/// Two controllers with leader election: one reconciles; when it stops, the
+/// other takes the Lease over (released on the clean stop: at once) and goes
+/// on, with no second push of the change the first already pushed.
+#[test]
+fn leader_election_hands_over_without_a_duplicate_push() {
+    let api = ApiServer::start();
+    let dir = TempDir::new("controller-le");
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0"], None);
+    let host = reg.host();
+    let bare = BareRepo::new(
+        "main",
+        &[(
+            "deploy/app.yaml",
+            &format!("image: {host}/team/app:0.9.0 # {{\"$imagepolicy\": \"flux-system:app\"}}\n"),
+        )],
+    );
+    objects(&api, &host, &bare.url());
+    let le = |who: &str| tagwarden_kube::LeaderElection {
+        lease_duration: Duration::from_secs(3),
+        renew_deadline: Duration::from_secs(2),
+        retry_period: Duration::from_millis(300),
+        ..tagwarden_kube::LeaderElection::new("flux-system", who)
+    };
+    let config = |who: &str| tagwarden_kube::Config {
+        kubeconfig: Some(api.kubeconfig(dir.path())),
+        leader_election: Some(le(who)),
+        instance: who.to_string(),
+        ..tagwarden_kube::Config::default()
+    };
+    let first = start(config("first"));
+    let holder = || {
+        api.get(
+            "coordination.k8s.io",
+            "v1",
+            "leases",
+            "flux-system",
+            "tagwarden-leader-election",
+        )
+        .and_then(|l| l["spec"]["holderIdentity"].as_str().map(str::to_string))
+    };
+    wait_for("first leads", Duration::from_secs(10), || {
+        (holder().as_deref() == Some("first")).then_some(())
+    });
+    let second = start(config("second"));
+    let pushes = || bare.log("main", "%s").len() - 1;
+    wait_for("the first pushes 1.0.0", Duration::from_secs(20), || {
+        (pushes() == 1).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(holder().as_deref(), Some("first"), "the second waits");
+    let stopped = Instant::now();
+    drop(first);
+    wait_for("second takes over", Duration::from_secs(10), || {
+        (holder().as_deref() == Some("second")).then_some(())
+    });
+    let took = stopped.elapsed();
+    println!("lease hand-over after a clean stop: {took:?}");
+    // The lease runs 3 s: taking over well before that means it was released.
+    assert!(
+        took < Duration::from_millis(1500),
+        "released, so no wait for expiry: {took:?}"
+    );
+    // The second runs everything once: already up to date, no second push.
+    wait_for(
+        "the second's automation run",
+        Duration::from_secs(10),
+        || {
+            let a = api.get(
+                IMAGE.0,
+                IMAGE.1,
+                "imageupdateautomations",
+                "flux-system",
+                "app",
+            )?;
+            (a["status"]["conditions"][0]["message"] == "repository up-to-date").then_some(())
+        },
+    );
+    assert_eq!(pushes(), 1, "{:?}", bare.log("main", "%s"));
+    reg.publish("team/app", &["1.1.0"], None);
+    api.patch(
+        IMAGE.0,
+        IMAGE.1,
+        "imagerepositories",
+        "flux-system",
+        "app",
+        json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "after-handover"}}}),
+    );
+    wait_for("the second pushes 1.1.0", Duration::from_secs(20), || {
+        (pushes() == 2).then_some(())
+    });
+    assert!(
+        bare.show("main", "deploy/app.yaml")
+            .contains(&format!("{host}/team/app:1.1.0 #"))
+    );
+    drop(second);
+}
+
+fn dockerconfig(host: &str, user: &str, password: &str) -> Value {
+    let auth = tagwarden_testkit::base64(&format!("{user}:{password}"));
+    json!({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": "regcred", "namespace": "flux-system"},
+        "type": "kubernetes.io/dockerconfigjson",
+        "stringData": {".dockerconfigjson": format!("{{\"auths\":{{\"{host}\":{{\"auth\":\"{auth}\"}}}}}}")},
+    })
+}
+
+/// A rotated registry Secret takes effect at once: the watch on Secrets
+/// runs the repository that reads it (the retry delay here is an hour,
+/// so nothing else could explain the scan), and a watch that drops and
+/// resumes — or has to relist after its history is gone — misses nothing.
+#[test]
+fn secret_rotation_and_dropped_watches() {
+    let api = ApiServer::start();
+    let dir = TempDir::new("controller-secret");
+    let mut reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0"], None);
+    reg.restart(
+        RegistryAuth::Basic {
+            user: "flux".into(),
+            password: "right".into(),
+        },
+        None,
+    );
+    let host = reg.host();
+    api.create(dockerconfig(&host, "flux", "wrong"));
+    api.create(image_object(
+        "ImageRepository",
+        "app",
+        json!({"image": format!("{host}/team/app"), "interval": "1h", "secretRef": {"name": "regcred"}}),
+    ));
+    let _controller = start(tagwarden_kube::Config {
+        kubeconfig: Some(api.kubeconfig(dir.path())),
+        backoff: tagwarden_engine::Backoff {
+            min: Duration::from_secs(3600),
+            max: Duration::from_secs(3600),
+        },
+        ..tagwarden_kube::Config::default()
+    });
+    let ready = |name: &str| {
+        api.get(IMAGE.0, IMAGE.1, "imagerepositories", "flux-system", name)
+            .map(|r| r["status"]["conditions"][0]["status"].clone())
+    };
+    wait_for("the failed scan", Duration::from_secs(10), || {
+        (ready("app")? == "False").then_some(())
+    });
+    let reason = api
+        .get(IMAGE.0, IMAGE.1, "imagerepositories", "flux-system", "app")
+        .expect("repo")["status"]["conditions"][0]["reason"]
+        .clone();
+    assert_eq!(reason, "AuthenticationFailed");
+    let rotated = dockerconfig(&host, "flux", "right");
+    api.update(rotated);
+    wait_for(
+        "the scan after the rotation",
+        Duration::from_secs(10),
+        || (ready("app")? == "True").then_some(()),
+    );
+
+    // The watches drop and come back: a new object is still seen.
+    api.drop_watches();
+    api.create(image_object(
+        "ImageRepository",
+        "after-drop",
+        json!({"image": format!("{host}/team/app"), "interval": "1h", "secretRef": {"name": "regcred"}}),
+    ));
+    wait_for(
+        "an object created after the drop",
+        Duration::from_secs(15),
+        || (ready("after-drop")? == "True").then_some(()),
+    );
+    // History gone (410 on resume): a relist finds what was missed.
+    api.compact();
+    api.drop_watches();
+    api.create(image_object(
+        "ImageRepository",
+        "after-compact",
+        json!({"image": format!("{host}/team/app"), "interval": "1h", "secretRef": {"name": "regcred"}}),
+    ));
+    wait_for(
+        "an object created after the compaction",
+        Duration::from_secs(15),
+        || (ready("after-compact")? == "True").then_some(()),
+    );
+}
