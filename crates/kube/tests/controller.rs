@@ -381,3 +381,116 @@ fn secret_rotation_and_dropped_watches() {
         || (ready("after-compact")? == "True").then_some(()),
     );
 }
+
+/// `--watch-label-selector` shards: each controller reconciles only the
+/// objects its selector matches, so two Deployments split one cluster.
+#[test]
+fn label_selectors_shard_objects_between_controllers() {
+    let api = ApiServer::start();
+    let dir = TempDir::new("controller-shards");
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0"], None);
+    for (name, shard) in [("a1", "one"), ("a2", "one"), ("b1", "two"), ("none", "")] {
+        let mut o = image_object(
+            "ImageRepository",
+            name,
+            json!({"image": format!("{}/team/app", reg.host()), "interval": "1h"}),
+        );
+        if !shard.is_empty() {
+            o["metadata"]["labels"] = json!({"sharding.fluxcd.io/key": shard});
+        }
+        api.create(o);
+    }
+    let shard = |selector: &str| tagwarden_kube::Config {
+        kubeconfig: Some(api.kubeconfig(dir.path())),
+        label_selector: Some(selector.to_string()),
+        ..tagwarden_kube::Config::default()
+    };
+    let _one = start(shard("sharding.fluxcd.io/key=one"));
+    let _two = start(shard("sharding.fluxcd.io/key=two"));
+    let scanned = |name: &str| {
+        api.get(IMAGE.0, IMAGE.1, "imagerepositories", "flux-system", name)
+            .is_some_and(|r| r["status"]["lastScanResult"]["tagCount"] == 1)
+    };
+    wait_for("both shards scan", Duration::from_secs(15), || {
+        (scanned("a1") && scanned("a2") && scanned("b1")).then_some(())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(!scanned("none"), "no shard selects an unlabelled object");
+    // Each shard watched with its own selector.
+    let selectors: std::collections::BTreeSet<String> = api
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/imagerepositories") && r.method == "GET")
+        .filter_map(|r| r.query("labelSelector").map(str::to_string))
+        .collect();
+    assert_eq!(
+        selectors.into_iter().collect::<Vec<_>>(),
+        ["sharding.fluxcd.io/key=one", "sharding.fluxcd.io/key=two"]
+    );
+}
+
+/// `flux suspend image repository`: `spec.suspend: true` stops scans (a
+/// reconcile request is not handled) until resumed.
+#[test]
+fn suspended_objects_are_left_alone_until_resumed() {
+    let api = ApiServer::start();
+    let dir = TempDir::new("controller-suspend");
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0"], None);
+    api.create(image_object(
+        "ImageRepository",
+        "app",
+        json!({"image": format!("{}/team/app", reg.host()), "interval": "1h"}),
+    ));
+    let _c = start(tagwarden_kube::Config {
+        kubeconfig: Some(api.kubeconfig(dir.path())),
+        ..tagwarden_kube::Config::default()
+    });
+    let repo = || {
+        api.get(IMAGE.0, IMAGE.1, "imagerepositories", "flux-system", "app")
+            .expect("repo")
+    };
+    wait_for("first scan", Duration::from_secs(10), || {
+        (repo()["status"]["lastScanResult"]["tagCount"] == 1).then_some(())
+    });
+    api.patch(
+        IMAGE.0,
+        IMAGE.1,
+        "imagerepositories",
+        "flux-system",
+        "app",
+        json!({"spec": {"suspend": true}}),
+    );
+    reg.publish("team/app", &["1.1.0"], None);
+    api.patch(
+        IMAGE.0,
+        IMAGE.1,
+        "imagerepositories",
+        "flux-system",
+        "app",
+        json!({"metadata": {"annotations": {"reconcile.fluxcd.io/requestedAt": "while-suspended"}}}),
+    );
+    std::thread::sleep(Duration::from_millis(800));
+    assert_eq!(
+        repo()["status"]["lastScanResult"]["tagCount"],
+        1,
+        "no scan while suspended"
+    );
+    assert_ne!(
+        repo()["status"]["lastHandledReconcileAt"],
+        "while-suspended"
+    );
+    api.patch(
+        IMAGE.0,
+        IMAGE.1,
+        "imagerepositories",
+        "flux-system",
+        "app",
+        json!({"spec": {"suspend": false}}),
+    );
+    wait_for("the scan after resume", Duration::from_secs(10), || {
+        (repo()["status"]["lastScanResult"]["tagCount"] == 2).then_some(())
+    });
+    assert_eq!(repo()["status"]["observedGeneration"], 3, "two spec edits");
+}
