@@ -618,6 +618,26 @@ fn server_side_apply_of_status() {
         .clone();
     assert_eq!(entry["subresource"], "status");
     assert_eq!(entry["operation"], "Apply");
+    // Without a name in the body the URL's object is meant.
+    let nameless = json!({"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy", "status": {"latestRef": {"tag": "1.0.1"}}});
+    let path =
+        format!("{IMAGE}/namespaces/flux-system/imagepolicies/a/status?fieldManager=tagwarden");
+    let (code, v) = call(&s, "PATCH", &path, Some(APPLY), &nameless.to_string());
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"]["latestRef"]["tag"], "1.0.1");
+    // ... but a nameless apply cannot create.
+    let (code, v) = call(
+        &s,
+        "PATCH",
+        &format!("{IMAGE}/namespaces/flux-system/imagepolicies/new?fieldManager=x"),
+        Some(APPLY),
+        &nameless.to_string(),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(
+        v["message"],
+        "the name of the object () does not match the name on the URL (new)"
+    );
     // SSA on the status of a missing object does not create it.
     let path =
         format!("{IMAGE}/namespaces/flux-system/imagepolicies/zz/status?fieldManager=tagwarden");

@@ -1051,7 +1051,15 @@ impl State {
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or("");
-        if body_name != key.2 {
+        // The name is checked on the result, as Kubernetes does: an apply
+        // without one keeps the live object's, but cannot create.
+        let exists = self.objects.contains_key(&key);
+        let mismatch = if body_name.is_empty() {
+            !exists && w.subresource.is_empty()
+        } else {
+            body_name != key.2
+        };
+        if mismatch {
             return Err(bad_request(&format!(
                 "the name of the object ({body_name}) does not match the name on the URL ({})",
                 key.2
