@@ -618,6 +618,26 @@ fn server_side_apply_of_status() {
         .clone();
     assert_eq!(entry["subresource"], "status");
     assert_eq!(entry["operation"], "Apply");
+    // Without a name in the body the URL's object is meant.
+    let nameless = json!({"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy", "status": {"latestRef": {"tag": "1.0.1"}}});
+    let path =
+        format!("{IMAGE}/namespaces/flux-system/imagepolicies/a/status?fieldManager=tagwarden");
+    let (code, v) = call(&s, "PATCH", &path, Some(APPLY), &nameless.to_string());
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"]["latestRef"]["tag"], "1.0.1");
+    // ... but a nameless apply cannot create.
+    let (code, v) = call(
+        &s,
+        "PATCH",
+        &format!("{IMAGE}/namespaces/flux-system/imagepolicies/new?fieldManager=x"),
+        Some(APPLY),
+        &nameless.to_string(),
+    );
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(
+        v["message"],
+        "the name of the object () does not match the name on the URL (new)"
+    );
     // SSA on the status of a missing object does not create it.
     let path =
         format!("{IMAGE}/namespaces/flux-system/imagepolicies/zz/status?fieldManager=tagwarden");
@@ -1428,4 +1448,133 @@ fn kubeconfig_version_discovery_and_tokens() {
         &tr.to_string(),
     );
     assert_eq!(code, 404);
+}
+
+#[test]
+fn secrets_namespaces_and_events_get_the_real_defaults_and_validation() {
+    let s = ApiServer::start();
+    let secrets = "/api/v1/namespaces/flux-system/secrets";
+    let body = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"username": "bot"}, "data": {"password": "czNjcjN0"}});
+    let (code, v) = call(&s, "POST", secrets, Some(JSON), &body.to_string());
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(
+        v["data"],
+        json!({"username": "Ym90", "password": "czNjcjN0"})
+    );
+    assert_eq!(v["type"], "Opaque");
+    assert!(v.get("stringData").is_none());
+    let bad = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bad"}, "data": {"password": "not base64!"}});
+    let (code, v) = call(&s, "POST", secrets, Some(JSON), &bad.to_string());
+    assert_eq!(code, 400, "{v}");
+    assert_eq!(
+        v["message"],
+        "Secret in version \"v1\" cannot be handled as a Secret: data.password: illegal base64 data"
+    );
+
+    let ns =
+        s.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}}));
+    assert_eq!(ns["status"], json!({"phase": "Active"}));
+    assert_eq!(ns["spec"], json!({"finalizers": ["kubernetes"]}));
+    assert!(ns["metadata"].get("namespace").is_none());
+
+    let events = "/apis/events.k8s.io/v1/namespaces/flux-system/events";
+    let event = json!({
+        "apiVersion": "events.k8s.io/v1", "kind": "Event",
+        "metadata": {"name": "p.1"},
+        "eventTime": "2026-12-02T02:00:00.000000Z",
+        "type": "Normal", "reason": "Succeeded", "action": "Reconcile", "note": "ok",
+        "reportingController": "tagwarden", "reportingInstance": "tagwarden-0",
+        "regarding": {"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy", "name": "p", "namespace": "flux-system"},
+    });
+    let (code, v) = call(&s, "POST", events, Some(JSON), &event.to_string());
+    assert_eq!(code, 201, "{v}");
+    for (field, value, message) in [
+        (
+            "eventTime",
+            Value::Null,
+            "Event \"p.2\" is invalid: eventTime: Required value",
+        ),
+        (
+            "type",
+            json!("Info"),
+            "Event \"p.2\" is invalid: type: Unsupported value: \"Info\": supported values: \"Normal\", \"Warning\"",
+        ),
+        (
+            "reportingController",
+            json!(""),
+            "Event \"p.2\" is invalid: reportingController: Required value",
+        ),
+        (
+            "note",
+            json!("x".repeat(1025)),
+            "Event \"p.2\" is invalid: note: Too long: may not be more than 1024 bytes",
+        ),
+        (
+            "series",
+            json!({"count": 1, "lastObservedTime": "2026-12-02T02:00:00.000000Z"}),
+            "Event \"p.2\" is invalid: series.count: Invalid value: should be at least 2",
+        ),
+    ] {
+        let mut e = event.clone();
+        e["metadata"]["name"] = "p.2".into();
+        e[field] = value;
+        let (code, v) = call(&s, "POST", events, Some(JSON), &e.to_string());
+        assert_eq!(code, 422, "{field}: {v}");
+        assert_eq!(v["message"], message);
+    }
+    // A merge patch adding a series, as kube's Recorder sends for a repeat.
+    let (code, v) = call(
+        &s,
+        "PATCH",
+        &format!("{events}/p.1"),
+        Some(MERGE),
+        r#"{"series":{"count":2,"lastObservedTime":"2026-12-02T02:01:00.000000Z"}}"#,
+    );
+    assert_eq!(code, 200, "{v}");
+}
+
+#[test]
+fn injected_faults_answer_chosen_requests() {
+    let s = ApiServer::start();
+    s.set_fault(|r| (r.method == "PATCH" && r.path.ends_with("/status")).then_some(503));
+    create_policy(&s, "a", json!({}));
+    let path = format!("{IMAGE}/namespaces/flux-system/imagepolicies/a");
+    let (code, v) = call(
+        &s,
+        "PATCH",
+        &format!("{path}/status"),
+        Some(MERGE),
+        r#"{"status":{}}"#,
+    );
+    assert_eq!(code, 503);
+    assert_status(
+        &v,
+        503,
+        "ServiceUnavailable",
+        "the server is currently unable to handle the request",
+    );
+    let (code, _) = call(
+        &s,
+        "PATCH",
+        &path,
+        Some(MERGE),
+        r#"{"metadata":{"labels":{"a":"b"}}}"#,
+    );
+    assert_eq!(code, 200);
+    s.clear_fault();
+    let (code, _) = call(
+        &s,
+        "PATCH",
+        &format!("{path}/status"),
+        Some(MERGE),
+        r#"{"status":{}}"#,
+    );
+    assert_eq!(code, 200);
+    assert_eq!(
+        s.requests()
+            .iter()
+            .filter(|r| r.path.ends_with("/status"))
+            .count(),
+        2
+    );
 }

@@ -305,6 +305,16 @@ impl ApiServer {
         }
     }
 
+    /// Answers the requests `rule` picks with its error code (and a
+    /// matching Status) instead of serving them; they are still recorded.
+    pub fn set_fault(&self, rule: impl Fn(&Recorded) -> Option<u16> + Send + Sync + 'static) {
+        self.with(|st| st.fault = Some(Arc::new(rule)));
+    }
+
+    pub fn clear_fault(&self) {
+        self.with(|st| st.fault = None);
+    }
+
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.lock().requests.clone()
@@ -487,6 +497,9 @@ fn reason_phrase(code: u16) -> &'static str {
         201 => "Created",
         202 => "Accepted",
         400 => "Bad Request",
+        403 => "Forbidden",
+        429 => "Too Many Requests",
+        503 => "Service Unavailable",
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
@@ -533,15 +546,20 @@ fn serve(conn: TcpStream, shared: &Shared) {
             if st.stopped {
                 return;
             }
-            st.requests.push(Recorded {
+            let rec = Recorded {
                 method: req.method.clone(),
                 path: req.path.clone(),
                 query: req.query.clone(),
                 content_type: req.header("content-type").map(String::from),
                 headers: req.headers.clone(),
                 body: req.body.clone(),
-            });
-            dispatch(&mut st, &req).unwrap_or_else(Reply::from)
+            };
+            let fault = st.fault.clone().and_then(|f| f(&rec));
+            st.requests.push(rec);
+            match fault {
+                Some(code) => Reply::from(injected(code)),
+                None => dispatch(&mut st, &req).unwrap_or_else(Reply::from),
+            }
         };
         shared.changed.notify_all();
         match reply {
@@ -669,6 +687,39 @@ fn stream_watch(
         }
         st = shared.lock();
     }
+}
+
+/// The Status a real server sends with `code`, for injected faults.
+fn injected(code: u16) -> ApiError {
+    let (reason, message) = match code {
+        403 => ("Forbidden", "forbidden: injected by the test"),
+        404 => (
+            "NotFound",
+            "the server could not find the requested resource",
+        ),
+        409 => (
+            "Conflict",
+            "the object has been modified; please apply your changes to the latest version and try again",
+        ),
+        410 => ("Expired", "too old resource version"),
+        429 => (
+            "TooManyRequests",
+            "the server has received too many requests and has asked us to try again later",
+        ),
+        503 => (
+            "ServiceUnavailable",
+            "the server is currently unable to handle the request",
+        ),
+        504 => (
+            "Timeout",
+            "the server was unable to return a response in the time allotted",
+        ),
+        _ => (
+            "InternalError",
+            "an error on the server (\"injected by the test\") has prevented the request from succeeding",
+        ),
+    };
+    status(code, reason, message, None)
 }
 
 fn generic_not_found() -> ApiError {

@@ -227,7 +227,11 @@ pub struct IssuedToken {
     pub token: String,
 }
 
+/// A test's rule answering chosen requests with an error code instead.
+pub type Fault = std::sync::Arc<dyn Fn(&Recorded) -> Option<u16> + Send + Sync>;
+
 pub struct State {
+    pub fault: Option<Fault>,
     pub defs: Vec<Resource>,
     pub objects: BTreeMap<Key, Stored>,
     pub rv: u64,
@@ -378,6 +382,7 @@ fn valid_name(name: &str, label: bool) -> Result<(), String> {
 impl State {
     pub fn new() -> State {
         let mut s = State {
+            fault: None,
             defs: builtin(),
             objects: BTreeMap::new(),
             rv: 100,
@@ -580,7 +585,7 @@ impl State {
         {
             m.remove("status");
         }
-        let prepared = self.prepare(&key, None, body, "");
+        let prepared = self.prepare(&key, None, body, "")?;
         let mut managers = Vec::new();
         let mut fields = BTreeMap::new();
         json::leaves(&scoped(&def, &prepared, ""), &mut Vec::new(), &mut fields);
@@ -597,7 +602,27 @@ impl State {
     }
 
     /// Fills the server-owned metadata of a new version of `key`.
-    fn prepare(&mut self, key: &Key, old: Option<&Value>, mut obj: Value, sub: &str) -> Value {
+    fn prepare(
+        &mut self,
+        key: &Key,
+        old: Option<&Value>,
+        obj: Value,
+        sub: &str,
+    ) -> Result<Value, ApiError> {
+        let mut obj = self.fill_metadata(key, old, obj, sub);
+        let def = &self.defs[key.0];
+        defaults(def, old.is_none(), &mut obj)?;
+        validate(def, &key.2, &obj)?;
+        Ok(obj)
+    }
+
+    fn fill_metadata(
+        &mut self,
+        key: &Key,
+        old: Option<&Value>,
+        mut obj: Value,
+        sub: &str,
+    ) -> Value {
         let def = self.defs[key.0].clone();
         if !obj.is_object() {
             obj = json!({});
@@ -936,7 +961,7 @@ impl State {
         } else {
             body
         };
-        let prepared = self.prepare(&key, Some(&old.obj), body, &w.subresource);
+        let prepared = self.prepare(&key, Some(&old.obj), body, &w.subresource)?;
         let mut changed = Vec::new();
         json::diff(
             Some(&scoped(&def, &old.obj, &w.subresource)),
@@ -1051,7 +1076,15 @@ impl State {
             .pointer("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or("");
-        if body_name != key.2 {
+        // The name is checked on the result, as Kubernetes does: an apply
+        // without one keeps the live object's, but cannot create.
+        let exists = self.objects.contains_key(&key);
+        let mismatch = if body_name.is_empty() {
+            !exists && w.subresource.is_empty()
+        } else {
+            body_name != key.2
+        };
+        if mismatch {
             return Err(bad_request(&format!(
                 "the name of the object ({body_name}) does not match the name on the URL ({})",
                 key.2
@@ -1139,7 +1172,7 @@ impl State {
         {
             m.remove("status");
         }
-        let prepared = self.prepare(&key, old.as_ref().map(|o| &o.obj), merged, &w.subresource);
+        let prepared = self.prepare(&key, old.as_ref().map(|o| &o.obj), merged, &w.subresource)?;
         let code = if old.is_none() { 201 } else { 200 };
         Ok((code, self.commit(key, old, prepared, managers)))
     }
@@ -1217,6 +1250,94 @@ impl State {
             }),
         ))
     }
+}
+
+/// What the real server's defaulting and conversion do for the built-in
+/// kinds tests meet: a Secret's stringData lands base64-encoded in data, its
+/// type defaults to Opaque; a new Namespace is Active.
+fn defaults(def: &Resource, created: bool, obj: &mut Value) -> Result<(), ApiError> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if !def.group.is_empty() {
+        return Ok(());
+    }
+    match def.plural.as_str() {
+        "secrets" => {
+            let Value::Object(m) = obj else { return Ok(()) };
+            if let Some(Value::Object(sd)) = m.remove("stringData") {
+                let data = m.entry("data").or_insert_with(|| json!({}));
+                for (k, v) in sd {
+                    let text = v.as_str().unwrap_or("").to_string();
+                    data[k] = b64.encode(text).into();
+                }
+            }
+            if let Some(Value::Object(data)) = m.get("data") {
+                for (k, v) in data {
+                    let ok = v.as_str().is_some_and(|t| b64.decode(t).is_ok());
+                    if !ok {
+                        return Err(bad_request(&format!(
+                            "Secret in version \"v1\" cannot be handled as a Secret: data.{k}: illegal base64 data"
+                        )));
+                    }
+                }
+            }
+            if !m.contains_key("type") {
+                m.insert("type".into(), "Opaque".into());
+            }
+        }
+        "namespaces" if created => {
+            obj["spec"] = json!({"finalizers": ["kubernetes"]});
+            obj["status"] = json!({"phase": "Active"});
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// The validation of events.k8s.io/v1 Events (the controller's own writes
+/// most likely to be rejected by a real server).
+fn validate(def: &Resource, name: &str, obj: &Value) -> Result<(), ApiError> {
+    if def.group != "events.k8s.io" {
+        return Ok(());
+    }
+    let field = |f: &str| obj.get(f).and_then(Value::as_str).unwrap_or("");
+    let fail = |f: &str, m: &str| Err(invalid(def, name, f, m));
+    if obj.get("eventTime").is_none_or(Value::is_null) {
+        return fail("eventTime", "Required value");
+    }
+    let t = field("type");
+    if t != "Normal" && t != "Warning" {
+        return fail(
+            "type",
+            &format!("Unsupported value: {t:?}: supported values: \"Normal\", \"Warning\""),
+        );
+    }
+    for f in [
+        "reportingController",
+        "reportingInstance",
+        "action",
+        "reason",
+    ] {
+        let v = field(f);
+        if v.is_empty() {
+            return fail(f, "Required value");
+        }
+        if v.len() > 128 {
+            return fail(f, "Too long: may not be more than 128 bytes");
+        }
+    }
+    if field("note").len() > 1024 {
+        return fail("note", "Too long: may not be more than 1024 bytes");
+    }
+    if let Some(series) = obj.get("series").filter(|s| !s.is_null()) {
+        if series.get("count").and_then(Value::as_i64).unwrap_or(0) < 2 {
+            return fail("series.count", "Invalid value: should be at least 2");
+        }
+        if series.get("lastObservedTime").is_none_or(Value::is_null) {
+            return fail("series.lastObservedTime", "Required value");
+        }
+    }
+    Ok(())
 }
 
 fn apply_conflict(def: &Resource, name: &str, conflicts: &[(String, Path)]) -> ApiError {
