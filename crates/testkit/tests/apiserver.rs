@@ -1397,6 +1397,7 @@ fn kubeconfig_version_discovery_and_tokens() {
         [
             "coordination.k8s.io",
             "events.k8s.io",
+            "apiextensions.k8s.io",
             "source.toolkit.fluxcd.io",
             "image.toolkit.fluxcd.io"
         ]
@@ -1492,27 +1493,27 @@ fn secrets_namespaces_and_events_get_the_real_defaults_and_validation() {
         (
             "eventTime",
             Value::Null,
-            "Event \"p.2\" is invalid: eventTime: Required value",
+            "Event.events.k8s.io \"p.2\" is invalid: eventTime: Required value",
         ),
         (
             "type",
             json!("Info"),
-            "Event \"p.2\" is invalid: type: Unsupported value: \"Info\": supported values: \"Normal\", \"Warning\"",
+            "Event.events.k8s.io \"p.2\" is invalid: type: Unsupported value: \"Info\": supported values: \"Normal\", \"Warning\"",
         ),
         (
             "reportingController",
             json!(""),
-            "Event \"p.2\" is invalid: reportingController: Required value",
+            "Event.events.k8s.io \"p.2\" is invalid: reportingController: Required value",
         ),
         (
             "note",
             json!("x".repeat(1025)),
-            "Event \"p.2\" is invalid: note: Too long: may not be more than 1024 bytes",
+            "Event.events.k8s.io \"p.2\" is invalid: note: Too long: may not be more than 1024 bytes",
         ),
         (
             "series",
             json!({"count": 1, "lastObservedTime": "2026-12-02T02:00:00.000000Z"}),
-            "Event \"p.2\" is invalid: series.count: Invalid value: should be at least 2",
+            "Event.events.k8s.io \"p.2\" is invalid: series.count: Invalid value: should be at least 2",
         ),
     ] {
         let mut e = event.clone();
@@ -1577,4 +1578,145 @@ fn injected_faults_answer_chosen_requests() {
             .count(),
         2
     );
+}
+
+fn widget_crd(extra_version: bool) -> Value {
+    let schema = json!({"type": "object", "properties": {
+        "spec": {"type": "object", "required": ["size"], "properties": {
+            "size": {"type": "integer"},
+            "color": {"type": "string", "enum": ["red", "blue"]},
+        }},
+        "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}},
+    }});
+    let mut versions = vec![
+        json!({"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": schema}, "subresources": {"status": {}}}),
+    ];
+    if extra_version {
+        versions.push(json!({"name": "v2", "served": true, "storage": false, "schema": {"openAPIV3Schema": schema}}));
+    }
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced", "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"}, "versions": versions},
+    })
+}
+
+const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+const WIDGETS: &str = "/apis/example.com/v1/namespaces/flux-system/widgets";
+
+#[test]
+fn a_created_crd_is_served_with_its_schema_and_its_removal_takes_the_objects() {
+    let s = ApiServer::start();
+    let (code, _) = get(&s, WIDGETS);
+    assert_eq!(code, 404);
+    let (code, crd) = call(&s, "POST", CRDS, Some(JSON), &widget_crd(true).to_string());
+    assert_eq!(code, 201, "{crd}");
+    let conditions: Vec<(&str, &str)> = crd["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap_or(""),
+                c["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        conditions,
+        [("NamesAccepted", "True"), ("Established", "True")]
+    );
+    assert_eq!(crd["status"]["storedVersions"], json!(["v1"]));
+
+    let w = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 3, "shape": "round"}, "status": {"ready": true}});
+    let (code, v) = call(&s, "POST", WIDGETS, Some(JSON), &w.to_string());
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["spec"], json!({"size": 3}), "unknown fields pruned");
+    assert!(v.get("status").is_none());
+    let (code, v) = call(
+        &s,
+        "PATCH",
+        &format!("{WIDGETS}/w/status"),
+        Some(MERGE),
+        r#"{"status":{"ready":true,"latestImage":"x"}}"#,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"], json!({"ready": true}));
+    let bad = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "b"}, "spec": {"size": "big", "color": "green"}});
+    let (code, v) = call(&s, "POST", WIDGETS, Some(JSON), &bad.to_string());
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(
+        v["message"],
+        "Widget.example.com \"b\" is invalid: [spec.color: Unsupported value: \"green\": supported values: \"red\", \"blue\", spec.size: Invalid value: \"string\": spec.size in body must be of type integer: \"string\"]"
+    );
+    let (code, v) = call(
+        &s,
+        "POST",
+        WIDGETS,
+        Some(JSON),
+        r#"{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"c"},"spec":{}}"#,
+    );
+    assert_eq!(code, 422);
+    assert_eq!(
+        v["message"],
+        "Widget.example.com \"c\" is invalid: spec.size: Required value"
+    );
+    // Both served versions answer; discovery lists the group.
+    let (code, _) = get(&s, "/apis/example.com/v2/namespaces/flux-system/widgets");
+    assert_eq!(code, 200);
+    let (_, groups) = get(&s, "/apis");
+    assert!(
+        groups["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .any(|g| g["name"] == "example.com")
+    );
+
+    // An invalid CRD is refused.
+    let mut misnamed = widget_crd(false);
+    misnamed["metadata"]["name"] = "widget.example.com".into();
+    let (code, v) = call(&s, "POST", CRDS, Some(JSON), &misnamed.to_string());
+    assert_eq!(code, 422);
+    assert_eq!(
+        v["message"],
+        "CustomResourceDefinition.apiextensions.k8s.io \"widget.example.com\" is invalid: metadata.name: Invalid value: \"widget.example.com\": must be spec.names.plural+\".\"+spec.group"
+    );
+
+    // Dropping a version stops serving it; deleting the CRD removes the rest.
+    let mut update = crd.clone();
+    update["spec"] = widget_crd(false)["spec"].clone();
+    let (code, v) = call(
+        &s,
+        "PUT",
+        &format!("{CRDS}/widgets.example.com"),
+        Some(JSON),
+        &update.to_string(),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, _) = get(&s, "/apis/example.com/v2/namespaces/flux-system/widgets");
+    assert_eq!(code, 404);
+    let mut watch = Watch::open(
+        &s,
+        &format!(
+            "{WIDGETS}?watch=true&resourceVersion={}",
+            s.resource_version()
+        ),
+    );
+    let (code, _) = call(
+        &s,
+        "DELETE",
+        &format!("{CRDS}/widgets.example.com"),
+        Some(JSON),
+        "{}",
+    );
+    assert_eq!(code, 200);
+    let e = watch.next().expect("deleted with its CRD");
+    assert_eq!(
+        (e["type"].as_str(), e["object"]["metadata"]["name"].as_str()),
+        (Some("DELETED"), Some("w"))
+    );
+    let (code, _) = get(&s, WIDGETS);
+    assert_eq!(code, 404);
 }

@@ -5,6 +5,7 @@
 //! server would refuse. No kube-apiserver can be installed here, so tests
 //! need ours; it keeps every request for assertions on their exact shape.
 
+mod crd;
 mod json;
 mod store;
 
@@ -93,14 +94,7 @@ impl ApiServer {
 
     /// Serves one more kind of resource.
     pub fn register(&self, resource: Resource) {
-        self.with(|st| {
-            st.defs.retain(|d| {
-                !(d.group == resource.group
-                    && d.version == resource.version
-                    && d.plural == resource.plural)
-            });
-            st.defs.push(resource);
-        });
+        self.with(|st| st.register(resource));
     }
 
     fn res(st: &State, group: &str, version: &str, plural: &str) -> usize {
@@ -772,7 +766,7 @@ fn dispatch(st: &mut State, req: &Req) -> Result<Reply, ApiError> {
                 None => Err(generic_not_found()),
             }
         }
-        ["apis", g, v] if st.defs.iter().any(|d| d.group == *g && d.version == *v) => {
+        ["apis", g, v] if served(st).any(|d| d.group == *g && d.version == *v) => {
             discovery(resource_list(st, g, v))
         }
         ["api", "v1", rest @ ..] if !rest.is_empty() => resource(st, req, "", "v1", rest),
@@ -795,9 +789,17 @@ fn version_doc() -> Value {
     })
 }
 
+fn served(st: &State) -> impl Iterator<Item = &Resource> {
+    st.defs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !st.unserved.contains(i))
+        .map(|(_, d)| d)
+}
+
 fn group_list(st: &State) -> Value {
     let mut groups: Vec<Value> = Vec::new();
-    for d in st.defs.iter().filter(|d| !d.group.is_empty()) {
+    for d in served(st).filter(|d| !d.group.is_empty()) {
         let gv = json!({"groupVersion": d.api_version(), "version": d.version});
         match groups.iter_mut().find(|g| g["name"] == d.group.as_str()) {
             Some(g) => {
@@ -819,11 +821,7 @@ fn group_list(st: &State) -> Value {
 
 fn resource_list(st: &State, group: &str, version: &str) -> Value {
     let mut resources = Vec::new();
-    for d in st
-        .defs
-        .iter()
-        .filter(|d| d.group == group && d.version == version)
-    {
+    for d in served(st).filter(|d| d.group == group && d.version == version) {
         let singular = d.kind.to_ascii_lowercase();
         resources.push(json!({
             "name": d.plural,

@@ -24,6 +24,9 @@ pub struct Resource {
     /// a PUT must carry `metadata.resourceVersion`, and strategic merge
     /// patches are refused.
     pub custom: bool,
+    /// The CRD's openAPIV3Schema: unknown fields are pruned and types,
+    /// `required` and `enum` checked on every write.
+    pub schema: Option<Value>,
 }
 
 impl Resource {
@@ -36,6 +39,7 @@ impl Resource {
             namespaced: true,
             status_subresource: false,
             custom: false,
+            schema: None,
         }
     }
 
@@ -76,6 +80,17 @@ pub fn builtin() -> Vec<Resource> {
         core("configmaps", "ConfigMap"),
         Resource::new("coordination.k8s.io", "v1", "leases", "Lease"),
         Resource::new("events.k8s.io", "v1", "events", "Event"),
+        Resource {
+            namespaced: false,
+            status_subresource: true,
+            custom: true,
+            ..Resource::new(
+                "apiextensions.k8s.io",
+                "v1",
+                "customresourcedefinitions",
+                "CustomResourceDefinition",
+            )
+        },
         flux(
             "source.toolkit.fluxcd.io",
             "gitrepositories",
@@ -232,6 +247,8 @@ pub type Fault = std::sync::Arc<dyn Fn(&Recorded) -> Option<u16> + Send + Sync>;
 
 pub struct State {
     pub fault: Option<Fault>,
+    /// Resources whose CRD went away (indices stay, keys hold them).
+    pub unserved: BTreeSet<usize>,
     pub defs: Vec<Resource>,
     pub objects: BTreeMap<Key, Stored>,
     pub rv: u64,
@@ -306,14 +323,25 @@ fn conflict(def: &Resource, name: &str) -> ApiError {
 }
 
 fn invalid(def: &Resource, name: &str, field: &str, message: &str) -> ApiError {
-    let kind = &def.kind;
+    let mut e = invalid_msg(def, name, &format!("{field}: {message}"));
+    e.body["details"]["causes"] =
+        json!([{"reason": "FieldValueInvalid", "message": message, "field": field}]);
+    e
+}
+
+/// 422 Invalid naming the kind as Kubernetes does (`Kind.group`).
+fn invalid_msg(def: &Resource, name: &str, what: &str) -> ApiError {
+    let kind = if def.group.is_empty() {
+        def.kind.clone()
+    } else {
+        format!("{}.{}", def.kind, def.group)
+    };
     let mut d = details(def, name);
-    d["kind"] = kind.clone().into();
-    d["causes"] = json!([{"reason": "FieldValueInvalid", "message": message, "field": field}]);
+    d["kind"] = def.kind.clone().into();
     status(
         422,
         "Invalid",
-        &format!("{kind} \"{name}\" is invalid: {field}: {message}"),
+        &format!("{kind} \"{name}\" is invalid: {what}"),
         Some(d),
     )
 }
@@ -383,6 +411,7 @@ impl State {
     pub fn new() -> State {
         let mut s = State {
             fault: None,
+            unserved: BTreeSet::new(),
             defs: builtin(),
             objects: BTreeMap::new(),
             rv: 100,
@@ -408,15 +437,77 @@ impl State {
     }
 
     pub fn def_index(&self, group: &str, version: &str, plural: &str) -> Option<usize> {
-        self.defs
-            .iter()
-            .position(|d| d.group == group && d.version == version && d.plural == plural)
+        (0..self.defs.len()).find(|&i| {
+            let d = &self.defs[i];
+            d.group == group
+                && d.version == version
+                && d.plural == plural
+                && !self.unserved.contains(&i)
+        })
     }
 
     pub fn def_by_kind(&self, api_version: &str, kind: &str) -> Option<usize> {
-        self.defs
+        (0..self.defs.len()).find(|&i| {
+            let d = &self.defs[i];
+            d.api_version() == api_version && d.kind == kind && !self.unserved.contains(&i)
+        })
+    }
+
+    /// Serves `r`, in place of an earlier definition of the same resource.
+    pub fn register(&mut self, r: Resource) {
+        let found = self
+            .defs
             .iter()
-            .position(|d| d.api_version() == api_version && d.kind == kind)
+            .position(|d| d.group == r.group && d.version == r.version && d.plural == r.plural);
+        match found {
+            Some(i) => {
+                self.defs[i] = r;
+                self.unserved.remove(&i);
+            }
+            None => self.defs.push(r),
+        }
+    }
+
+    fn is_crd(&self, res: usize) -> bool {
+        let d = &self.defs[res];
+        d.group == "apiextensions.k8s.io" && d.plural == "customresourcedefinitions"
+    }
+
+    /// Serves what a stored CRD defines; a removed CRD takes its
+    /// resources and their objects with it.
+    fn sync_crd(&mut self, crd: &Value, removed: bool) {
+        let Ok(resources) = super::crd::resources_of(crd) else {
+            return;
+        };
+        let s = |p: &str| {
+            crd.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let (group, plural) = (s("/spec/group"), s("/spec/names/plural"));
+        let mine: Vec<usize> = (0..self.defs.len())
+            .filter(|&i| self.defs[i].group == group && self.defs[i].plural == plural)
+            .collect();
+        for i in mine {
+            self.unserved.insert(i);
+            if removed {
+                let keys: Vec<Key> = self.objects.keys().filter(|k| k.0 == i).cloned().collect();
+                for k in keys {
+                    if let Some(old) = self.objects.remove(&k) {
+                        self.rv += 1;
+                        let mut last = old.obj.clone();
+                        last["metadata"]["resourceVersion"] = self.rv.to_string().into();
+                        self.emit(k, "DELETED", last, Some(old.obj));
+                    }
+                }
+            }
+        }
+        if !removed {
+            for r in resources {
+                self.register(r);
+            }
+        }
     }
 
     fn namespace_def(&self) -> usize {
@@ -612,7 +703,7 @@ impl State {
         let mut obj = self.fill_metadata(key, old, obj, sub);
         let def = &self.defs[key.0];
         defaults(def, old.is_none(), &mut obj)?;
-        validate(def, &key.2, &obj)?;
+        validate(def, &key.2, &mut obj)?;
         Ok(obj)
     }
 
@@ -775,6 +866,9 @@ impl State {
                 .and_then(Value::as_array)
                 .is_none_or(Vec::is_empty);
         let old_obj = old.map(|o| o.obj);
+        if self.is_crd(key.0) {
+            self.sync_crd(&obj, deleting);
+        }
         if deleting {
             self.objects.remove(&key);
             self.emit(key, "DELETED", obj.clone(), old_obj);
@@ -1236,6 +1330,9 @@ impl State {
         let mut last = old.obj.clone();
         last["metadata"]["resourceVersion"] = self.rv.to_string().into();
         self.objects.remove(&key);
+        if self.is_crd(key.0) {
+            self.sync_crd(&last, true);
+        }
         self.emit(key.clone(), "DELETED", last, Some(old.obj));
         let mut d = details(&def, &key.2);
         d["uid"] = uid;
@@ -1258,6 +1355,10 @@ impl State {
 fn defaults(def: &Resource, created: bool, obj: &mut Value) -> Result<(), ApiError> {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
+    if def.group == "apiextensions.k8s.io" && created {
+        obj["status"] = super::crd::accepted_status(obj, &json::rfc3339(json::now_secs()));
+        return Ok(());
+    }
     if !def.group.is_empty() {
         return Ok(());
     }
@@ -1296,7 +1397,21 @@ fn defaults(def: &Resource, created: bool, obj: &mut Value) -> Result<(), ApiErr
 
 /// The validation of events.k8s.io/v1 Events (the controller's own writes
 /// most likely to be rejected by a real server).
-fn validate(def: &Resource, name: &str, obj: &Value) -> Result<(), ApiError> {
+fn validate(def: &Resource, name: &str, obj: &mut Value) -> Result<(), ApiError> {
+    if let Some(schema) = &def.schema {
+        let errs = super::crd::check(obj, schema);
+        return match errs.as_slice() {
+            [] => Ok(()),
+            [one] => Err(invalid_msg(def, name, one)),
+            many => Err(invalid_msg(def, name, &format!("[{}]", many.join(", ")))),
+        };
+    }
+    if def.group == "apiextensions.k8s.io" {
+        return match super::crd::resources_of(obj) {
+            Ok(_) => Ok(()),
+            Err((field, message)) => Err(invalid(def, name, &field, &message)),
+        };
+    }
     if def.group != "events.k8s.io" {
         return Ok(());
     }
