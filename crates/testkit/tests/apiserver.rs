@@ -1182,6 +1182,15 @@ fn watch_sends_bookmarks_and_initial_events_end() {
         &format!("{CMS}?watch=true&sendInitialEvents=true&resourceVersion=0"),
     );
     assert_eq!(code, 422, "{v}");
+    let (code, v) = get(
+        &s,
+        &format!("{CMS}?watch=true&resourceVersionMatch=NotOlderThan&resourceVersion=0"),
+    );
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(
+        v["message"],
+        "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
+    );
 }
 
 #[test]

@@ -526,6 +526,7 @@ impl From<ApiError> for Reply {
 /// or a watch takes the connection over.
 fn serve(conn: TcpStream, shared: &Shared) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(120)));
+    let _ = conn.set_nodelay(true);
     let Ok(read_half) = conn.try_clone() else {
         return;
     };
@@ -565,11 +566,11 @@ fn serve(conn: TcpStream, shared: &Shared) {
                     body.len(),
                     if close { "Connection: close\r\n" } else { "" }
                 );
-                if out.write_all(head.as_bytes()).is_err()
-                    || out.write_all(body.as_bytes()).is_err()
-                    || out.flush().is_err()
-                    || close
-                {
+                // One write: head and body split would wait out Nagle
+                // against the client's delayed ACK (40 ms a request).
+                let mut msg = head.into_bytes();
+                msg.extend_from_slice(body.as_bytes());
+                if out.write_all(&msg).is_err() || out.flush().is_err() || close {
                     return;
                 }
             }
@@ -589,7 +590,7 @@ fn serve(conn: TcpStream, shared: &Shared) {
 
 fn chunk(out: &mut TcpStream, line: &Value) -> std::io::Result<()> {
     let data = format!("{line}\n");
-    write!(out, "{:x}\r\n{data}\r\n", data.len())?;
+    out.write_all(format!("{:x}\r\n{data}\r\n", data.len()).as_bytes())?;
     out.flush()
 }
 
@@ -1173,6 +1174,11 @@ fn watch(st: &mut State, req: &Req, res: usize, ns: Option<&str>) -> Result<Repl
             None,
         )
     };
+    if !initial_events && req.q("resourceVersionMatch").is_some_and(|m| !m.is_empty()) {
+        return Err(invalid(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        ));
+    }
     if initial_events {
         if req.q("resourceVersionMatch") != Some("NotOlderThan") {
             return Err(invalid(
