@@ -870,6 +870,19 @@ fn deletion_waits_for_finalizers() {
     assert!(e["object"]["metadata"]["deletionTimestamp"].is_string());
     let (code, _) = get(&s, &path);
     assert_eq!(code, 200, "still there");
+    // No new finalizer while deleting.
+    let (code, v) = call(
+        &s,
+        "PATCH",
+        &path,
+        Some(MERGE),
+        r#"{"metadata":{"finalizers":["finalizers.fluxcd.io","other"]}}"#,
+    );
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(
+        v["message"],
+        "ImagePolicy.image.toolkit.fluxcd.io \"a\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted"
+    );
     // Deleting again changes nothing.
     let (code, again) = call(&s, "DELETE", &path, Some(JSON), "{}");
     assert_eq!(code, 202);
@@ -1728,4 +1741,41 @@ fn a_created_crd_is_served_with_its_schema_and_its_removal_takes_the_objects() {
     );
     let (code, _) = get(&s, WIDGETS);
     assert_eq!(code, 404);
+}
+
+#[test]
+fn apply_that_turns_a_field_into_a_map_keeps_the_map() {
+    let s = ApiServer::start();
+    let obj = |spec: Value| json!({"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy", "metadata": {"name": "a", "namespace": "flux-system"}, "spec": spec});
+    let path = apply_path("me", false);
+    let (code, _) = call(
+        &s,
+        "PATCH",
+        &path,
+        Some(APPLY),
+        &obj(json!({"policy": "latest", "old": "1"})).to_string(),
+    );
+    assert_eq!(code, 201);
+    let (code, v) = call(
+        &s,
+        "PATCH",
+        &path,
+        Some(APPLY),
+        &obj(json!({"policy": {"semver": {"range": "1.x"}}})).to_string(),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        v["spec"],
+        json!({"policy": {"semver": {"range": "1.x"}}}),
+        "old dropped, the new map kept"
+    );
+    let (code, v) = call(
+        &s,
+        "PATCH",
+        &path,
+        Some(APPLY),
+        &obj(json!({"policy": "latest"})).to_string(),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(v["spec"], json!({"policy": "latest"}));
 }

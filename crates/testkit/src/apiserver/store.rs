@@ -702,6 +702,23 @@ impl State {
     ) -> Result<Value, ApiError> {
         let mut obj = self.fill_metadata(key, old, obj, sub);
         let def = &self.defs[key.0];
+        if let Some(o) = old.filter(|o| o.pointer("/metadata/deletionTimestamp").is_some()) {
+            let list = |v: &Value| -> Vec<Value> {
+                v.pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let before = list(o);
+            if list(&obj).iter().any(|f| !before.contains(f)) {
+                return Err(invalid(
+                    def,
+                    &key.2,
+                    "metadata.finalizers",
+                    "Forbidden: no new finalizers can be added if the object is being deleted",
+                ));
+            }
+        }
         defaults(def, old.is_none(), &mut obj)?;
         validate(def, &key.2, &mut obj)?;
         Ok(obj)
@@ -1232,7 +1249,11 @@ impl State {
             .find(|m| me(m))
             .map(|m| m.fields.clone())
             .unwrap_or_default();
-        for p in previous.iter().filter(|p| !fields.contains_key(*p)) {
+        for p in previous
+            .iter()
+            // Still applied at or below p: not dropped.
+            .filter(|p| !fields.keys().any(|f| f.starts_with(p)))
+        {
             let shared = managers
                 .iter()
                 .filter(|m| !me(m))
