@@ -222,8 +222,12 @@ fn create_refuses_duplicates_wrong_types_and_missing_names() {
     let (code, v) = call(&s, "POST", &path, Some(JSON), "{\"apiVersion\": ");
     assert_eq!(code, 400);
     assert_eq!(v["reason"], "BadRequest");
-    let (code, v) = call(&s, "POST", &path, Some("application/yaml"), "{}");
+    let (code, v) = call(&s, "POST", &path, Some("text/plain"), "{}");
     assert_eq!(code, 415, "{v}");
+    let yaml = "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: from-yaml\nspec:\n  interval: 1m\n";
+    let (code, v) = call(&s, "POST", &path, Some("application/yaml"), yaml);
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["spec"]["interval"], "1m");
     let (code, v) = call(
         &s,
         "POST",
@@ -1778,4 +1782,57 @@ fn apply_that_turns_a_field_into_a_map_keeps_the_map() {
     );
     assert_eq!(code, 200);
     assert_eq!(v["spec"], json!({"policy": "latest"}));
+}
+
+#[test]
+fn apply_yaml_installs_a_crd_then_its_objects() {
+    let s = ApiServer::start();
+    let yaml = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, listKind: WidgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+              ratio: {type: number}
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata:
+  name: w
+  namespace: flux-system
+spec:
+  size: 3
+  ratio: 0.5
+  unknown: dropped
+"#;
+    let out = s.apply_yaml("kubectl", yaml);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1]["spec"], json!({"size": 3, "ratio": 0.5}));
+    assert_eq!(out[1]["metadata"]["managedFields"][0]["manager"], "kubectl");
+    // An apply body in YAML over HTTP, as its media type says.
+    let (code, v) = call(
+        &s,
+        "PATCH",
+        &format!("{WIDGETS}/w?fieldManager=kubectl"),
+        Some(APPLY),
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  size: 4\n",
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["spec"], json!({"size": 4}), "ratio no longer applied");
 }

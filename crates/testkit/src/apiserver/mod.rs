@@ -255,6 +255,28 @@ impl ApiServer {
         })
     }
 
+    /// `kubectl apply --server-side` of a YAML stream by `manager`: each
+    /// document applied in turn (a CRD first makes its kind servable for the
+    /// documents after it). Panics with the Status of the first refusal.
+    pub fn apply_yaml(&self, manager: &str, yaml: &str) -> Vec<Value> {
+        let docs = json::yaml_docs(yaml).unwrap_or_else(|e| panic!("{e}"));
+        docs.into_iter()
+            .map(|d| {
+                let mut d = d;
+                let namespaced = self.with(|st| {
+                    let av = d["apiVersion"].as_str().unwrap_or("");
+                    let kind = d["kind"].as_str().unwrap_or("");
+                    st.def_by_kind(av, kind).map(|r| st.defs[r].namespaced)
+                });
+                if namespaced == Some(true) && d.pointer("/metadata/namespace").is_none() {
+                    d["metadata"]["namespace"] = "default".into();
+                }
+                self.apply(manager, d, false)
+                    .unwrap_or_else(|e| panic!("apply refused: {e}"))
+            })
+            .collect()
+    }
+
     /// Deletes as another actor would; with finalizers the object stays,
     /// marked. Returns false when it did not exist.
     pub fn delete(&self, group: &str, version: &str, plural: &str, ns: &str, name: &str) -> bool {
@@ -860,13 +882,17 @@ fn resource_list(st: &State, group: &str, version: &str) -> Value {
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
 }
 
-/// The JSON body of a write; an empty or malformed one is a 400.
+/// The body of a write: JSON, or YAML under the YAML media types; an empty
+/// or malformed one is a 400.
 fn body_json(req: &Req) -> Result<Value, ApiError> {
     if req.body.is_empty() {
         return Err(bad_request("the request body is empty"));
     }
-    serde_json::from_slice(&req.body)
-        .map_err(|e| bad_request(&format!("the request body is not valid JSON: {e}")))
+    let yaml = matches!(
+        req.media_type().as_str(),
+        "application/yaml" | "application/apply-patch+yaml"
+    );
+    json::body_value(&req.body, yaml).map_err(|e| bad_request(&e))
 }
 
 fn unsupported_media(got: &str, accepted: &str) -> ApiError {
@@ -952,10 +978,10 @@ fn resource(
     let ns_str = ns.unwrap_or("");
     let json_only = |req: &Req| {
         let mt = req.media_type();
-        if mt == "application/json" {
+        if mt == "application/json" || mt == "application/yaml" {
             Ok(())
         } else {
-            Err(unsupported_media(&mt, "application/json"))
+            Err(unsupported_media(&mt, "application/json, application/yaml"))
         }
     };
     match (req.method.as_str(), name) {
@@ -1000,12 +1026,7 @@ fn resource(
                     st.patch(key, &mt, body, &w).map(|v| Reply::Json(200, v))
                 }
                 "application/apply-patch+yaml" => {
-                    let body = body_json(req).map_err(|e| {
-                        let m = e.body["message"].as_str().unwrap_or("").to_string();
-                        bad_request(&format!(
-                            "{m} (this test server reads apply patches as JSON only)"
-                        ))
-                    })?;
+                    let body = body_json(req)?;
                     st.apply(key, body, &w).map(|(c, v)| Reply::Json(c, v))
                 }
                 _ => {
