@@ -1836,3 +1836,59 @@ spec:
     assert_eq!(code, 200, "{v}");
     assert_eq!(v["spec"], json!({"size": 4}), "ratio no longer applied");
 }
+
+#[test]
+fn concurrent_writers_give_a_watch_every_event_once_in_resource_version_order() {
+    let s = std::sync::Arc::new(ApiServer::start());
+    for i in 0..4 {
+        s.create(cm(&format!("c{i}"), json!({})));
+    }
+    let mut w = Watch::open(
+        &s,
+        &format!(
+            "/api/v1/configmaps?watch=true&resourceVersion={}",
+            s.resource_version()
+        ),
+    );
+    let writers: Vec<_> = (0..4)
+        .map(|i| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for n in 0..50 {
+                    let body = json!({"data": {"n": n.to_string()}}).to_string();
+                    let (code, v) = call(&s, "PATCH", &format!("{CMS}/c{i}"), Some(MERGE), &body);
+                    assert_eq!(code, 200, "{v}");
+                }
+            })
+        })
+        .collect();
+    for t in writers {
+        t.join().expect("writer");
+    }
+    let mut last = 0;
+    let mut per_object = std::collections::BTreeMap::new();
+    for _ in 0..200 {
+        let e = w.next().expect("event");
+        assert_eq!(e["type"], "MODIFIED");
+        let r = rv(&e["object"]);
+        assert!(r > last, "{r} after {last}");
+        last = r;
+        let name = e["object"]["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let n: u32 = e["object"]["data"]["n"]
+            .as_str()
+            .unwrap_or("")
+            .parse()
+            .expect("n");
+        let seen = per_object.entry(name).or_insert(0);
+        assert_eq!(n, *seen, "each object's patches in order");
+        *seen += 1;
+    }
+    assert_eq!(last, s.resource_version());
+    assert_eq!(
+        per_object.values().copied().collect::<Vec<_>>(),
+        [50, 50, 50, 50]
+    );
+}

@@ -4,6 +4,23 @@
 //! over plain HTTP on 127.0.0.1, strict enough to refuse the requests a real
 //! server would refuse. No kube-apiserver can be installed here, so tests
 //! need ours; it keeps every request for assertions on their exact shape.
+//!
+//! Where Kubernetes leaves room, this server answers so:
+//! - resourceVersions are one global counter (from 101); a BOOKMARK's
+//!   object is `{kind, apiVersion, metadata: {resourceVersion}}`, plus the
+//!   `k8s.io/initial-events-end` annotation after `sendInitialEvents`;
+//! - a watch from a forgotten resourceVersion answers 200 and one ERROR
+//!   event (Status 410 Expired, `too old resource version: N (OLDEST)`);
+//!   a list at a forgotten one (Exact, or a continue token) answers 410;
+//! - a continue token is base64 of `{"rv":N,"after":"ns/name"}`;
+//! - DELETE answers 200 with a Success Status (details name, group, kind =
+//!   plural, uid) when the object is gone, 202 with the object when
+//!   finalizers hold it;
+//! - managedFields list every manager with operation, time and a FieldsV1
+//!   set; lists are atomic (no merge keys);
+//! - built-in kinds carry no metadata.generation; custom kinds (`custom`)
+//!   need a resourceVersion on PUT and refuse strategic merge patches;
+//! - objects of a kind are ordered by namespace and name.
 
 mod crd;
 mod json;
