@@ -1892,3 +1892,45 @@ fn concurrent_writers_give_a_watch_every_event_once_in_resource_version_order() 
         [50, 50, 50, 50]
     );
 }
+
+#[test]
+fn deleting_a_namespace_deletes_its_content_and_waits_for_finalizers() {
+    let s = ApiServer::start();
+    s.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "apps"}}));
+    s.create(json!({"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy", "metadata": {"name": "p", "namespace": "apps", "finalizers": ["finalizers.fluxcd.io"]}, "spec": {}}));
+    let (code, ns) = call(&s, "DELETE", "/api/v1/namespaces/apps", Some(JSON), "{}");
+    assert_eq!(code, 200, "{ns}");
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(ns["metadata"]["deletionTimestamp"].is_string());
+    let (code, _) = get(&s, "/api/v1/namespaces/apps/configmaps/c");
+    assert_eq!(code, 404);
+    let (code, p) = get(&s, &format!("{IMAGE}/namespaces/apps/imagepolicies/p"));
+    assert_eq!(code, 200);
+    assert!(p["metadata"]["deletionTimestamp"].is_string());
+    let (code, v) = call(
+        &s,
+        "POST",
+        "/api/v1/namespaces/apps/configmaps",
+        Some(JSON),
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}}).to_string(),
+    );
+    assert_eq!(code, 403, "{v}");
+    assert_eq!(
+        v["message"],
+        "configmaps \"d\" is forbidden: unable to create new content in namespace apps because it is being terminated"
+    );
+    let (code, _) = call(&s, "DELETE", "/api/v1/namespaces/apps", Some(JSON), "{}");
+    assert_eq!(code, 409);
+    let (code, _) = get(&s, "/api/v1/namespaces/apps");
+    assert_eq!(code, 200, "held while content remains");
+    let (code, _) = call(
+        &s,
+        "PATCH",
+        &format!("{IMAGE}/namespaces/apps/imagepolicies/p"),
+        Some(MERGE),
+        r#"{"metadata":{"finalizers":null}}"#,
+    );
+    assert_eq!(code, 200);
+    let (code, _) = get(&s, "/api/v1/namespaces/apps");
+    assert_eq!(code, 404, "gone with its last object");
+}

@@ -524,16 +524,86 @@ impl State {
         self.create(nd, "", obj, &system_writer()).map(|_| ())
     }
 
-    fn namespace_exists(&self, ns: &str) -> Result<(), ApiError> {
+    /// New content needs a namespace that exists and is not terminating.
+    fn namespace_open(&self, res: usize, ns: &str, name: &str) -> Result<(), ApiError> {
         let nd = self.namespace_def();
-        if self
-            .objects
-            .contains_key(&(nd, String::new(), ns.to_string()))
-        {
-            Ok(())
-        } else {
-            Err(not_found(&self.defs[nd], ns))
+        match self.objects.get(&(nd, String::new(), ns.to_string())) {
+            None => Err(not_found(&self.defs[nd], ns)),
+            Some(n) if n.obj.pointer("/metadata/deletionTimestamp").is_some() => {
+                let def = &self.defs[res];
+                Err(status(
+                    403,
+                    "Forbidden",
+                    &format!(
+                        "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        def.qualified()
+                    ),
+                    Some(details(def, name)),
+                ))
+            }
+            Some(_) => Ok(()),
         }
+    }
+
+    fn is_namespace(&self, res: usize) -> bool {
+        let d = &self.defs[res];
+        d.group.is_empty() && d.plural == "namespaces"
+    }
+
+    /// Removes a terminating namespace once its last object is gone.
+    fn reap_namespace(&mut self, ns: &str) {
+        let nd = self.namespace_def();
+        let key = (nd, String::new(), ns.to_string());
+        let terminating = self
+            .objects
+            .get(&key)
+            .is_some_and(|n| n.obj.pointer("/metadata/deletionTimestamp").is_some());
+        let empty = !self
+            .objects
+            .keys()
+            .any(|k| k.1 == ns && self.defs[k.0].namespaced);
+        if terminating
+            && empty
+            && let Some(old) = self.objects.remove(&key)
+        {
+            self.rv += 1;
+            let mut last = old.obj.clone();
+            last["metadata"]["resourceVersion"] = self.rv.to_string().into();
+            last["spec"]["finalizers"] = json!([]);
+            self.emit(key, "DELETED", last, Some(old.obj));
+        }
+    }
+
+    /// Deleting a namespace: Terminating at once, its objects deleted (those
+    /// with finalizers wait for them), the namespace gone after the last.
+    fn delete_namespace(&mut self, key: Key, old: Stored) -> Result<(u16, Value), ApiError> {
+        if old.obj.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(status(
+                409,
+                "Conflict",
+                &format!(
+                    "Operation cannot be fulfilled on namespaces \"{}\": The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.",
+                    key.2
+                ),
+                Some(details(&self.defs[key.0], &key.2)),
+            ));
+        }
+        let mut obj = old.obj.clone();
+        obj["metadata"]["deletionTimestamp"] = json::rfc3339(json::now_secs()).into();
+        obj["status"] = json!({"phase": "Terminating"});
+        let managers = old.managers.clone();
+        let marked = self.commit(key.clone(), Some(old), obj, managers);
+        let contents: Vec<Key> = self
+            .objects
+            .keys()
+            .filter(|k| k.1 == key.2 && self.defs[k.0].namespaced)
+            .cloned()
+            .collect();
+        for k in contents {
+            let _ = self.delete(k, &json!({}));
+        }
+        self.reap_namespace(&key.2);
+        Ok((200, marked))
     }
 
     fn new_uid(&mut self) -> String {
@@ -659,7 +729,7 @@ impl State {
             ));
         }
         if def.namespaced {
-            self.namespace_exists(ns)?;
+            self.namespace_open(res, ns, &name)?;
         }
         let ns = if def.namespaced { ns } else { "" };
         let key = (res, ns.to_string(), name.clone());
@@ -877,7 +947,14 @@ impl State {
         if !rendered.is_empty() {
             obj["metadata"]["managedFields"] = Value::Array(rendered);
         }
+        // A namespace is held by its spec.finalizers until its content is gone.
+        let held = self.is_namespace(key.0)
+            && obj
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
         let deleting = obj.pointer("/metadata/deletionTimestamp").is_some()
+            && !held
             && obj
                 .pointer("/metadata/finalizers")
                 .and_then(Value::as_array)
@@ -888,7 +965,9 @@ impl State {
         }
         if deleting {
             self.objects.remove(&key);
+            let ns = key.1.clone();
             self.emit(key, "DELETED", obj.clone(), old_obj);
+            self.reap_namespace(&ns);
         } else {
             let kind = if old_obj.is_some() {
                 "MODIFIED"
@@ -1206,7 +1285,7 @@ impl State {
             None if w.subresource == "status" => return Err(not_found(&def, &key.2)),
             None => {
                 if def.namespaced {
-                    self.namespace_exists(&key.1)?;
+                    self.namespace_open(key.0, &key.1, &key.2)?;
                 }
                 None
             }
@@ -1323,6 +1402,9 @@ impl State {
                 ));
             }
         }
+        if self.is_namespace(key.0) {
+            return self.delete_namespace(key, old);
+        }
         let finalizers = old
             .obj
             .pointer("/metadata/finalizers")
@@ -1355,6 +1437,7 @@ impl State {
             self.sync_crd(&last, true);
         }
         self.emit(key.clone(), "DELETED", last, Some(old.obj));
+        self.reap_namespace(&key.1);
         let mut d = details(&def, &key.2);
         d["uid"] = uid;
         Ok((
