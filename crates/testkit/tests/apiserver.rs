@@ -1604,6 +1604,25 @@ fn injected_faults_answer_chosen_requests() {
             .count(),
         2
     );
+    let first = s
+        .wait_request(Duration::from_secs(1), |r| r.path.ends_with("/status"))
+        .expect("recorded");
+    assert_eq!(first.json(), json!({"status": {}}));
+    // A request still to come is waited for.
+    let port = s.port;
+    let later = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        tagwarden_testkit::http(port, "GET", "/version", &[], b"").expect("GET");
+    });
+    let v = s
+        .wait_request(Duration::from_secs(5), |r| r.path == "/version")
+        .expect("came");
+    assert!(v.at > first.at);
+    later.join().expect("thread");
+    assert!(
+        s.wait_request(Duration::from_millis(50), |r| r.path == "/nothing")
+            .is_none()
+    );
 }
 
 fn widget_crd(extra_version: bool) -> Value {

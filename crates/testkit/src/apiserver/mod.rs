@@ -353,6 +353,32 @@ impl ApiServer {
         self.shared.lock().requests.clone()
     }
 
+    /// Waits up to `timeout` for a request `pred` accepts, among those
+    /// received so far and later; returns the first.
+    pub fn wait_request(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&Recorded) -> bool,
+    ) -> Option<Recorded> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.lock();
+        loop {
+            if let Some(r) = st.requests.iter().find(|r| pred(r)) {
+                return Some(r.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
+    }
+
     pub fn clear_requests(&self) {
         self.shared.lock().requests.clear();
     }
@@ -587,6 +613,7 @@ fn serve(conn: TcpStream, shared: &Shared) {
                 content_type: req.header("content-type").map(String::from),
                 headers: req.headers.clone(),
                 body: req.body.clone(),
+                at: st.started.elapsed(),
             };
             let fault = st.fault.clone().and_then(|f| f(&rec));
             st.requests.push(rec);

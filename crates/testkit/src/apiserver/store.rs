@@ -209,6 +209,8 @@ pub struct Recorded {
     pub content_type: Option<String>,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When it arrived, from the server's start.
+    pub at: Duration,
 }
 
 impl Recorded {
@@ -261,6 +263,7 @@ pub struct State {
     pub requests: Vec<Recorded>,
     pub tokens: Vec<IssuedToken>,
     pub bookmark_every: Duration,
+    pub started: std::time::Instant,
     pub stopped: bool,
     pub uids: u64,
     pub port: u16,
@@ -423,6 +426,7 @@ impl State {
             requests: Vec::new(),
             tokens: Vec::new(),
             bookmark_every: Duration::from_secs(1),
+            started: std::time::Instant::now(),
             stopped: false,
             uids: 0,
             port: 0,
