@@ -222,8 +222,12 @@ fn create_refuses_duplicates_wrong_types_and_missing_names() {
     let (code, v) = call(&s, "POST", &path, Some(JSON), "{\"apiVersion\": ");
     assert_eq!(code, 400);
     assert_eq!(v["reason"], "BadRequest");
-    let (code, v) = call(&s, "POST", &path, Some("application/yaml"), "{}");
+    let (code, v) = call(&s, "POST", &path, Some("text/plain"), "{}");
     assert_eq!(code, 415, "{v}");
+    let yaml = "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: from-yaml\nspec:\n  interval: 1m\n";
+    let (code, v) = call(&s, "POST", &path, Some("application/yaml"), yaml);
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["spec"]["interval"], "1m");
     let (code, v) = call(
         &s,
         "POST",
@@ -870,6 +874,19 @@ fn deletion_waits_for_finalizers() {
     assert!(e["object"]["metadata"]["deletionTimestamp"].is_string());
     let (code, _) = get(&s, &path);
     assert_eq!(code, 200, "still there");
+    // No new finalizer while deleting.
+    let (code, v) = call(
+        &s,
+        "PATCH",
+        &path,
+        Some(MERGE),
+        r#"{"metadata":{"finalizers":["finalizers.fluxcd.io","other"]}}"#,
+    );
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(
+        v["message"],
+        "ImagePolicy.image.toolkit.fluxcd.io \"a\" is invalid: metadata.finalizers: Forbidden: no new finalizers can be added if the object is being deleted"
+    );
     // Deleting again changes nothing.
     let (code, again) = call(&s, "DELETE", &path, Some(JSON), "{}");
     assert_eq!(code, 202);
@@ -1182,6 +1199,15 @@ fn watch_sends_bookmarks_and_initial_events_end() {
         &format!("{CMS}?watch=true&sendInitialEvents=true&resourceVersion=0"),
     );
     assert_eq!(code, 422, "{v}");
+    let (code, v) = get(
+        &s,
+        &format!("{CMS}?watch=true&resourceVersionMatch=NotOlderThan&resourceVersion=0"),
+    );
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(
+        v["message"],
+        "ListOptions.meta.k8s.io \"\" is invalid: resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
+    );
 }
 
 #[test]
@@ -1397,6 +1423,7 @@ fn kubeconfig_version_discovery_and_tokens() {
         [
             "coordination.k8s.io",
             "events.k8s.io",
+            "apiextensions.k8s.io",
             "source.toolkit.fluxcd.io",
             "image.toolkit.fluxcd.io"
         ]
@@ -1492,27 +1519,27 @@ fn secrets_namespaces_and_events_get_the_real_defaults_and_validation() {
         (
             "eventTime",
             Value::Null,
-            "Event \"p.2\" is invalid: eventTime: Required value",
+            "Event.events.k8s.io \"p.2\" is invalid: eventTime: Required value",
         ),
         (
             "type",
             json!("Info"),
-            "Event \"p.2\" is invalid: type: Unsupported value: \"Info\": supported values: \"Normal\", \"Warning\"",
+            "Event.events.k8s.io \"p.2\" is invalid: type: Unsupported value: \"Info\": supported values: \"Normal\", \"Warning\"",
         ),
         (
             "reportingController",
             json!(""),
-            "Event \"p.2\" is invalid: reportingController: Required value",
+            "Event.events.k8s.io \"p.2\" is invalid: reportingController: Required value",
         ),
         (
             "note",
             json!("x".repeat(1025)),
-            "Event \"p.2\" is invalid: note: Too long: may not be more than 1024 bytes",
+            "Event.events.k8s.io \"p.2\" is invalid: note: Too long: may not be more than 1024 bytes",
         ),
         (
             "series",
             json!({"count": 1, "lastObservedTime": "2026-12-02T02:00:00.000000Z"}),
-            "Event \"p.2\" is invalid: series.count: Invalid value: should be at least 2",
+            "Event.events.k8s.io \"p.2\" is invalid: series.count: Invalid value: should be at least 2",
         ),
     ] {
         let mut e = event.clone();
@@ -1577,4 +1604,352 @@ fn injected_faults_answer_chosen_requests() {
             .count(),
         2
     );
+    let first = s
+        .wait_request(Duration::from_secs(1), |r| r.path.ends_with("/status"))
+        .expect("recorded");
+    assert_eq!(first.json(), json!({"status": {}}));
+    // A request still to come is waited for.
+    let port = s.port;
+    let later = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(100));
+        tagwarden_testkit::http(port, "GET", "/version", &[], b"").expect("GET");
+    });
+    let v = s
+        .wait_request(Duration::from_secs(5), |r| r.path == "/version")
+        .expect("came");
+    assert!(v.at > first.at);
+    later.join().expect("thread");
+    assert!(
+        s.wait_request(Duration::from_millis(50), |r| r.path == "/nothing")
+            .is_none()
+    );
+}
+
+fn widget_crd(extra_version: bool) -> Value {
+    let schema = json!({"type": "object", "properties": {
+        "spec": {"type": "object", "required": ["size"], "properties": {
+            "size": {"type": "integer"},
+            "color": {"type": "string", "enum": ["red", "blue"]},
+        }},
+        "status": {"type": "object", "properties": {"ready": {"type": "boolean"}}},
+    }});
+    let mut versions = vec![
+        json!({"name": "v1", "served": true, "storage": true, "schema": {"openAPIV3Schema": schema}, "subresources": {"status": {}}}),
+    ];
+    if extra_version {
+        versions.push(json!({"name": "v2", "served": true, "storage": false, "schema": {"openAPIV3Schema": schema}}));
+    }
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {"group": "example.com", "scope": "Namespaced", "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"}, "versions": versions},
+    })
+}
+
+const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+const WIDGETS: &str = "/apis/example.com/v1/namespaces/flux-system/widgets";
+
+#[test]
+fn a_created_crd_is_served_with_its_schema_and_its_removal_takes_the_objects() {
+    let s = ApiServer::start();
+    let (code, _) = get(&s, WIDGETS);
+    assert_eq!(code, 404);
+    let (code, crd) = call(&s, "POST", CRDS, Some(JSON), &widget_crd(true).to_string());
+    assert_eq!(code, 201, "{crd}");
+    let conditions: Vec<(&str, &str)> = crd["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .map(|c| {
+            (
+                c["type"].as_str().unwrap_or(""),
+                c["status"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        conditions,
+        [("NamesAccepted", "True"), ("Established", "True")]
+    );
+    assert_eq!(crd["status"]["storedVersions"], json!(["v1"]));
+
+    let w = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 3, "shape": "round"}, "status": {"ready": true}});
+    let (code, v) = call(&s, "POST", WIDGETS, Some(JSON), &w.to_string());
+    assert_eq!(code, 201, "{v}");
+    assert_eq!(v["spec"], json!({"size": 3}), "unknown fields pruned");
+    assert!(v.get("status").is_none());
+    let (code, v) = call(
+        &s,
+        "PATCH",
+        &format!("{WIDGETS}/w/status"),
+        Some(MERGE),
+        r#"{"status":{"ready":true,"latestImage":"x"}}"#,
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"], json!({"ready": true}));
+    let bad = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "b"}, "spec": {"size": "big", "color": "green"}});
+    let (code, v) = call(&s, "POST", WIDGETS, Some(JSON), &bad.to_string());
+    assert_eq!(code, 422, "{v}");
+    assert_eq!(
+        v["message"],
+        "Widget.example.com \"b\" is invalid: [spec.color: Unsupported value: \"green\": supported values: \"red\", \"blue\", spec.size: Invalid value: \"string\": spec.size in body must be of type integer: \"string\"]"
+    );
+    let (code, v) = call(
+        &s,
+        "POST",
+        WIDGETS,
+        Some(JSON),
+        r#"{"apiVersion":"example.com/v1","kind":"Widget","metadata":{"name":"c"},"spec":{}}"#,
+    );
+    assert_eq!(code, 422);
+    assert_eq!(
+        v["message"],
+        "Widget.example.com \"c\" is invalid: spec.size: Required value"
+    );
+    // Both served versions answer; discovery lists the group.
+    let (code, _) = get(&s, "/apis/example.com/v2/namespaces/flux-system/widgets");
+    assert_eq!(code, 200);
+    let (_, groups) = get(&s, "/apis");
+    assert!(
+        groups["groups"]
+            .as_array()
+            .expect("groups")
+            .iter()
+            .any(|g| g["name"] == "example.com")
+    );
+
+    // An invalid CRD is refused.
+    let mut misnamed = widget_crd(false);
+    misnamed["metadata"]["name"] = "widget.example.com".into();
+    let (code, v) = call(&s, "POST", CRDS, Some(JSON), &misnamed.to_string());
+    assert_eq!(code, 422);
+    assert_eq!(
+        v["message"],
+        "CustomResourceDefinition.apiextensions.k8s.io \"widget.example.com\" is invalid: metadata.name: Invalid value: \"widget.example.com\": must be spec.names.plural+\".\"+spec.group"
+    );
+
+    // Dropping a version stops serving it; deleting the CRD removes the rest.
+    let mut update = crd.clone();
+    update["spec"] = widget_crd(false)["spec"].clone();
+    let (code, v) = call(
+        &s,
+        "PUT",
+        &format!("{CRDS}/widgets.example.com"),
+        Some(JSON),
+        &update.to_string(),
+    );
+    assert_eq!(code, 200, "{v}");
+    let (code, _) = get(&s, "/apis/example.com/v2/namespaces/flux-system/widgets");
+    assert_eq!(code, 404);
+    let mut watch = Watch::open(
+        &s,
+        &format!(
+            "{WIDGETS}?watch=true&resourceVersion={}",
+            s.resource_version()
+        ),
+    );
+    let (code, _) = call(
+        &s,
+        "DELETE",
+        &format!("{CRDS}/widgets.example.com"),
+        Some(JSON),
+        "{}",
+    );
+    assert_eq!(code, 200);
+    let e = watch.next().expect("deleted with its CRD");
+    assert_eq!(
+        (e["type"].as_str(), e["object"]["metadata"]["name"].as_str()),
+        (Some("DELETED"), Some("w"))
+    );
+    let (code, _) = get(&s, WIDGETS);
+    assert_eq!(code, 404);
+}
+
+#[test]
+fn apply_that_turns_a_field_into_a_map_keeps_the_map() {
+    let s = ApiServer::start();
+    let obj = |spec: Value| json!({"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy", "metadata": {"name": "a", "namespace": "flux-system"}, "spec": spec});
+    let path = apply_path("me", false);
+    let (code, _) = call(
+        &s,
+        "PATCH",
+        &path,
+        Some(APPLY),
+        &obj(json!({"policy": "latest", "old": "1"})).to_string(),
+    );
+    assert_eq!(code, 201);
+    let (code, v) = call(
+        &s,
+        "PATCH",
+        &path,
+        Some(APPLY),
+        &obj(json!({"policy": {"semver": {"range": "1.x"}}})).to_string(),
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(
+        v["spec"],
+        json!({"policy": {"semver": {"range": "1.x"}}}),
+        "old dropped, the new map kept"
+    );
+    let (code, v) = call(
+        &s,
+        "PATCH",
+        &path,
+        Some(APPLY),
+        &obj(json!({"policy": "latest"})).to_string(),
+    );
+    assert_eq!(code, 200);
+    assert_eq!(v["spec"], json!({"policy": "latest"}));
+}
+
+#[test]
+fn apply_yaml_installs_a_crd_then_its_objects() {
+    let s = ApiServer::start();
+    let yaml = r#"
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget, listKind: WidgetList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    subresources: {status: {}}
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+              ratio: {type: number}
+---
+apiVersion: example.com/v1
+kind: Widget
+metadata:
+  name: w
+  namespace: flux-system
+spec:
+  size: 3
+  ratio: 0.5
+  unknown: dropped
+"#;
+    let out = s.apply_yaml("kubectl", yaml);
+    assert_eq!(out.len(), 2);
+    assert_eq!(out[1]["spec"], json!({"size": 3, "ratio": 0.5}));
+    assert_eq!(out[1]["metadata"]["managedFields"][0]["manager"], "kubectl");
+    // An apply body in YAML over HTTP, as its media type says.
+    let (code, v) = call(
+        &s,
+        "PATCH",
+        &format!("{WIDGETS}/w?fieldManager=kubectl"),
+        Some(APPLY),
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: w\nspec:\n  size: 4\n",
+    );
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["spec"], json!({"size": 4}), "ratio no longer applied");
+}
+
+#[test]
+fn concurrent_writers_give_a_watch_every_event_once_in_resource_version_order() {
+    let s = std::sync::Arc::new(ApiServer::start());
+    for i in 0..4 {
+        s.create(cm(&format!("c{i}"), json!({})));
+    }
+    let mut w = Watch::open(
+        &s,
+        &format!(
+            "/api/v1/configmaps?watch=true&resourceVersion={}",
+            s.resource_version()
+        ),
+    );
+    let writers: Vec<_> = (0..4)
+        .map(|i| {
+            let s = s.clone();
+            std::thread::spawn(move || {
+                for n in 0..50 {
+                    let body = json!({"data": {"n": n.to_string()}}).to_string();
+                    let (code, v) = call(&s, "PATCH", &format!("{CMS}/c{i}"), Some(MERGE), &body);
+                    assert_eq!(code, 200, "{v}");
+                }
+            })
+        })
+        .collect();
+    for t in writers {
+        t.join().expect("writer");
+    }
+    let mut last = 0;
+    let mut per_object = std::collections::BTreeMap::new();
+    for _ in 0..200 {
+        let e = w.next().expect("event");
+        assert_eq!(e["type"], "MODIFIED");
+        let r = rv(&e["object"]);
+        assert!(r > last, "{r} after {last}");
+        last = r;
+        let name = e["object"]["metadata"]["name"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
+        let n: u32 = e["object"]["data"]["n"]
+            .as_str()
+            .unwrap_or("")
+            .parse()
+            .expect("n");
+        let seen = per_object.entry(name).or_insert(0);
+        assert_eq!(n, *seen, "each object's patches in order");
+        *seen += 1;
+    }
+    assert_eq!(last, s.resource_version());
+    assert_eq!(
+        per_object.values().copied().collect::<Vec<_>>(),
+        [50, 50, 50, 50]
+    );
+}
+
+#[test]
+fn deleting_a_namespace_deletes_its_content_and_waits_for_finalizers() {
+    let s = ApiServer::start();
+    s.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "apps"}}));
+    s.create(json!({"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImagePolicy", "metadata": {"name": "p", "namespace": "apps", "finalizers": ["finalizers.fluxcd.io"]}, "spec": {}}));
+    let (code, ns) = call(&s, "DELETE", "/api/v1/namespaces/apps", Some(JSON), "{}");
+    assert_eq!(code, 200, "{ns}");
+    assert_eq!(ns["status"]["phase"], "Terminating");
+    assert!(ns["metadata"]["deletionTimestamp"].is_string());
+    let (code, _) = get(&s, "/api/v1/namespaces/apps/configmaps/c");
+    assert_eq!(code, 404);
+    let (code, p) = get(&s, &format!("{IMAGE}/namespaces/apps/imagepolicies/p"));
+    assert_eq!(code, 200);
+    assert!(p["metadata"]["deletionTimestamp"].is_string());
+    let (code, v) = call(
+        &s,
+        "POST",
+        "/api/v1/namespaces/apps/configmaps",
+        Some(JSON),
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "d"}}).to_string(),
+    );
+    assert_eq!(code, 403, "{v}");
+    assert_eq!(
+        v["message"],
+        "configmaps \"d\" is forbidden: unable to create new content in namespace apps because it is being terminated"
+    );
+    let (code, _) = call(&s, "DELETE", "/api/v1/namespaces/apps", Some(JSON), "{}");
+    assert_eq!(code, 409);
+    let (code, _) = get(&s, "/api/v1/namespaces/apps");
+    assert_eq!(code, 200, "held while content remains");
+    let (code, _) = call(
+        &s,
+        "PATCH",
+        &format!("{IMAGE}/namespaces/apps/imagepolicies/p"),
+        Some(MERGE),
+        r#"{"metadata":{"finalizers":null}}"#,
+    );
+    assert_eq!(code, 200);
+    let (code, _) = get(&s, "/api/v1/namespaces/apps");
+    assert_eq!(code, 404, "gone with its last object");
 }

@@ -426,6 +426,72 @@ pub fn url_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// The documents of a YAML stream as JSON (empty documents left out).
+pub fn yaml_docs(text: &str) -> Result<Vec<Value>, String> {
+    let docs = yaml_rust2::YamlLoader::load_from_str(text)
+        .map_err(|e| format!("error converting YAML to JSON: {e}"))?;
+    docs.iter()
+        .filter(|d| !d.is_null())
+        .map(yaml_value)
+        .collect()
+}
+
+fn yaml_value(y: &yaml_rust2::Yaml) -> Result<Value, String> {
+    use yaml_rust2::Yaml;
+    Ok(match y {
+        Yaml::Null => Value::Null,
+        Yaml::Boolean(b) => Value::Bool(*b),
+        Yaml::Integer(i) => Value::from(*i),
+        Yaml::Real(r) => r
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .ok_or_else(|| format!("error converting YAML to JSON: bad number {r:?}"))?,
+        Yaml::String(s) => Value::String(s.clone()),
+        Yaml::Array(a) => Value::Array(a.iter().map(yaml_value).collect::<Result<_, _>>()?),
+        Yaml::Hash(h) => {
+            let mut m = Map::new();
+            for (k, v) in h {
+                let key = match k {
+                    Yaml::String(s) => s.clone(),
+                    Yaml::Integer(i) => i.to_string(),
+                    Yaml::Boolean(b) => b.to_string(),
+                    other => {
+                        return Err(format!(
+                            "error converting YAML to JSON: unsupported map key {other:?}"
+                        ));
+                    }
+                };
+                m.insert(key, yaml_value(v)?);
+            }
+            Value::Object(m)
+        }
+        Yaml::Alias(_) | Yaml::BadValue => {
+            return Err("error converting YAML to JSON: aliases are not supported".into());
+        }
+    })
+}
+
+/// A request body as Kubernetes reads it: JSON, or YAML where the media
+/// type allows it (one document).
+pub fn body_value(body: &[u8], yaml: bool) -> Result<Value, String> {
+    match serde_json::from_slice(body) {
+        Ok(v) => Ok(v),
+        Err(e) if !yaml => Err(format!("the request body is not valid JSON: {e}")),
+        Err(_) => {
+            let text = std::str::from_utf8(body)
+                .map_err(|_| "the request body is not UTF-8".to_string())?;
+            let mut docs = yaml_docs(text)?;
+            match docs.len() {
+                1 => Ok(docs.remove(0)),
+                0 => Err("the request body is empty".into()),
+                _ => Err("the request body holds more than one YAML document".into()),
+            }
+        }
+    }
+}
+
 /// RFC 3339 in UTC with second precision, as Kubernetes prints timestamps.
 pub fn rfc3339(secs: u64) -> String {
     let days = (secs / 86400) as i64;

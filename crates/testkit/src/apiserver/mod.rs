@@ -4,7 +4,25 @@
 //! over plain HTTP on 127.0.0.1, strict enough to refuse the requests a real
 //! server would refuse. No kube-apiserver can be installed here, so tests
 //! need ours; it keeps every request for assertions on their exact shape.
+//!
+//! Where Kubernetes leaves room, this server answers so:
+//! - resourceVersions are one global counter (from 101); a BOOKMARK's
+//!   object is `{kind, apiVersion, metadata: {resourceVersion}}`, plus the
+//!   `k8s.io/initial-events-end` annotation after `sendInitialEvents`;
+//! - a watch from a forgotten resourceVersion answers 200 and one ERROR
+//!   event (Status 410 Expired, `too old resource version: N (OLDEST)`);
+//!   a list at a forgotten one (Exact, or a continue token) answers 410;
+//! - a continue token is base64 of `{"rv":N,"after":"ns/name"}`;
+//! - DELETE answers 200 with a Success Status (details name, group, kind =
+//!   plural, uid) when the object is gone, 202 with the object when
+//!   finalizers hold it;
+//! - managedFields list every manager with operation, time and a FieldsV1
+//!   set; lists are atomic (no merge keys);
+//! - built-in kinds carry no metadata.generation; custom kinds (`custom`)
+//!   need a resourceVersion on PUT and refuse strategic merge patches;
+//! - objects of a kind are ordered by namespace and name.
 
+mod crd;
 mod json;
 mod store;
 
@@ -93,14 +111,7 @@ impl ApiServer {
 
     /// Serves one more kind of resource.
     pub fn register(&self, resource: Resource) {
-        self.with(|st| {
-            st.defs.retain(|d| {
-                !(d.group == resource.group
-                    && d.version == resource.version
-                    && d.plural == resource.plural)
-            });
-            st.defs.push(resource);
-        });
+        self.with(|st| st.register(resource));
     }
 
     fn res(st: &State, group: &str, version: &str, plural: &str) -> usize {
@@ -261,6 +272,28 @@ impl ApiServer {
         })
     }
 
+    /// `kubectl apply --server-side` of a YAML stream by `manager`: each
+    /// document applied in turn (a CRD first makes its kind servable for the
+    /// documents after it). Panics with the Status of the first refusal.
+    pub fn apply_yaml(&self, manager: &str, yaml: &str) -> Vec<Value> {
+        let docs = json::yaml_docs(yaml).unwrap_or_else(|e| panic!("{e}"));
+        docs.into_iter()
+            .map(|d| {
+                let mut d = d;
+                let namespaced = self.with(|st| {
+                    let av = d["apiVersion"].as_str().unwrap_or("");
+                    let kind = d["kind"].as_str().unwrap_or("");
+                    st.def_by_kind(av, kind).map(|r| st.defs[r].namespaced)
+                });
+                if namespaced == Some(true) && d.pointer("/metadata/namespace").is_none() {
+                    d["metadata"]["namespace"] = "default".into();
+                }
+                self.apply(manager, d, false)
+                    .unwrap_or_else(|e| panic!("apply refused: {e}"))
+            })
+            .collect()
+    }
+
     /// Deletes as another actor would; with finalizers the object stays,
     /// marked. Returns false when it did not exist.
     pub fn delete(&self, group: &str, version: &str, plural: &str, ns: &str, name: &str) -> bool {
@@ -318,6 +351,32 @@ impl ApiServer {
     /// Every request received so far, in order.
     pub fn requests(&self) -> Vec<Recorded> {
         self.shared.lock().requests.clone()
+    }
+
+    /// Waits up to `timeout` for a request `pred` accepts, among those
+    /// received so far and later; returns the first.
+    pub fn wait_request(
+        &self,
+        timeout: Duration,
+        pred: impl Fn(&Recorded) -> bool,
+    ) -> Option<Recorded> {
+        let deadline = Instant::now() + timeout;
+        let mut st = self.shared.lock();
+        loop {
+            if let Some(r) = st.requests.iter().find(|r| pred(r)) {
+                return Some(r.clone());
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            st = self
+                .shared
+                .changed
+                .wait_timeout(st, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 
     pub fn clear_requests(&self) {
@@ -532,6 +591,7 @@ impl From<ApiError> for Reply {
 /// or a watch takes the connection over.
 fn serve(conn: TcpStream, shared: &Shared) {
     let _ = conn.set_read_timeout(Some(Duration::from_secs(120)));
+    let _ = conn.set_nodelay(true);
     let Ok(read_half) = conn.try_clone() else {
         return;
     };
@@ -553,6 +613,7 @@ fn serve(conn: TcpStream, shared: &Shared) {
                 content_type: req.header("content-type").map(String::from),
                 headers: req.headers.clone(),
                 body: req.body.clone(),
+                at: st.started.elapsed(),
             };
             let fault = st.fault.clone().and_then(|f| f(&rec));
             st.requests.push(rec);
@@ -571,11 +632,11 @@ fn serve(conn: TcpStream, shared: &Shared) {
                     body.len(),
                     if close { "Connection: close\r\n" } else { "" }
                 );
-                if out.write_all(head.as_bytes()).is_err()
-                    || out.write_all(body.as_bytes()).is_err()
-                    || out.flush().is_err()
-                    || close
-                {
+                // One write: head and body split would wait out Nagle
+                // against the client's delayed ACK (40 ms a request).
+                let mut msg = head.into_bytes();
+                msg.extend_from_slice(body.as_bytes());
+                if out.write_all(&msg).is_err() || out.flush().is_err() || close {
                     return;
                 }
             }
@@ -595,7 +656,7 @@ fn serve(conn: TcpStream, shared: &Shared) {
 
 fn chunk(out: &mut TcpStream, line: &Value) -> std::io::Result<()> {
     let data = format!("{line}\n");
-    write!(out, "{:x}\r\n{data}\r\n", data.len())?;
+    out.write_all(format!("{:x}\r\n{data}\r\n", data.len()).as_bytes())?;
     out.flush()
 }
 
@@ -772,7 +833,7 @@ fn dispatch(st: &mut State, req: &Req) -> Result<Reply, ApiError> {
                 None => Err(generic_not_found()),
             }
         }
-        ["apis", g, v] if st.defs.iter().any(|d| d.group == *g && d.version == *v) => {
+        ["apis", g, v] if served(st).any(|d| d.group == *g && d.version == *v) => {
             discovery(resource_list(st, g, v))
         }
         ["api", "v1", rest @ ..] if !rest.is_empty() => resource(st, req, "", "v1", rest),
@@ -795,9 +856,17 @@ fn version_doc() -> Value {
     })
 }
 
+fn served(st: &State) -> impl Iterator<Item = &Resource> {
+    st.defs
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| !st.unserved.contains(i))
+        .map(|(_, d)| d)
+}
+
 fn group_list(st: &State) -> Value {
     let mut groups: Vec<Value> = Vec::new();
-    for d in st.defs.iter().filter(|d| !d.group.is_empty()) {
+    for d in served(st).filter(|d| !d.group.is_empty()) {
         let gv = json!({"groupVersion": d.api_version(), "version": d.version});
         match groups.iter_mut().find(|g| g["name"] == d.group.as_str()) {
             Some(g) => {
@@ -819,11 +888,7 @@ fn group_list(st: &State) -> Value {
 
 fn resource_list(st: &State, group: &str, version: &str) -> Value {
     let mut resources = Vec::new();
-    for d in st
-        .defs
-        .iter()
-        .filter(|d| d.group == group && d.version == version)
-    {
+    for d in served(st).filter(|d| d.group == group && d.version == version) {
         let singular = d.kind.to_ascii_lowercase();
         resources.push(json!({
             "name": d.plural,
@@ -861,13 +926,17 @@ fn resource_list(st: &State, group: &str, version: &str) -> Value {
     json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources})
 }
 
-/// The JSON body of a write; an empty or malformed one is a 400.
+/// The body of a write: JSON, or YAML under the YAML media types; an empty
+/// or malformed one is a 400.
 fn body_json(req: &Req) -> Result<Value, ApiError> {
     if req.body.is_empty() {
         return Err(bad_request("the request body is empty"));
     }
-    serde_json::from_slice(&req.body)
-        .map_err(|e| bad_request(&format!("the request body is not valid JSON: {e}")))
+    let yaml = matches!(
+        req.media_type().as_str(),
+        "application/yaml" | "application/apply-patch+yaml"
+    );
+    json::body_value(&req.body, yaml).map_err(|e| bad_request(&e))
 }
 
 fn unsupported_media(got: &str, accepted: &str) -> ApiError {
@@ -953,10 +1022,10 @@ fn resource(
     let ns_str = ns.unwrap_or("");
     let json_only = |req: &Req| {
         let mt = req.media_type();
-        if mt == "application/json" {
+        if mt == "application/json" || mt == "application/yaml" {
             Ok(())
         } else {
-            Err(unsupported_media(&mt, "application/json"))
+            Err(unsupported_media(&mt, "application/json, application/yaml"))
         }
     };
     match (req.method.as_str(), name) {
@@ -1001,12 +1070,7 @@ fn resource(
                     st.patch(key, &mt, body, &w).map(|v| Reply::Json(200, v))
                 }
                 "application/apply-patch+yaml" => {
-                    let body = body_json(req).map_err(|e| {
-                        let m = e.body["message"].as_str().unwrap_or("").to_string();
-                        bad_request(&format!(
-                            "{m} (this test server reads apply patches as JSON only)"
-                        ))
-                    })?;
+                    let body = body_json(req)?;
                     st.apply(key, body, &w).map(|(c, v)| Reply::Json(c, v))
                 }
                 _ => {
@@ -1175,6 +1239,11 @@ fn watch(st: &mut State, req: &Req, res: usize, ns: Option<&str>) -> Result<Repl
             None,
         )
     };
+    if !initial_events && req.q("resourceVersionMatch").is_some_and(|m| !m.is_empty()) {
+        return Err(invalid(
+            "resourceVersionMatch: Forbidden: resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        ));
+    }
     if initial_events {
         if req.q("resourceVersionMatch") != Some("NotOlderThan") {
             return Err(invalid(

@@ -24,6 +24,9 @@ pub struct Resource {
     /// a PUT must carry `metadata.resourceVersion`, and strategic merge
     /// patches are refused.
     pub custom: bool,
+    /// The CRD's openAPIV3Schema: unknown fields are pruned and types,
+    /// `required` and `enum` checked on every write.
+    pub schema: Option<Value>,
 }
 
 impl Resource {
@@ -36,6 +39,7 @@ impl Resource {
             namespaced: true,
             status_subresource: false,
             custom: false,
+            schema: None,
         }
     }
 
@@ -76,6 +80,17 @@ pub fn builtin() -> Vec<Resource> {
         core("configmaps", "ConfigMap"),
         Resource::new("coordination.k8s.io", "v1", "leases", "Lease"),
         Resource::new("events.k8s.io", "v1", "events", "Event"),
+        Resource {
+            namespaced: false,
+            status_subresource: true,
+            custom: true,
+            ..Resource::new(
+                "apiextensions.k8s.io",
+                "v1",
+                "customresourcedefinitions",
+                "CustomResourceDefinition",
+            )
+        },
         flux(
             "source.toolkit.fluxcd.io",
             "gitrepositories",
@@ -194,6 +209,8 @@ pub struct Recorded {
     pub content_type: Option<String>,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
+    /// When it arrived, from the server's start.
+    pub at: Duration,
 }
 
 impl Recorded {
@@ -232,6 +249,8 @@ pub type Fault = std::sync::Arc<dyn Fn(&Recorded) -> Option<u16> + Send + Sync>;
 
 pub struct State {
     pub fault: Option<Fault>,
+    /// Resources whose CRD went away (indices stay, keys hold them).
+    pub unserved: BTreeSet<usize>,
     pub defs: Vec<Resource>,
     pub objects: BTreeMap<Key, Stored>,
     pub rv: u64,
@@ -244,6 +263,7 @@ pub struct State {
     pub requests: Vec<Recorded>,
     pub tokens: Vec<IssuedToken>,
     pub bookmark_every: Duration,
+    pub started: std::time::Instant,
     pub stopped: bool,
     pub uids: u64,
     pub port: u16,
@@ -306,14 +326,25 @@ fn conflict(def: &Resource, name: &str) -> ApiError {
 }
 
 fn invalid(def: &Resource, name: &str, field: &str, message: &str) -> ApiError {
-    let kind = &def.kind;
+    let mut e = invalid_msg(def, name, &format!("{field}: {message}"));
+    e.body["details"]["causes"] =
+        json!([{"reason": "FieldValueInvalid", "message": message, "field": field}]);
+    e
+}
+
+/// 422 Invalid naming the kind as Kubernetes does (`Kind.group`).
+fn invalid_msg(def: &Resource, name: &str, what: &str) -> ApiError {
+    let kind = if def.group.is_empty() {
+        def.kind.clone()
+    } else {
+        format!("{}.{}", def.kind, def.group)
+    };
     let mut d = details(def, name);
-    d["kind"] = kind.clone().into();
-    d["causes"] = json!([{"reason": "FieldValueInvalid", "message": message, "field": field}]);
+    d["kind"] = def.kind.clone().into();
     status(
         422,
         "Invalid",
-        &format!("{kind} \"{name}\" is invalid: {field}: {message}"),
+        &format!("{kind} \"{name}\" is invalid: {what}"),
         Some(d),
     )
 }
@@ -383,6 +414,7 @@ impl State {
     pub fn new() -> State {
         let mut s = State {
             fault: None,
+            unserved: BTreeSet::new(),
             defs: builtin(),
             objects: BTreeMap::new(),
             rv: 100,
@@ -394,6 +426,7 @@ impl State {
             requests: Vec::new(),
             tokens: Vec::new(),
             bookmark_every: Duration::from_secs(1),
+            started: std::time::Instant::now(),
             stopped: false,
             uids: 0,
             port: 0,
@@ -408,15 +441,77 @@ impl State {
     }
 
     pub fn def_index(&self, group: &str, version: &str, plural: &str) -> Option<usize> {
-        self.defs
-            .iter()
-            .position(|d| d.group == group && d.version == version && d.plural == plural)
+        (0..self.defs.len()).find(|&i| {
+            let d = &self.defs[i];
+            d.group == group
+                && d.version == version
+                && d.plural == plural
+                && !self.unserved.contains(&i)
+        })
     }
 
     pub fn def_by_kind(&self, api_version: &str, kind: &str) -> Option<usize> {
-        self.defs
+        (0..self.defs.len()).find(|&i| {
+            let d = &self.defs[i];
+            d.api_version() == api_version && d.kind == kind && !self.unserved.contains(&i)
+        })
+    }
+
+    /// Serves `r`, in place of an earlier definition of the same resource.
+    pub fn register(&mut self, r: Resource) {
+        let found = self
+            .defs
             .iter()
-            .position(|d| d.api_version() == api_version && d.kind == kind)
+            .position(|d| d.group == r.group && d.version == r.version && d.plural == r.plural);
+        match found {
+            Some(i) => {
+                self.defs[i] = r;
+                self.unserved.remove(&i);
+            }
+            None => self.defs.push(r),
+        }
+    }
+
+    fn is_crd(&self, res: usize) -> bool {
+        let d = &self.defs[res];
+        d.group == "apiextensions.k8s.io" && d.plural == "customresourcedefinitions"
+    }
+
+    /// Serves what a stored CRD defines; a removed CRD takes its
+    /// resources and their objects with it.
+    fn sync_crd(&mut self, crd: &Value, removed: bool) {
+        let Ok(resources) = super::crd::resources_of(crd) else {
+            return;
+        };
+        let s = |p: &str| {
+            crd.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        let (group, plural) = (s("/spec/group"), s("/spec/names/plural"));
+        let mine: Vec<usize> = (0..self.defs.len())
+            .filter(|&i| self.defs[i].group == group && self.defs[i].plural == plural)
+            .collect();
+        for i in mine {
+            self.unserved.insert(i);
+            if removed {
+                let keys: Vec<Key> = self.objects.keys().filter(|k| k.0 == i).cloned().collect();
+                for k in keys {
+                    if let Some(old) = self.objects.remove(&k) {
+                        self.rv += 1;
+                        let mut last = old.obj.clone();
+                        last["metadata"]["resourceVersion"] = self.rv.to_string().into();
+                        self.emit(k, "DELETED", last, Some(old.obj));
+                    }
+                }
+            }
+        }
+        if !removed {
+            for r in resources {
+                self.register(r);
+            }
+        }
     }
 
     fn namespace_def(&self) -> usize {
@@ -433,16 +528,86 @@ impl State {
         self.create(nd, "", obj, &system_writer()).map(|_| ())
     }
 
-    fn namespace_exists(&self, ns: &str) -> Result<(), ApiError> {
+    /// New content needs a namespace that exists and is not terminating.
+    fn namespace_open(&self, res: usize, ns: &str, name: &str) -> Result<(), ApiError> {
         let nd = self.namespace_def();
-        if self
-            .objects
-            .contains_key(&(nd, String::new(), ns.to_string()))
-        {
-            Ok(())
-        } else {
-            Err(not_found(&self.defs[nd], ns))
+        match self.objects.get(&(nd, String::new(), ns.to_string())) {
+            None => Err(not_found(&self.defs[nd], ns)),
+            Some(n) if n.obj.pointer("/metadata/deletionTimestamp").is_some() => {
+                let def = &self.defs[res];
+                Err(status(
+                    403,
+                    "Forbidden",
+                    &format!(
+                        "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                        def.qualified()
+                    ),
+                    Some(details(def, name)),
+                ))
+            }
+            Some(_) => Ok(()),
         }
+    }
+
+    fn is_namespace(&self, res: usize) -> bool {
+        let d = &self.defs[res];
+        d.group.is_empty() && d.plural == "namespaces"
+    }
+
+    /// Removes a terminating namespace once its last object is gone.
+    fn reap_namespace(&mut self, ns: &str) {
+        let nd = self.namespace_def();
+        let key = (nd, String::new(), ns.to_string());
+        let terminating = self
+            .objects
+            .get(&key)
+            .is_some_and(|n| n.obj.pointer("/metadata/deletionTimestamp").is_some());
+        let empty = !self
+            .objects
+            .keys()
+            .any(|k| k.1 == ns && self.defs[k.0].namespaced);
+        if terminating
+            && empty
+            && let Some(old) = self.objects.remove(&key)
+        {
+            self.rv += 1;
+            let mut last = old.obj.clone();
+            last["metadata"]["resourceVersion"] = self.rv.to_string().into();
+            last["spec"]["finalizers"] = json!([]);
+            self.emit(key, "DELETED", last, Some(old.obj));
+        }
+    }
+
+    /// Deleting a namespace: Terminating at once, its objects deleted (those
+    /// with finalizers wait for them), the namespace gone after the last.
+    fn delete_namespace(&mut self, key: Key, old: Stored) -> Result<(u16, Value), ApiError> {
+        if old.obj.pointer("/metadata/deletionTimestamp").is_some() {
+            return Err(status(
+                409,
+                "Conflict",
+                &format!(
+                    "Operation cannot be fulfilled on namespaces \"{}\": The system is ensuring all content is removed from this namespace.  Upon completion, this namespace will automatically be purged by the system.",
+                    key.2
+                ),
+                Some(details(&self.defs[key.0], &key.2)),
+            ));
+        }
+        let mut obj = old.obj.clone();
+        obj["metadata"]["deletionTimestamp"] = json::rfc3339(json::now_secs()).into();
+        obj["status"] = json!({"phase": "Terminating"});
+        let managers = old.managers.clone();
+        let marked = self.commit(key.clone(), Some(old), obj, managers);
+        let contents: Vec<Key> = self
+            .objects
+            .keys()
+            .filter(|k| k.1 == key.2 && self.defs[k.0].namespaced)
+            .cloned()
+            .collect();
+        for k in contents {
+            let _ = self.delete(k, &json!({}));
+        }
+        self.reap_namespace(&key.2);
+        Ok((200, marked))
     }
 
     fn new_uid(&mut self) -> String {
@@ -568,7 +733,7 @@ impl State {
             ));
         }
         if def.namespaced {
-            self.namespace_exists(ns)?;
+            self.namespace_open(res, ns, &name)?;
         }
         let ns = if def.namespaced { ns } else { "" };
         let key = (res, ns.to_string(), name.clone());
@@ -611,8 +776,25 @@ impl State {
     ) -> Result<Value, ApiError> {
         let mut obj = self.fill_metadata(key, old, obj, sub);
         let def = &self.defs[key.0];
+        if let Some(o) = old.filter(|o| o.pointer("/metadata/deletionTimestamp").is_some()) {
+            let list = |v: &Value| -> Vec<Value> {
+                v.pointer("/metadata/finalizers")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default()
+            };
+            let before = list(o);
+            if list(&obj).iter().any(|f| !before.contains(f)) {
+                return Err(invalid(
+                    def,
+                    &key.2,
+                    "metadata.finalizers",
+                    "Forbidden: no new finalizers can be added if the object is being deleted",
+                ));
+            }
+        }
         defaults(def, old.is_none(), &mut obj)?;
-        validate(def, &key.2, &obj)?;
+        validate(def, &key.2, &mut obj)?;
         Ok(obj)
     }
 
@@ -769,15 +951,27 @@ impl State {
         if !rendered.is_empty() {
             obj["metadata"]["managedFields"] = Value::Array(rendered);
         }
+        // A namespace is held by its spec.finalizers until its content is gone.
+        let held = self.is_namespace(key.0)
+            && obj
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
         let deleting = obj.pointer("/metadata/deletionTimestamp").is_some()
+            && !held
             && obj
                 .pointer("/metadata/finalizers")
                 .and_then(Value::as_array)
                 .is_none_or(Vec::is_empty);
         let old_obj = old.map(|o| o.obj);
+        if self.is_crd(key.0) {
+            self.sync_crd(&obj, deleting);
+        }
         if deleting {
             self.objects.remove(&key);
+            let ns = key.1.clone();
             self.emit(key, "DELETED", obj.clone(), old_obj);
+            self.reap_namespace(&ns);
         } else {
             let kind = if old_obj.is_some() {
                 "MODIFIED"
@@ -1095,7 +1289,7 @@ impl State {
             None if w.subresource == "status" => return Err(not_found(&def, &key.2)),
             None => {
                 if def.namespaced {
-                    self.namespace_exists(&key.1)?;
+                    self.namespace_open(key.0, &key.1, &key.2)?;
                 }
                 None
             }
@@ -1138,7 +1332,11 @@ impl State {
             .find(|m| me(m))
             .map(|m| m.fields.clone())
             .unwrap_or_default();
-        for p in previous.iter().filter(|p| !fields.contains_key(*p)) {
+        for p in previous
+            .iter()
+            // Still applied at or below p: not dropped.
+            .filter(|p| !fields.keys().any(|f| f.starts_with(p)))
+        {
             let shared = managers
                 .iter()
                 .filter(|m| !me(m))
@@ -1208,6 +1406,9 @@ impl State {
                 ));
             }
         }
+        if self.is_namespace(key.0) {
+            return self.delete_namespace(key, old);
+        }
         let finalizers = old
             .obj
             .pointer("/metadata/finalizers")
@@ -1236,7 +1437,11 @@ impl State {
         let mut last = old.obj.clone();
         last["metadata"]["resourceVersion"] = self.rv.to_string().into();
         self.objects.remove(&key);
+        if self.is_crd(key.0) {
+            self.sync_crd(&last, true);
+        }
         self.emit(key.clone(), "DELETED", last, Some(old.obj));
+        self.reap_namespace(&key.1);
         let mut d = details(&def, &key.2);
         d["uid"] = uid;
         Ok((
@@ -1258,6 +1463,10 @@ impl State {
 fn defaults(def: &Resource, created: bool, obj: &mut Value) -> Result<(), ApiError> {
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
+    if def.group == "apiextensions.k8s.io" && created {
+        obj["status"] = super::crd::accepted_status(obj, &json::rfc3339(json::now_secs()));
+        return Ok(());
+    }
     if !def.group.is_empty() {
         return Ok(());
     }
@@ -1296,7 +1505,21 @@ fn defaults(def: &Resource, created: bool, obj: &mut Value) -> Result<(), ApiErr
 
 /// The validation of events.k8s.io/v1 Events (the controller's own writes
 /// most likely to be rejected by a real server).
-fn validate(def: &Resource, name: &str, obj: &Value) -> Result<(), ApiError> {
+fn validate(def: &Resource, name: &str, obj: &mut Value) -> Result<(), ApiError> {
+    if let Some(schema) = &def.schema {
+        let errs = super::crd::check(obj, schema);
+        return match errs.as_slice() {
+            [] => Ok(()),
+            [one] => Err(invalid_msg(def, name, one)),
+            many => Err(invalid_msg(def, name, &format!("[{}]", many.join(", ")))),
+        };
+    }
+    if def.group == "apiextensions.k8s.io" {
+        return match super::crd::resources_of(obj) {
+            Ok(_) => Ok(()),
+            Err((field, message)) => Err(invalid(def, name, &field, &message)),
+        };
+    }
     if def.group != "events.k8s.io" {
         return Ok(());
     }
