@@ -494,3 +494,76 @@ fn suspended_objects_are_left_alone_until_resumed() {
     });
     assert_eq!(repo()["status"]["observedGeneration"], 3, "two spec edits");
 }
+
+/// With `tagwarden install --crds`'s CRDs served (the stand-in checks and
+/// prunes by their schemas, as an API server does), every status field the
+/// controller writes survives, `latestImage` included.
+#[test]
+fn our_crds_keep_every_status_field_the_controller_writes() {
+    let api = ApiServer::start();
+    let crds: String = tagwarden_api::install::crds()
+        .iter()
+        .map(tagwarden_api::export::document)
+        .collect();
+    api.apply_yaml("kubectl", &crds);
+    let dir = TempDir::new("controller-crds");
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0", "1.1.0"], None);
+    let host = reg.host();
+    let bare = BareRepo::new(
+        "main",
+        &[(
+            "deploy/app.yaml",
+            &format!("image: {host}/team/app:1.0.0 # {{\"$imagepolicy\": \"flux-system:app\"}}\n"),
+        )],
+    );
+    objects(&api, &host, &bare.url());
+    let _c = start(tagwarden_kube::Config {
+        kubeconfig: Some(api.kubeconfig(dir.path())),
+        ..tagwarden_kube::Config::default()
+    });
+    let get = |plural: &str| {
+        api.get(IMAGE.0, IMAGE.1, plural, "flux-system", "app")
+            .expect("object")
+    };
+    let auto = wait_for("the push", Duration::from_secs(20), || {
+        let a = get("imageupdateautomations");
+        a["status"]["lastPushCommit"].is_string().then_some(a)
+    });
+    for field in [
+        "lastAutomationRunTime",
+        "lastPushCommit",
+        "lastPushTime",
+        "observedPolicies",
+        "observedSourceRevision",
+        "observedGeneration",
+        "conditions",
+    ] {
+        assert!(
+            !auto["status"][field].is_null(),
+            "pruned: {field} of {auto}"
+        );
+    }
+    let policy = get("imagepolicies");
+    assert_eq!(
+        policy["status"]["latestImage"],
+        format!("{host}/team/app:1.1.0")
+    );
+    assert_eq!(policy["status"]["latestRef"]["tag"], "1.1.0");
+    let repo = get("imagerepositories");
+    for field in [
+        "canonicalImageName",
+        "lastScanResult",
+        "observedExclusionList",
+        "conditions",
+    ] {
+        assert!(
+            !repo["status"][field].is_null(),
+            "pruned: {field} of {repo}"
+        );
+    }
+    assert_eq!(
+        repo["status"]["lastScanResult"]["latestTags"],
+        json!(["1.1.0", "1.0.0"])
+    );
+}
