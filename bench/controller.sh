@@ -17,6 +17,7 @@ cleanup() {
   [ -n "${REG[1]:-}" ] && eval "exec ${REG[1]}>&-"
   exec 8>&- 2>/dev/null || true
   wait 2>/dev/null
+  cp "$work/ctl.log" /tmp/ctl-last.log 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT

@@ -665,12 +665,18 @@ impl Driver {
         if !has {
             let mut all = entry.finalizers.clone();
             all.push(FINALIZER.to_string());
-            if let Err(e) = api
-                .patch(&id.name, &PatchParams::default(), &Patch::Merge(patch(all)))
-                .await
-            {
-                tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, error = %e, "finalizer not added");
-            }
+            let body = patch(all);
+            let id = id.clone();
+            // Beside the reconcile, not before it: a lost race (409) is
+            // retried on the next run, as the watch shows no finalizer yet.
+            tokio::spawn(async move {
+                if let Err(e) = api
+                    .patch(&id.name, &PatchParams::default(), &Patch::Merge(body))
+                    .await
+                {
+                    tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, error = %e, "finalizer not added");
+                }
+            });
         }
         true
     }
@@ -748,7 +754,12 @@ impl Driver {
             if o.pushed().is_some() {
                 self.metrics.pushed(&id.namespace, &id.name);
             }
-            self.emit(id, o).await;
+            // Off the loop: an Event's round trip must not hold up reconciles.
+            if !o.events.is_empty() {
+                let (recorder, reference) = (self.recorder.clone(), self.reference(id));
+                let (id, events) = (id.clone(), o.events.clone());
+                tokio::spawn(async move { emit(&recorder, &reference, &id, &events).await });
+            }
         } else {
             self.metrics.observe(id, false, took);
         }
@@ -760,13 +771,10 @@ impl Driver {
         }
     }
 
-    /// The outcome's Events, on the object.
-    async fn emit(&self, id: &ObjectId, o: &Outcome) {
-        if o.events.is_empty() {
-            return;
-        }
+    /// The object an Event is about.
+    fn reference(&self, id: &ObjectId) -> k8s_openapi::api::core::v1::ObjectReference {
         let entry = self.cache.entry(id);
-        let reference = k8s_openapi::api::core::v1::ObjectReference {
+        k8s_openapi::api::core::v1::ObjectReference {
             api_version: Some(format!("{IMAGE_GROUP}/v1")),
             kind: Some(id.kind.as_str().to_string()),
             name: Some(id.name.clone()),
@@ -774,22 +782,31 @@ impl Driver {
             uid: entry.as_ref().and_then(|e| e.uid.clone()),
             resource_version: entry.and_then(|e| e.resource_version),
             ..Default::default()
+        }
+    }
+}
+
+/// An outcome's Events, on the object.
+async fn emit(
+    recorder: &Recorder,
+    reference: &k8s_openapi::api::core::v1::ObjectReference,
+    id: &ObjectId,
+    events: &[tagwarden_engine::Event],
+) {
+    for e in events {
+        let ev = KubeEvent {
+            type_: match e.kind {
+                EventType::Normal => KubeEventType::Normal,
+                EventType::Warning => KubeEventType::Warning,
+            },
+            reason: e.reason.clone(),
+            // Events carry at most 1 kB of note.
+            note: Some(e.message.chars().take(1024).collect()),
+            action: "Reconcile".into(),
+            secondary: None,
         };
-        for e in &o.events {
-            let ev = KubeEvent {
-                type_: match e.kind {
-                    EventType::Normal => KubeEventType::Normal,
-                    EventType::Warning => KubeEventType::Warning,
-                },
-                reason: e.reason.clone(),
-                // Events carry at most 1 kB of note.
-                note: Some(e.message.chars().take(1024).collect()),
-                action: "Reconcile".into(),
-                secondary: None,
-            };
-            if let Err(err) = self.recorder.publish(&ev, &reference).await {
-                tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, error = %err, "event not recorded");
-            }
+        if let Err(err) = recorder.publish(&ev, reference).await {
+            tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, error = %err, "event not recorded");
         }
     }
 }
