@@ -567,3 +567,54 @@ fn our_crds_keep_every_status_field_the_controller_writes() {
         json!(["1.1.0", "1.0.0"])
     );
 }
+
+/// Flux's finalizer: deleting a repository drops its stored tags, then the
+/// finalizer goes and the object with it.
+#[test]
+fn a_deleted_repository_s_tags_are_dropped_before_it_goes() {
+    let api = ApiServer::start();
+    let dir = TempDir::new("controller-finalizer");
+    let storage = dir.path().join("data");
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0"], None);
+    for name in ["app", "kept"] {
+        api.create(image_object(
+            "ImageRepository",
+            name,
+            json!({"image": format!("{}/team/app", reg.host()), "interval": "1h"}),
+        ));
+    }
+    let controller = start(tagwarden_kube::Config {
+        kubeconfig: Some(api.kubeconfig(dir.path())),
+        storage_path: Some(storage.clone()),
+        ..tagwarden_kube::Config::default()
+    });
+    let get = |name: &str| api.get(IMAGE.0, IMAGE.1, "imagerepositories", "flux-system", name);
+    wait_for(
+        "both scanned, with the finalizer",
+        Duration::from_secs(10),
+        || {
+            ["app", "kept"]
+                .iter()
+                .all(|n| {
+                    get(n).is_some_and(|r| {
+                        r["status"]["lastScanResult"]["tagCount"] == 1
+                            && r["metadata"]["finalizers"] == json!(["finalizers.fluxcd.io"])
+                    })
+                })
+                .then_some(())
+        },
+    );
+    assert!(api.delete(IMAGE.0, IMAGE.1, "imagerepositories", "flux-system", "app"));
+    wait_for("the finalizer released it", Duration::from_secs(10), || {
+        get("app").is_none().then_some(())
+    });
+    drop(controller);
+    let store = tagwarden_store::FileStore::open(&storage).expect("the store, unlocked");
+    let keys = tagwarden_store::Store::keys(&store, "tags/").expect("keys");
+    assert_eq!(
+        keys,
+        ["tags/flux-system/kept"],
+        "the deleted repository's tags are gone"
+    );
+}

@@ -44,6 +44,9 @@ pub struct ControllerArgs {
     #[arg(long, default_value_t = true, action = ArgAction::Set, value_name = "BOOL",
           num_args = 0..=1, require_equals = true, default_missing_value = "true")]
     watch_all_namespaces: bool,
+    /// Only this namespace (overrides --watch-all-namespaces).
+    #[arg(long, value_name = "NAMESPACE")]
+    watch_namespace: Option<String>,
     /// Only objects with these labels (sharding across Deployments).
     #[arg(long, value_name = "SELECTOR")]
     watch_label_selector: Option<String>,
@@ -107,7 +110,9 @@ pub fn run(args: ControllerArgs) -> Result<ExitCode> {
     let config = tagwarden_kube::Config {
         kubeconfig: args.kubeconfig,
         context: args.context,
-        watch_namespace: (!args.watch_all_namespaces).then(|| runtime_ns.clone()),
+        watch_namespace: args
+            .watch_namespace
+            .or_else(|| (!args.watch_all_namespaces).then(|| runtime_ns.clone())),
         label_selector: args.watch_label_selector,
         concurrent: args.concurrent,
         storage_path: args.storage_path,
