@@ -984,5 +984,5 @@ mod tests {
     }
 
     /// Fields Flux's v1 API has that tagwarden does not read yet.
-    const FLUX_ONLY: &[&str] = &["spec.suspend", "spec.git.commit.signingKey.type"];
+    const FLUX_ONLY: &[&str] = &["spec.git.commit.signingKey.type"];
 }

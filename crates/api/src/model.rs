@@ -197,6 +197,8 @@ pub struct ImagePolicy {
     pub filter_tags: Option<FilterTags>,
     pub digest_reflection_policy: String,
     pub interval: Option<Duration>,
+    /// `spec.suspend` (Flux v1).
+    pub suspend: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -353,7 +355,8 @@ impl Object {
     pub fn suspended(&self) -> bool {
         match self {
             Object::ImageRepository(o) => o.suspend,
-            Object::ImagePolicy(_) | Object::Secret(_) | Object::ServiceAccount(_) => false,
+            Object::ImagePolicy(o) => o.suspend,
+            Object::Secret(_) | Object::ServiceAccount(_) => false,
             Object::ImageUpdateAutomation(o) => o.suspend,
             Object::GitRepository(o) => o.suspend,
             Object::Receiver(o) => o.suspend,
@@ -570,6 +573,7 @@ fn image_policy(meta: Meta, s: Node<'_>) -> Field<ImagePolicy> {
         filter_tags,
         digest_reflection_policy,
         interval,
+        suspend: s.bool("suspend")?,
     })
 }
 

@@ -68,6 +68,7 @@ const IMAGE_POLICY: &[(&str, Shape)] = &[
     ("filterTags", Map(&[("pattern", Leaf), ("extract", Leaf)])),
     ("digestReflectionPolicy", Leaf),
     ("interval", Leaf),
+    ("suspend", Leaf),
 ];
 
 const AUTOMATION: &[(&str, Shape)] = &[

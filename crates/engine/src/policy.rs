@@ -16,6 +16,9 @@ pub(crate) async fn reconcile(policy: &ImagePolicy, ctx: &Context) -> Result<Out
         Some(Status::ImagePolicy(s)) => s,
         _ => ImagePolicyStatus::default(),
     };
+    if policy.suspend {
+        return Ok(Outcome::suspended(id, Status::ImagePolicy(previous)));
+    }
     let now = ctx.clock.now();
     let generation = policy.meta.generation;
     let mut status = ImagePolicyStatus {

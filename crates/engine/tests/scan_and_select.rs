@@ -548,3 +548,49 @@ spec: {{imageRepositoryRef: {{name: app}}, policy: {{semver: {{range: 1.x}}}}}}
     );
     assert_eq!(out[2].ready().0, ConditionStatus::True);
 }
+
+/// Flux v1's ImagePolicy `spec.suspend`: the policy keeps its last
+/// selection and is not reconciled.
+#[tokio::test]
+async fn a_suspended_policy_keeps_its_selection() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0"], None);
+    let yaml = |suspend: bool| {
+        format!(
+            r#"
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: app, namespace: flux-system}}
+spec: {{image: {host}/team/app, interval: 1m}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: app, namespace: flux-system}}
+spec: {{imageRepositoryRef: {{name: app}}, policy: {{semver: {{range: 1.x}}}}, suspend: {suspend}}}
+"#,
+            host = reg.host()
+        )
+    };
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let ctx = context(&yaml(false), store.clone());
+    assert_eq!(outcomes(&ctx).await[1].ready().0, ConditionStatus::True);
+    reg.publish("team/app", &["1.1.0"], None);
+    let ctx = context(&yaml(true), store);
+    let out = outcomes(&ctx).await;
+    assert!(out[1].suspended);
+    assert_eq!(
+        out[1].ready(),
+        (
+            ConditionStatus::Unknown,
+            "reconciliation is suspended".to_string()
+        )
+    );
+    assert_eq!(
+        policy_status(&ctx, "flux-system", "app")
+            .latest_ref
+            .map(|l| l.tag)
+            .as_deref(),
+        Some("1.0.0"),
+        "the last selection stands"
+    );
+}
