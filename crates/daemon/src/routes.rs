@@ -78,32 +78,28 @@ async fn hook(
     headers: axum::http::HeaderMap,
     body: axum::body::Bytes,
 ) -> impl IntoResponse {
-    use tagwarden_api::{Kind, Object, ObjectId};
     let catalog = s.scheduler.catalog();
     let path = format!("/hook/{digest}");
-    let found = catalog.of_kind(Kind::Receiver).find_map(|o| {
-        let Object::Receiver(r) = o else { return None };
-        let secret_id = ObjectId::new(Kind::Secret, r.meta.namespace.clone(), r.secret_ref.clone());
-        let Some(Object::Secret(secret)) = catalog.find(&secret_id) else {
-            return None;
-        };
-        let token = String::from_utf8_lossy(secret.data.get("token")?).into_owned();
-        (tagwarden_receivers::hook_path(&token, &r.meta.name, &r.meta.namespace) == path)
-            .then(|| (r.clone(), token))
-    });
-    let Some((receiver, token)) = found else {
-        return (
-            StatusCode::NOT_FOUND,
-            "no receiver at this path".to_string(),
-        );
+    let headers = owned_headers(&headers);
+    let request = tagwarden_receivers::Request {
+        method: method.as_str(),
+        headers: &headers,
+        body: &body,
     };
-    if receiver.suspend {
-        return (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "receiver is suspended".into(),
-        );
+    let d = tagwarden_receivers::dispatch(&catalog.manifests().objects, &path, &request);
+    log_decision(&d);
+    for id in &d.targets {
+        s.scheduler.trigger(id);
     }
-    let headers: Vec<(String, String)> = headers
+    (
+        StatusCode::from_u16(d.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        d.message,
+    )
+}
+
+/// Header names and values as text (values that are not UTF-8 lossily).
+pub fn owned_headers(headers: &axum::http::HeaderMap) -> Vec<(String, String)> {
+    headers
         .iter()
         .map(|(k, v)| {
             (
@@ -111,47 +107,20 @@ async fn hook(
                 String::from_utf8_lossy(v.as_bytes()).into_owned(),
             )
         })
-        .collect();
-    let request = tagwarden_receivers::Request {
-        method: method.as_str(),
-        headers: &headers,
-        body: &body,
-    };
-    if let Err(e) =
-        tagwarden_receivers::validate(&receiver.receiver_type, &receiver.events, &token, &request)
-    {
-        tracing::warn!(receiver = %receiver.meta.name, namespace = %receiver.meta.namespace, reason = %e, "webhook refused");
-        let status = match e {
-            tagwarden_receivers::RejectReason::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            tagwarden_receivers::RejectReason::Method(_) => StatusCode::METHOD_NOT_ALLOWED,
-            tagwarden_receivers::RejectReason::InvalidJson(_)
-            | tagwarden_receivers::RejectReason::Payload(_) => StatusCode::BAD_REQUEST,
-            _ => StatusCode::UNAUTHORIZED,
-        };
-        return (status, e.to_string());
+        .collect()
+}
+
+/// One log line per webhook, as the daemon and the controller write it.
+pub fn log_decision(d: &tagwarden_receivers::Decision) {
+    let (ns, name) = d.receiver.clone().unwrap_or_default();
+    if let Some(e) = &d.rejected {
+        tracing::warn!(receiver = %name, namespace = %ns, reason = %e, "webhook refused");
+        return;
     }
-    // Flux refuses these resources; the others are still reconciled.
-    let refused = tagwarden_receivers::resource_errors(&receiver);
-    for e in &refused {
-        tracing::warn!(receiver = %receiver.meta.name, namespace = %receiver.meta.namespace, error = %e, "receiver resource refused");
+    for e in &d.refused {
+        tracing::warn!(receiver = %name, namespace = %ns, error = %e, "receiver resource refused");
     }
-    let targets = tagwarden_receivers::targets(&receiver, &catalog.manifests().objects);
-    for id in &targets {
-        s.scheduler.trigger(id);
+    if d.status < 300 || !d.refused.is_empty() {
+        tracing::info!(receiver = %name, namespace = %ns, targets = d.targets.len(), "webhook accepted");
     }
-    tracing::info!(receiver = %receiver.meta.name, namespace = %receiver.meta.namespace, targets = targets.len(), "webhook accepted");
-    if !refused.is_empty() {
-        return (
-            StatusCode::BAD_REQUEST,
-            format!(
-                "reconciling {} objects; {}",
-                targets.len(),
-                refused.join("; ")
-            ),
-        );
-    }
-    (
-        StatusCode::OK,
-        format!("reconciling {} objects", targets.len()),
-    )
 }

@@ -124,6 +124,16 @@ impl Cache {
         gone
     }
 
+    /// Copies of every object of these kinds (a webhook's view).
+    pub(crate) fn snapshot(&self, kinds: &[Kind]) -> Vec<Object> {
+        self.read()
+            .objects
+            .values()
+            .filter(|e| kinds.contains(&e.object.kind()))
+            .map(|e| e.object.clone())
+            .collect()
+    }
+
     pub(crate) fn set_namespace(&self, name: &str, labels: BTreeMap<String, String>) {
         self.write_lock()
             .namespaces

@@ -83,6 +83,9 @@ pub struct Config {
     pub instance: String,
     /// `--no-cross-namespace-refs`.
     pub no_cross_namespace_refs: bool,
+    /// `--receivers-addr`: serve the Receivers' `/hook/…` here (clusters
+    /// without notification-controller).
+    pub receivers_addr: Option<SocketAddr>,
 }
 
 impl Default for Config {
@@ -101,6 +104,7 @@ impl Default for Config {
             max_reconcile: Duration::from_secs(600),
             instance: "tagwarden".into(),
             no_cross_namespace_refs: false,
+            receivers_addr: None,
         }
     }
 }
@@ -195,7 +199,11 @@ fn spawn_watch(
             let ev = match ev {
                 Ok(ev) => ev,
                 Err(e) => {
+                    // A kind that cannot be watched (CRD missing, no RBAC)
+                    // must not hold every other kind back: count it as
+                    // synced and keep retrying.
                     tracing::warn!(kind = kind.as_str(), error = %e, "watch failed; retrying");
+                    synced.store(true, Ordering::SeqCst);
                     continue;
                 }
             };
@@ -368,6 +376,64 @@ async fn serve(
     Ok(())
 }
 
+/// The Receivers' webhooks, answered as the daemon answers them; what they
+/// name is sent to the reconcile loop.
+async fn serve_receivers(
+    addr: SocketAddr,
+    cache: Arc<Cache>,
+    triggers: mpsc::UnboundedSender<ObjectId>,
+) -> Result<(), KubeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|e| KubeError::Listen {
+            addr,
+            message: e.to_string(),
+        })?;
+    let hook = move |axum::extract::Path(digest): axum::extract::Path<String>,
+                     method: axum::http::Method,
+                     headers: axum::http::HeaderMap,
+                     body: axum::body::Bytes| {
+        let (cache, triggers) = (cache.clone(), triggers.clone());
+        async move {
+            let objects = cache.snapshot(&[
+                Kind::Receiver,
+                Kind::Secret,
+                Kind::ImageRepository,
+                Kind::ImagePolicy,
+                Kind::ImageUpdateAutomation,
+            ]);
+            let headers = tagwarden_daemon::owned_headers(&headers);
+            let request = tagwarden_receivers::Request {
+                method: method.as_str(),
+                headers: &headers,
+                body: &body,
+            };
+            let d = tagwarden_receivers::dispatch(&objects, &format!("/hook/{digest}"), &request);
+            tagwarden_daemon::log_decision(&d);
+            for id in d.targets {
+                let _ = triggers.send(id);
+            }
+            (
+                axum::http::StatusCode::from_u16(d.status)
+                    .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
+                d.message,
+            )
+        }
+    };
+    let app = axum::Router::new()
+        .route("/hook/{digest}", axum::routing::any(hook))
+        // The receiver checks the size itself, to answer 413 as Flux does.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            tagwarden_receivers::MAX_BODY + 1,
+        ));
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "receivers server stopped");
+        }
+    });
+    Ok(())
+}
+
 /// Runs until `shutdown` resolves (or leadership is lost).
 pub async fn run(
     config: Config,
@@ -411,6 +477,20 @@ pub async fn run(
     let ns_flag = Arc::new(AtomicBool::new(false));
     spawn_namespace_watch(&client, seen_tx.clone(), ns_flag.clone());
     synced.push(ns_flag);
+    let (trigger_tx, mut trigger_rx) = mpsc::unbounded_channel::<ObjectId>();
+    if let Some(addr) = config.receivers_addr {
+        let flag = Arc::new(AtomicBool::new(false));
+        spawn_watch(
+            &client,
+            Kind::Receiver,
+            ns,
+            None,
+            seen_tx.clone(),
+            flag.clone(),
+        );
+        synced.push(flag);
+        serve_receivers(addr, cache.clone(), trigger_tx.clone()).await?;
+    }
     let ready = Arc::new(AtomicBool::new(false));
     // Ready once every cache is synced, leading or not (a standby is ready
     // to take over).
@@ -484,6 +564,7 @@ pub async fn run(
             () = &mut shutdown => break,
             () = lost => return Err(KubeError::LeadershipLost),
             Some(seen) = seen_rx.recv() => driver.seen(seen),
+            Some(id) = trigger_rx.recv() => driver.queue.trigger(&id, Instant::now()),
             Some(done) = tasks.join_next(), if !tasks.is_empty() => {
                 if let Ok((id, result, took)) = done {
                     driver.finished(&id, result, took).await;

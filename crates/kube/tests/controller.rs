@@ -618,3 +618,80 @@ fn a_deleted_repository_s_tags_are_dropped_before_it_goes() {
         "the deleted repository's tags are gone"
     );
 }
+
+/// `--receivers-addr`: without notification-controller, the controller
+/// serves the Receivers itself; a webhook rescans at once (interval and
+/// retry delay are an hour, so nothing else explains the scan).
+#[test]
+fn receivers_are_served_by_the_controller_when_asked() {
+    let api = ApiServer::start();
+    api.register(tagwarden_testkit::Resource {
+        custom: true,
+        ..tagwarden_testkit::Resource::new(
+            "notification.toolkit.fluxcd.io",
+            "v1",
+            "receivers",
+            "Receiver",
+        )
+    });
+    let dir = TempDir::new("controller-receivers");
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0"], None);
+    api.create(image_object(
+        "ImageRepository",
+        "app",
+        json!({"image": format!("{}/team/app", reg.host()), "interval": "1h"}),
+    ));
+    api.create(json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "hook-token", "namespace": "flux-system"},
+        "stringData": {"token": "s3cret-token"},
+    }));
+    api.create(json!({
+        "apiVersion": "notification.toolkit.fluxcd.io/v1", "kind": "Receiver",
+        "metadata": {"name": "hook", "namespace": "flux-system"},
+        "spec": {"type": "generic", "secretRef": {"name": "hook-token"},
+                 "resources": [{"kind": "ImageRepository", "name": "app"}]},
+    }));
+    let port = tagwarden_testkit::free_port();
+    let _c = start(tagwarden_kube::Config {
+        kubeconfig: Some(api.kubeconfig(dir.path())),
+        receivers_addr: Some(([127, 0, 0, 1], port).into()),
+        backoff: tagwarden_engine::Backoff {
+            min: Duration::from_secs(3600),
+            max: Duration::from_secs(3600),
+        },
+        ..tagwarden_kube::Config::default()
+    });
+    let tags = || {
+        api.get(IMAGE.0, IMAGE.1, "imagerepositories", "flux-system", "app")
+            .map(|r| r["status"]["lastScanResult"]["tagCount"].clone())
+    };
+    wait_for("first scan", Duration::from_secs(10), || {
+        (tags()? == 1).then_some(())
+    });
+    reg.publish("team/app", &["1.1.0"], None);
+    let path = tagwarden_receivers::hook_path("s3cret-token", "hook", "flux-system");
+    let post = |path: &str| {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+        write!(
+            s,
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        )
+        .ok()?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    };
+    let answer = wait_for("the receivers listener", Duration::from_secs(10), || {
+        post(&path)
+    });
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.ends_with("reconciling 1 objects"), "{answer}");
+    wait_for("the webhook's scan", Duration::from_secs(10), || {
+        (tags()? == 2).then_some(())
+    });
+    let wrong = post("/hook/0000").expect("answer");
+    assert!(wrong.starts_with("HTTP/1.1 404"), "{wrong}");
+}

@@ -6,9 +6,11 @@
 //! Everything here is pure and synchronous: no I/O, no clock, no outbound
 //! calls (see [`validate`] for what that means for `gcr` and `dockerhub`).
 
+mod dispatch;
 mod targets;
 mod validate;
 
+pub use dispatch::{Decision, dispatch};
 pub use targets::{resource_errors, targets};
 pub use validate::{Request, validate};
 

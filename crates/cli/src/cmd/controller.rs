@@ -65,6 +65,10 @@ pub struct ControllerArgs {
     /// Where /healthz and /readyz are served.
     #[arg(long, default_value = ":9440", value_parser = address)]
     health_addr: SocketAddr,
+    /// Serve the Receivers' /hook/… here, for clusters without
+    /// notification-controller.
+    #[arg(long, value_parser = address)]
+    receivers_addr: Option<SocketAddr>,
     /// The tag database (embedded store); in memory when not given.
     #[arg(long, value_name = "DIR")]
     storage_path: Option<PathBuf>,
@@ -132,6 +136,7 @@ pub fn run(args: ControllerArgs) -> Result<ExitCode> {
         metrics_addr: Some(args.metrics_addr),
         instance,
         no_cross_namespace_refs: args.no_cross_namespace_refs,
+        receivers_addr: args.receivers_addr,
         ..tagwarden_kube::Config::default()
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
