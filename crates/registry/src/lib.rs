@@ -15,6 +15,7 @@ mod client;
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
 mod manifest;
 mod port;
+pub mod provider;
 mod scan;
 mod settings;
 #[cfg_attr(not(feature = "http"), allow(dead_code))]

@@ -23,6 +23,17 @@ pub fn scan_settings<'a>(
     secret: impl Fn(&str) -> Option<&'a Secret>,
 ) -> Result<ScanSettings, RegistryError> {
     let image = ImageRef::parse(&repo.image).map_err(|e| RegistryError::ImageUrl(e.to_string()))?;
+    // A provider logs in to its own registries only: say so before anything
+    // else, as Flux does.
+    let host = image.registry.split(':').next().unwrap_or_default();
+    if !crate::provider::host_matches(&repo.provider, host) {
+        return Err(RegistryError::Config(format!(
+            "spec.provider: '{}' logs in to {} only; spec.image is on '{}'",
+            repo.provider,
+            crate::provider::expected_hosts(&repo.provider),
+            image.registry
+        )));
+    }
     // Cloud login (aws, azure, gcp) needs the cloud's metadata service; saying
     // so beats scanning anonymously and reporting a puzzling 401.
     if repo.provider != "generic" {

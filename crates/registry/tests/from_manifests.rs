@@ -225,10 +225,24 @@ fn configuration_errors_say_which_field_and_whether_retrying_helps() {
             "has no 'address' key",
         ),
         (
-            repo("  image: 123.dkr.ecr.us-east-1.amazonaws.com/app\n  provider: aws\n"),
+            repo("  image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/app\n  provider: aws\n"),
             "InvalidConfiguration",
             true,
             "spec.provider: 'aws' is not supported yet",
+        ),
+        (
+            repo("  image: ghcr.io/org/app\n  provider: aws\n"),
+            "InvalidConfiguration",
+            true,
+            "spec.provider: 'aws' logs in to <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn] \
+             or public.ecr.aws only; spec.image is on 'ghcr.io'",
+        ),
+        (
+            repo("  image: europe-docker.pkg.dev.evil.io/app\n  provider: gcp\n"),
+            "InvalidConfiguration",
+            true,
+            "spec.provider: 'gcp' logs in to gcr.io, <region>.gcr.io or <region>-docker.pkg.dev \
+             only; spec.image is on 'europe-docker.pkg.dev.evil.io'",
         ),
     ];
     for (yaml, reason, stalled, needle) in cases {
