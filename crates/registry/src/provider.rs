@@ -26,11 +26,10 @@ fn ecr(host: &str) -> bool {
     }
     let parts: Vec<&str> = host.split('.').collect();
     // <account>.dkr.(ecr|ecr-fips).<region>.amazonaws.com[.cn]
-    let tail_ok = match &parts[..] {
-        [_, "dkr", _, _, "amazonaws", "com"] => true,
-        [_, "dkr", _, _, "amazonaws", "com", "cn"] => true,
-        _ => false,
-    };
+    let tail_ok = matches!(
+        &parts[..],
+        [_, "dkr", _, _, "amazonaws", "com"] | [_, "dkr", _, _, "amazonaws", "com", "cn"]
+    );
     tail_ok
         && parts[0].len() == 12
         && parts[0].bytes().all(|b| b.is_ascii_digit())
