@@ -39,12 +39,8 @@ fn ecr(host: &str) -> bool {
 
 fn gcp(host: &str) -> bool {
     host == "gcr.io"
-        || host
-            .strip_suffix(".gcr.io")
-            .is_some_and(|region| label(region))
-        || host
-            .strip_suffix("-docker.pkg.dev")
-            .is_some_and(|region| label(region))
+        || host.strip_suffix(".gcr.io").is_some_and(label)
+        || host.strip_suffix("-docker.pkg.dev").is_some_and(label)
 }
 
 fn azure(host: &str) -> bool {
