@@ -13,7 +13,7 @@ mod schedule;
 pub use http::{HttpLimits, SocketError};
 pub use metrics::Metrics;
 pub use routes::{log_decision, owned_headers};
-pub use schedule::{Scheduler, deadline, registry_host};
+pub use schedule::{Scheduler, deadline, reconcile_within, registry_host};
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -239,14 +239,7 @@ impl Scheduler {
             let id = s.id;
             tasks.spawn(async move {
                 let started = Instant::now();
-                let result =
-                    match tokio::time::timeout(limit, tagwarden_engine::reconcile(&object, &ctx))
-                        .await
-                    {
-                        Ok(Ok(outcome)) => Ok(outcome),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => abandoned(&object, &ctx, limit),
-                    };
+                let result = reconcile_within(&object, &ctx, limit).await;
                 Finished {
                     id,
                     result,
@@ -485,8 +478,21 @@ pub fn deadline(o: &Object, cap: Duration) -> Duration {
     (base.max(MIN_DEADLINE) + DEADLINE_SLACK).min(cap)
 }
 
-/// A reconcile cut off at its deadline: recorded as a failure (not Ready),
-/// retried with backoff, its slot free again.
+/// One reconcile under a hard deadline, for every driver: an engine error
+/// as text; cut off at `limit`, recorded as a failure (not Ready), retried
+/// with backoff, its slot free again.
+pub async fn reconcile_within(
+    object: &Object,
+    ctx: &Context,
+    limit: Duration,
+) -> Result<Outcome, String> {
+    match tokio::time::timeout(limit, tagwarden_engine::reconcile(object, ctx)).await {
+        Ok(Ok(outcome)) => Ok(outcome),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => abandoned(object, ctx, limit),
+    }
+}
+
 fn abandoned(object: &Object, ctx: &Context, limit: Duration) -> Result<Outcome, String> {
     let id = object.id();
     let message = format!(

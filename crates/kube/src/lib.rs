@@ -786,22 +786,7 @@ impl Driver {
             let id = s.id;
             tasks.spawn(async move {
                 let started = Instant::now();
-                let result =
-                    match tokio::time::timeout(limit, tagwarden_engine::reconcile(&object, &ctx))
-                        .await
-                    {
-                        Ok(Ok(o)) => Ok(o),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => tagwarden_engine::abandoned(
-                            &object,
-                            &ctx,
-                            &format!(
-                                "reconcile did not finish within {}: abandoned",
-                                tagwarden_api::duration::format(limit)
-                            ),
-                        )
-                        .map_err(|e| e.to_string()),
-                    };
+                let result = tagwarden_daemon::reconcile_within(&object, &ctx, limit).await;
                 (id, result, started.elapsed())
             });
         }
