@@ -292,43 +292,64 @@ fn spawn_namespace_watch(
     });
 }
 
-/// Applies status with server-side apply on `/status`, latest per object
-/// first; a failed write is retried a few times, then left to the next
-/// reconcile.
+/// Status writers working at once; one object always goes to the same
+/// writer, so its writes stay in order.
+const STATUS_WRITERS: usize = 4;
+
+/// Applies status with server-side apply on `/status`; a failed write is
+/// retried a few times, then left to the next reconcile.
 fn spawn_status_writer(client: kube::Client, mut rx: mpsc::UnboundedReceiver<(ObjectId, Status)>) {
+    let mut lanes = Vec::with_capacity(STATUS_WRITERS);
+    for _ in 0..STATUS_WRITERS {
+        let (tx, lane) = mpsc::unbounded_channel::<(ObjectId, Status)>();
+        tokio::spawn(write_statuses(client.clone(), lane));
+        lanes.push(tx);
+    }
     tokio::spawn(async move {
         while let Some((id, status)) = rx.recv().await {
-            let mut body = serde_json::json!({
-                "apiVersion": format!("{IMAGE_GROUP}/v1"),
-                "kind": id.kind.as_str(),
-                "metadata": {"name": id.name, "namespace": id.namespace},
-                "status": status.to_json(),
-            });
-            // v1beta2's `latestImage`, so the guide's jsonpath still prints it.
-            if let Status::ImagePolicy(p) = &status
-                && let Some(l) = &p.latest_ref
-            {
-                body["status"]["latestImage"] = format!("{}:{}", l.name, l.tag).into();
-            }
-            let api = api(&client, id.kind, Some(&id.namespace));
-            let params = PatchParams::apply(FIELD_MANAGER).force();
-            let mut wait = Duration::from_millis(200);
-            for attempt in 1..=4 {
-                match api
-                    .patch_status(&id.name, &params, &Patch::Apply(&body))
-                    .await
-                {
-                    Ok(_) => break,
-                    Err(kube::Error::Api(s)) if s.code == 404 => break,
-                    Err(e) => {
-                        tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, attempt, error = %e, "status not written");
-                        tokio::time::sleep(wait).await;
-                        wait *= 2;
-                    }
-                }
+            use std::hash::{Hash, Hasher};
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            id.hash(&mut h);
+            let lane = (h.finish() % STATUS_WRITERS as u64) as usize;
+            if lanes[lane].send((id, status)).is_err() {
+                return;
             }
         }
     });
+}
+
+async fn write_statuses(client: kube::Client, mut rx: mpsc::UnboundedReceiver<(ObjectId, Status)>) {
+    while let Some((id, status)) = rx.recv().await {
+        let mut body = serde_json::json!({
+            "apiVersion": format!("{IMAGE_GROUP}/v1"),
+            "kind": id.kind.as_str(),
+            "metadata": {"name": id.name, "namespace": id.namespace},
+            "status": status.to_json(),
+        });
+        // v1beta2's `latestImage`, so the guide's jsonpath still prints it.
+        if let Status::ImagePolicy(p) = &status
+            && let Some(l) = &p.latest_ref
+        {
+            body["status"]["latestImage"] = format!("{}:{}", l.name, l.tag).into();
+        }
+        let api = api(&client, id.kind, Some(&id.namespace));
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let mut wait = Duration::from_millis(200);
+        for attempt in 1..=4 {
+            match api
+                .patch_status(&id.name, &params, &Patch::Apply(&body))
+                .await
+            {
+                Ok(_) => break,
+                Err(kube::Error::Api(s)) if s.code == 404 => break,
+                Err(e) => {
+                    tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, attempt, error = %e, "status not written");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
+        }
+    }
 }
 
 /// Health, readiness and metrics.
