@@ -92,6 +92,33 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// What one finished run counts, for every driver: its result and
+    /// duration (not for a suspended object), a scan's tag count, a push.
+    /// `None`: the engine failed, a failure.
+    pub fn record(
+        &self,
+        id: &ObjectId,
+        outcome: Option<&tagwarden_engine::Outcome>,
+        took: Duration,
+    ) {
+        use tagwarden_api::status::{ConditionStatus, Status};
+        let Some(o) = outcome else {
+            self.observe(id, false, took);
+            return;
+        };
+        if !o.suspended {
+            self.observe(id, o.ready().0 == ConditionStatus::True, took);
+        }
+        if let Status::ImageRepository(s) = &o.status
+            && let Some(scan) = &s.last_scan_result
+        {
+            self.tags(&id.namespace, &id.name, scan.tag_count);
+        }
+        if o.pushed().is_some() {
+            self.pushed(&id.namespace, &id.name);
+        }
+    }
+
     pub fn observe(&self, key: &ObjectId, ready: bool, took: Duration) {
         let result = if ready { "success" } else { "failure" };
         let by_result: Labels = vec![

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, SystemTime};
-use tagwarden_api::status::{ConditionStatus, Status};
+use tagwarden_api::status::Status;
 use tagwarden_api::{LoadOptions, Manifests, Object, ObjectId};
 use tagwarden_engine::{Backoff, Catalog, Context, Outcome, dependencies, dependents};
 use tagwarden_store::Store;
@@ -268,22 +268,8 @@ impl Scheduler {
                 None
             }
         };
-        let metrics = &self.inner.metrics;
-        let ready = outcome
-            .as_ref()
-            .is_some_and(|o| o.ready().0 == ConditionStatus::True);
-        if !outcome.as_ref().is_some_and(|o| o.suspended) {
-            metrics.observe(id, ready, done.took);
-        }
+        self.inner.metrics.record(id, outcome.as_ref(), done.took);
         if let Some(o) = &outcome {
-            if let Status::ImageRepository(s) = &o.status
-                && let Some(scan) = &s.last_scan_result
-            {
-                metrics.tags(&id.namespace, &id.name, scan.tag_count);
-            }
-            if o.pushed().is_some() {
-                metrics.pushed(&id.namespace, &id.name);
-            }
             for e in &o.events {
                 tracing::debug!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, event = e.kind.as_str(), reason = %e.reason, message = %e.message, "event");
             }

@@ -352,18 +352,28 @@ async fn write_statuses(client: kube::Client, mut rx: mpsc::UnboundedReceiver<(O
     }
 }
 
-/// Health, readiness and metrics.
-async fn serve(
-    addr: SocketAddr,
-    ready: Arc<AtomicBool>,
-    metrics: Arc<Metrics>,
-) -> Result<(), KubeError> {
+/// Serves `app` on `addr` in the background; binding fails at once.
+async fn listen(addr: SocketAddr, app: axum::Router, what: &'static str) -> Result<(), KubeError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|e| KubeError::Listen {
             addr,
             message: e.to_string(),
         })?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(server = what, error = %e, "server stopped");
+        }
+    });
+    Ok(())
+}
+
+/// Health, readiness and metrics.
+async fn serve(
+    addr: SocketAddr,
+    ready: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+) -> Result<(), KubeError> {
     let app = axum::Router::new()
         .route("/healthz", axum::routing::get(|| async { "ok" }))
         .route(
@@ -389,12 +399,7 @@ async fn serve(
                 async move { text }
             }),
         );
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "health server stopped");
-        }
-    });
-    Ok(())
+    listen(addr, app, "health").await
 }
 
 /// The Receivers' webhooks, answered as the daemon answers them; what they
@@ -404,12 +409,6 @@ async fn serve_receivers(
     cache: Arc<Cache>,
     triggers: mpsc::UnboundedSender<ObjectId>,
 ) -> Result<(), KubeError> {
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| KubeError::Listen {
-            addr,
-            message: e.to_string(),
-        })?;
     let hook = move |axum::extract::Path(digest): axum::extract::Path<String>,
                      method: axum::http::Method,
                      headers: axum::http::HeaderMap,
@@ -447,12 +446,7 @@ async fn serve_receivers(
         .layer(axum::extract::DefaultBodyLimit::max(
             tagwarden_receivers::MAX_BODY + 1,
         ));
-    tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app).await {
-            tracing::error!(error = %e, "receivers server stopped");
-        }
-    });
-    Ok(())
+    listen(addr, app, "receivers").await
 }
 
 /// Runs until `shutdown` resolves (or leadership is lost).
@@ -822,24 +816,12 @@ impl Driver {
                 None
             }
         };
+        self.metrics.record(id, outcome.as_ref(), took);
         if let Some(o) = &outcome {
-            if !o.suspended {
-                if let Err(e) = self.cache.write(id, &o.status) {
-                    tracing::warn!(error = %e, "status not kept");
-                }
-                self.metrics.observe(
-                    id,
-                    o.ready().0 == tagwarden_api::status::ConditionStatus::True,
-                    took,
-                );
-            }
-            if let Status::ImageRepository(s) = &o.status
-                && let Some(scan) = &s.last_scan_result
+            if !o.suspended
+                && let Err(e) = self.cache.write(id, &o.status)
             {
-                self.metrics.tags(&id.namespace, &id.name, scan.tag_count);
-            }
-            if o.pushed().is_some() {
-                self.metrics.pushed(&id.namespace, &id.name);
+                tracing::warn!(error = %e, "status not kept");
             }
             // Off the loop: an Event's round trip must not hold up reconciles.
             if !o.events.is_empty() {
@@ -847,8 +829,6 @@ impl Driver {
                 let (id, events) = (id.clone(), o.events.clone());
                 tokio::spawn(async move { emit(&recorder, &reference, &id, &events).await });
             }
-        } else {
-            self.metrics.observe(id, false, took);
         }
         self.queue.finish(id, outcome.as_ref(), Instant::now());
         if outcome.as_ref().is_some_and(Outcome::changed) {
