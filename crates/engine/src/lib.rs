@@ -83,6 +83,9 @@ pub struct Context {
     /// Flux's `--no-cross-namespace-refs`: a policy's repository and an
     /// automation's source must be in the object's own namespace.
     pub no_cross_namespace_refs: bool,
+    /// Flux's `ObjectLevelWorkloadIdentity` feature gate: a cloud
+    /// provider's login uses the repository's `spec.serviceAccountName`.
+    pub object_level_identity: bool,
 }
 
 impl Context {
@@ -103,6 +106,7 @@ impl Context {
             git,
             clock: Arc::new(SystemClock),
             no_cross_namespace_refs: false,
+            object_level_identity: false,
         }
     }
 

@@ -26,25 +26,41 @@ pub(crate) fn settings(
     .filter_map(|name| ctx.secret(ns, name))
     .collect();
     let mut s = scan_settings(repo, |name| secrets.iter().find(|s| s.meta.name == name))?;
+    let field = || "spec.serviceAccountName".to_string();
+    let service_account = |sa_name: &str| match ctx.objects.get(&ObjectId::new(
+        Kind::ServiceAccount,
+        ns.clone(),
+        sa_name.to_string(),
+    )) {
+        Some(tagwarden_api::Object::ServiceAccount(sa)) => Ok(sa),
+        _ => Err(RegistryError::Secret {
+            field: field(),
+            message: format!("service account '{ns}/{sa_name}' not found"),
+        }),
+    };
+    // A cloud login with a service account is that account's identity, and
+    // only where the gate allows it (Flux stalls otherwise).
+    if let (Some(login), Some(sa_name)) = (&mut s.login, &repo.service_account_name) {
+        if !ctx.object_level_identity {
+            return Err(RegistryError::FeatureGate(
+                "to use spec.serviceAccountName for provider authentication please enable the ObjectLevelWorkloadIdentity feature gate in the controller".into(),
+            ));
+        }
+        let sa = service_account(sa_name)?;
+        login.identity = tagwarden_registry::Identity::ServiceAccount {
+            namespace: ns.clone(),
+            name: sa_name.clone(),
+            annotations: sa.meta.annotations.clone(),
+        };
+        return Ok(s);
+    }
     // As Flux: without credentials from secretRef, the service account's
     // imagePullSecrets are tried in order; the first for this registry wins.
     if s.credentials.is_none()
+        && s.login.is_none()
         && let Some(sa_name) = &repo.service_account_name
     {
-        let field = || "spec.serviceAccountName".to_string();
-        let sa = match ctx.objects.get(&ObjectId::new(
-            Kind::ServiceAccount,
-            ns.clone(),
-            sa_name.clone(),
-        )) {
-            Some(tagwarden_api::Object::ServiceAccount(sa)) => sa,
-            _ => {
-                return Err(RegistryError::Secret {
-                    field: field(),
-                    message: format!("service account '{ns}/{sa_name}' not found"),
-                });
-            }
-        };
+        let sa = service_account(sa_name)?;
         for name in &sa.image_pull_secrets {
             let Some(secret) = ctx.secret(ns, name) else {
                 continue;

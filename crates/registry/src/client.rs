@@ -102,6 +102,7 @@ impl Client {
             Some(p) => b.proxy(reqwest::Proxy::all(p).map_err(cfg)?),
             None => b.no_proxy(),
         };
+        b = crate::Network::process()?.apply(b)?;
         Ok(Client {
             http: b.build().map_err(cfg)?,
             opts: Arc::new(opts),

@@ -12,8 +12,10 @@ mod auth;
 mod client;
 // The manifest and tag-page readers serve the HTTP client; without it only
 // their public checks are used.
+mod login;
 #[cfg_attr(not(feature = "http"), allow(dead_code))]
 mod manifest;
+pub mod network;
 mod port;
 pub mod provider;
 mod scan;
@@ -24,7 +26,10 @@ mod tags;
 pub use auth::{Credentials, credentials_from_docker_config};
 #[cfg(feature = "http")]
 pub use client::{Client, request_counts};
+pub use login::{CloudLogin, Identity, Issued, Login, LoginResult, login_counts};
 pub use manifest::is_valid_digest;
+pub use network::{ConnectTo, Network};
+pub use provider::Provider;
 #[cfg(feature = "http")]
 pub use port::Pool;
 pub use port::{BoxFuture, Platform, Registry};
@@ -118,6 +123,27 @@ pub enum RegistryError {
     },
     #[error("invalid client configuration: {0}")]
     Config(String),
+    /// A cloud login failed: the step and the cloud's words, never a token.
+    #[error("spec.provider '{provider}': {message}")]
+    Login {
+        provider: Provider,
+        message: String,
+        transient: bool,
+    },
+    /// The registry refused what the cloud issued.
+    #[error(
+        "{registry}: the registry refused the {provider} credentials of {identity} (HTTP {status}): check that it may pull '{repository}'"
+    )]
+    LoginRefused {
+        provider: Provider,
+        registry: String,
+        repository: String,
+        identity: String,
+        status: u16,
+    },
+    /// A feature this object needs is switched off in this process.
+    #[error("{0}")]
+    FeatureGate(String),
     #[error("spec.image: {0}")]
     ImageUrl(String),
     #[error("{field}: {message}")]
@@ -135,6 +161,7 @@ impl RegistryError {
             | RegistryError::Timeout { .. }
             | RegistryError::RateLimited { .. } => true,
             RegistryError::Status { status, .. } => *status >= 500 || *status == 429,
+            RegistryError::Login { transient, .. } => *transient,
             _ => false,
         }
     }
@@ -143,16 +170,21 @@ impl RegistryError {
     pub fn is_stalled(&self) -> bool {
         matches!(
             self,
-            RegistryError::ImageUrl(_) | RegistryError::Exclusion { .. } | RegistryError::Config(_)
+            RegistryError::ImageUrl(_)
+                | RegistryError::Exclusion { .. }
+                | RegistryError::Config(_)
+                | RegistryError::FeatureGate(_)
         )
     }
 
     /// Flux's condition reason for this failure.
     pub fn reason(&self) -> &'static str {
         match self {
-            RegistryError::Authentication { .. } | RegistryError::Secret { .. } => {
-                "AuthenticationFailed"
-            }
+            RegistryError::Authentication { .. }
+            | RegistryError::Secret { .. }
+            | RegistryError::Login { .. }
+            | RegistryError::LoginRefused { .. } => "AuthenticationFailed",
+            RegistryError::FeatureGate(_) => "FeatureGateDisabled",
             RegistryError::ImageUrl(_) => "ImageURLInvalid",
             RegistryError::Config(_) | RegistryError::Exclusion { .. } => "InvalidConfiguration",
             _ => "ReadOperationFailed",

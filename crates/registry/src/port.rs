@@ -62,6 +62,8 @@ pub struct Pool {
     /// One token map for every client: a token is keyed by registry, scope
     /// and a hash of the credentials, not by the connection setup.
     tokens: std::sync::Arc<std::sync::Mutex<crate::client::TokenMap>>,
+    /// Cloud login for `spec.provider` aws, gcp and azure.
+    login: Option<std::sync::Arc<dyn crate::Login>>,
 }
 
 #[cfg(feature = "http")]
@@ -96,6 +98,68 @@ impl Pool {
             clients: std::sync::Mutex::default(),
             capacity: capacity.max(1),
             tokens: std::sync::Arc::default(),
+            login: None,
+        }
+    }
+
+    /// Logs in to cloud registries with `login`.
+    pub fn with_login(mut self, login: std::sync::Arc<dyn crate::Login>) -> Pool {
+        self.login = Some(login);
+        self
+    }
+
+    /// Runs `op` with the settings' credentials: a Secret's, or a cloud
+    /// login's. Cached cloud credentials the registry refuses are dropped
+    /// and fetched once more; fresh ones refused are the login's error.
+    async fn authenticated<T, F, Fut>(&self, s: &ScanSettings, op: F) -> Result<T, RegistryError>
+    where
+        F: Fn(crate::Client, Option<crate::Credentials>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, RegistryError>>,
+    {
+        use crate::login::{LoginResult, count_login};
+        let client = self.client(&s.options)?;
+        let Some(login) = &s.login else {
+            return op(client, s.credentials.clone()).await;
+        };
+        let Some(source) = &self.login else {
+            return Err(RegistryError::Login {
+                provider: login.provider,
+                message: "cloud login is not available in this process".into(),
+                transient: false,
+            });
+        };
+        let mut retried = false;
+        loop {
+            let issued = match source.credentials(login).await {
+                Ok(i) => i,
+                Err(e) => {
+                    count_login(login.provider, LoginResult::Failure);
+                    return Err(e);
+                }
+            };
+            let result = if issued.cached {
+                LoginResult::Hit
+            } else {
+                LoginResult::Miss
+            };
+            count_login(login.provider, result);
+            match op(client.clone(), Some(issued.credentials)).await {
+                Err(RegistryError::Authentication { status, .. }) => {
+                    source.forget(login);
+                    if issued.cached && !retried {
+                        retried = true;
+                        continue;
+                    }
+                    return Err(RegistryError::LoginRefused {
+                        provider: login.provider,
+                        registry: s.image.registry.clone(),
+                        repository: s.image.repository.clone(),
+                        identity: login.identity.to_string(),
+                        status,
+                    });
+                }
+                r => return r,
+            }
         }
     }
 
@@ -142,11 +206,9 @@ impl Pool {
 #[cfg(feature = "http")]
 impl Registry for Pool {
     fn scan<'a>(&'a self, s: &'a ScanSettings) -> BoxFuture<'a, Result<TagList, RegistryError>> {
-        Box::pin(async move {
-            self.client(&s.options)?
-                .scan_tags(&s.image, s.credentials.as_ref())
-                .await
-        })
+        Box::pin(self.authenticated(s, move |c, creds| async move {
+            c.scan_tags(&s.image, creds.as_ref()).await
+        }))
     }
 
     fn digest<'a>(
@@ -154,11 +216,9 @@ impl Registry for Pool {
         s: &'a ScanSettings,
         tag: &'a str,
     ) -> BoxFuture<'a, Result<String, RegistryError>> {
-        Box::pin(async move {
-            self.client(&s.options)?
-                .digest(&s.image, tag, s.credentials.as_ref())
-                .await
-        })
+        Box::pin(self.authenticated(s, move |c, creds| async move {
+            c.digest(&s.image, tag, creds.as_ref()).await
+        }))
     }
 
     fn platforms<'a>(
@@ -166,11 +226,9 @@ impl Registry for Pool {
         s: &'a ScanSettings,
         tag: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Platform>, RegistryError>> {
-        Box::pin(async move {
-            self.client(&s.options)?
-                .platforms(&s.image, tag, s.credentials.as_ref())
-                .await
-        })
+        Box::pin(self.authenticated(s, move |c, creds| async move {
+            c.platforms(&s.image, tag, creds.as_ref()).await
+        }))
     }
 }
 

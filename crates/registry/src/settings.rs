@@ -1,7 +1,10 @@
 //! From an ImageRepository and the Secrets it names to what a scan needs:
 //! the image, client options, credentials and the exclusion list.
 
-use crate::{ClientOptions, Credentials, RegistryError, credentials_from_docker_config};
+use crate::{
+    ClientOptions, CloudLogin, Credentials, Identity, Provider, RegistryError,
+    credentials_from_docker_config,
+};
 use regex::Regex;
 use tagwarden_api::image::ImageRef;
 use tagwarden_api::{ImageRepository, Secret};
@@ -12,6 +15,10 @@ pub struct ScanSettings {
     pub image: ImageRef,
     pub options: ClientOptions,
     pub credentials: Option<Credentials>,
+    /// For `spec.provider` aws, gcp or azure: the cloud login that yields
+    /// the credentials (`credentials` stays empty then, as Flux ignores
+    /// `secretRef` for a cloud provider).
+    pub login: Option<CloudLogin>,
     pub exclusions: Vec<Regex>,
 }
 
@@ -34,14 +41,7 @@ pub fn scan_settings<'a>(
             image.registry
         )));
     }
-    // Cloud login (aws, azure, gcp) needs the cloud's metadata service; saying
-    // so beats scanning anonymously and reporting a puzzling 401.
-    if repo.provider != "generic" {
-        return Err(RegistryError::Config(format!(
-            "spec.provider: '{}' is not supported yet; use 'generic' with a secretRef",
-            repo.provider
-        )));
-    }
+    let provider = Provider::parse(&repo.provider);
     let find = |field: &str, name: &str| {
         secret(name).ok_or_else(|| RegistryError::Secret {
             field: field.to_string(),
@@ -55,7 +55,7 @@ pub fn scan_settings<'a>(
         ..ClientOptions::default()
     };
     let mut credentials = None;
-    if let Some(name) = &repo.secret_ref {
+    if let Some(name) = repo.secret_ref.as_ref().filter(|_| provider.is_none()) {
         let s = find("spec.secretRef", name)?;
         let json = s
             .data
@@ -143,10 +143,18 @@ pub fn scan_settings<'a>(
             })
         })
         .collect::<Result<_, _>>()?;
+    let login = provider.map(|provider| CloudLogin {
+        provider,
+        registry: host.to_ascii_lowercase(),
+        identity: Identity::Controller,
+        proxy: options.proxy.clone(),
+        timeout: options.timeout,
+    });
     Ok(ScanSettings {
         image,
         options,
         credentials,
+        login,
         exclusions,
     })
 }

@@ -23,6 +23,7 @@ fn settings(host: &str, repo: &str) -> ScanSettings {
         image: ImageRef::parse(&format!("{host}/{repo}")).expect("image"),
         options: ClientOptions::default(),
         credentials: None,
+        login: None,
         exclusions: Vec::new(),
     }
 }

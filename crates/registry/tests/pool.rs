@@ -19,6 +19,7 @@ fn settings(reg: &Registry, repo: &str, user: &str, password: &str) -> ScanSetti
             username: user.into(),
             password: password.into(),
         }),
+        login: None,
         exclusions: Vec::new(),
     }
 }

@@ -176,6 +176,7 @@ fn from_flags(args: &ScanArgs) -> Result<ScanSettings> {
             ..ClientOptions::default()
         },
         credentials,
+        login: None,
         exclusions,
     })
 }
