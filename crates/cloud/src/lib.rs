@@ -257,3 +257,24 @@ impl Login for CloudAuth {
         self.cache.remove(login);
     }
 }
+
+/// The registry client pool of a process: cloud login from the process's
+/// environment, and `tokens` for ServiceAccounts when in a cluster. A bad
+/// `TAGWARDEN_CONNECT_TO` or `SSL_CERT_FILE` is every client's error too, so
+/// the pool is still made (each scan then names the variable).
+pub fn pool(tokens: Option<Arc<dyn ServiceAccountTokens>>) -> tagwarden_registry::Pool {
+    let pool = tagwarden_registry::Pool::new();
+    match CloudAuth::from_process() {
+        Ok(auth) => {
+            let auth = match tokens {
+                Some(t) => auth.with_service_account_tokens(t),
+                None => auth,
+            };
+            pool.with_login(Arc::new(auth))
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cloud login is off");
+            pool
+        }
+    }
+}

@@ -96,7 +96,7 @@ pub async fn run(
     let base = tagwarden_engine::Context::new(
         Arc::new(tagwarden_engine::Catalog::default()),
         store.clone(),
-        Arc::new(tagwarden_registry::Pool::new()),
+        Arc::new(tagwarden_cloud::pool(None)),
         Arc::new(tagwarden_git::Git2),
     );
     run_with(config, store, base, shutdown).await

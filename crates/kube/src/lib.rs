@@ -83,6 +83,9 @@ pub struct Config {
     pub instance: String,
     /// `--no-cross-namespace-refs`.
     pub no_cross_namespace_refs: bool,
+    /// `--feature-gates=ObjectLevelWorkloadIdentity=true`: cloud logins of
+    /// repositories with `spec.serviceAccountName` use that account.
+    pub object_level_identity: bool,
     /// `--receivers-addr`: serve the Receivers' `/hook/…` here (clusters
     /// without notification-controller).
     pub receivers_addr: Option<SocketAddr>,
@@ -104,6 +107,7 @@ impl Default for Config {
             max_reconcile: Duration::from_secs(600),
             instance: "tagwarden".into(),
             no_cross_namespace_refs: false,
+            object_level_identity: false,
             receivers_addr: None,
         }
     }
@@ -466,11 +470,14 @@ pub async fn run(
         objects: cache.clone(),
         status: cache.clone(),
         db: store.clone(),
-        registry: Arc::new(tagwarden_registry::Pool::new()),
+        registry: Arc::new(tagwarden_cloud::pool(Some(Arc::new(TokenRequests(
+            client.clone(),
+        ))))),
         git: Arc::new(tagwarden_git::Git2),
         clock: Arc::new(tagwarden_engine::SystemClock),
         scratch: config.storage_path.clone(),
         no_cross_namespace_refs: config.no_cross_namespace_refs,
+        object_level_identity: config.object_level_identity,
     };
     let metrics = Arc::new(Metrics::default());
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
@@ -1035,5 +1042,46 @@ pub mod apply {
             done.push(format!("{kind}/{ns}/{name}"));
         }
         Ok(done)
+    }
+}
+
+/// ServiceAccount tokens through the API server's TokenRequest, for
+/// object-level workload identity.
+struct TokenRequests(kube::Client);
+
+impl tagwarden_cloud::ServiceAccountTokens for TokenRequests {
+    fn token<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        audience: &'a str,
+    ) -> tagwarden_registry::BoxFuture<'a, Result<String, String>> {
+        Box::pin(async move {
+            use k8s_openapi::api::authentication::v1::{TokenRequest, TokenRequestSpec};
+            let api: kube::Api<k8s_openapi::api::core::v1::ServiceAccount> =
+                kube::Api::namespaced(self.0.clone(), namespace);
+            let request = TokenRequest {
+                spec: Some(TokenRequestSpec {
+                    audiences: Some(vec![audience.to_string()]),
+                    // The shortest the API server allows: the token is
+                    // exchanged at once and never kept.
+                    expiration_seconds: Some(600),
+                    ..TokenRequestSpec::default()
+                }),
+                ..TokenRequest::default()
+            };
+            let answer = api
+                .create_token_request(name, &kube::api::PostParams::default(), &request)
+                .await
+                .map_err(|e| match e {
+                    kube::Error::Api(s) => format!("HTTP {}: {}", s.code, s.message),
+                    e => e.to_string(),
+                })?;
+            answer
+                .status
+                .and_then(|s| s.token)
+                .filter(|t| !t.is_empty())
+                .ok_or_else(|| "the TokenRequest came back without a token".to_string())
+        })
     }
 }

@@ -69,6 +69,11 @@ pub struct ControllerArgs {
     /// notification-controller.
     #[arg(long, value_parser = address)]
     receivers_addr: Option<SocketAddr>,
+    /// Flux's feature gates, e.g. ObjectLevelWorkloadIdentity=true: cloud
+    /// logins of repositories with spec.serviceAccountName use that account.
+    /// The other gates of image-reflector and image-automation are accepted.
+    #[arg(long, value_name = "NAME=BOOL,...", value_parser = feature_gates)]
+    feature_gates: Option<FeatureGates>,
     /// The tag database (embedded store); in memory when not given.
     #[arg(long, value_name = "DIR")]
     storage_path: Option<PathBuf>,
@@ -76,6 +81,45 @@ pub struct ControllerArgs {
     log_level: String,
     #[arg(long, value_enum, default_value = "json")]
     log_encoding: LogEncoding,
+}
+
+/// The gates a Flux image controller Deployment may set.
+const KNOWN_GATES: &[&str] = &[
+    "ObjectLevelWorkloadIdentity",
+    "CacheSecretsAndConfigMaps",
+    "DisableConfigWatchers",
+    "GitShallowClone",
+    "GitAllBranchReferences",
+    "GitSparseCheckout",
+];
+
+#[derive(Debug, Clone, Default)]
+struct FeatureGates {
+    object_level_identity: bool,
+}
+
+fn feature_gates(s: &str) -> Result<FeatureGates, String> {
+    let mut gates = FeatureGates::default();
+    for entry in s.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+        let (name, value) = entry
+            .split_once('=')
+            .ok_or_else(|| format!("'{entry}': expected NAME=true or NAME=false"))?;
+        let on = match value {
+            "true" => true,
+            "false" => false,
+            _ => return Err(format!("'{entry}': expected NAME=true or NAME=false")),
+        };
+        if !KNOWN_GATES.contains(&name) {
+            return Err(format!(
+                "unknown feature gate '{name}'; known: {}",
+                KNOWN_GATES.join(", ")
+            ));
+        }
+        if name == "ObjectLevelWorkloadIdentity" {
+            gates.object_level_identity = on;
+        }
+    }
+    Ok(gates)
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -111,6 +155,7 @@ pub fn run(args: ControllerArgs) -> Result<ExitCode> {
     let instance = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .unwrap_or_else(|_| format!("tagwarden-{}", std::process::id()));
+    tagwarden_registry::Network::process()?;
     let config = tagwarden_kube::Config {
         kubeconfig: args.kubeconfig,
         context: args.context,
@@ -136,6 +181,10 @@ pub fn run(args: ControllerArgs) -> Result<ExitCode> {
         metrics_addr: Some(args.metrics_addr),
         instance,
         no_cross_namespace_refs: args.no_cross_namespace_refs,
+        object_level_identity: args
+            .feature_gates
+            .as_ref()
+            .is_some_and(|g| g.object_level_identity),
         receivers_addr: args.receivers_addr,
         ..tagwarden_kube::Config::default()
     };

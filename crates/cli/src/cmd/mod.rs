@@ -23,7 +23,7 @@ pub fn once_context(manifests: Manifests, store: Arc<dyn Store>) -> Context {
     Context::new(
         Arc::new(Catalog::new(manifests)),
         store,
-        Arc::new(tagwarden_registry::Pool::new()),
+        Arc::new(tagwarden_cloud::pool(None)),
         Arc::new(tagwarden_git::Git2),
     )
 }

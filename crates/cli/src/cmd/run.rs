@@ -74,6 +74,8 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         .with_writer(std::io::stderr)
         .with_target(false)
         .init();
+    // A bad TAGWARDEN_CONNECT_TO or SSL_CERT_FILE is said before anything else.
+    tagwarden_registry::Network::process()?;
     if !args.once {
         return daemon(args);
     }

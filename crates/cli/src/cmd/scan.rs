@@ -9,7 +9,7 @@ use tagwarden_api::Kind;
 use tagwarden_api::image::ImageRef;
 use tagwarden_api::{LoadOptions, Manifests, Object};
 use tagwarden_registry::{
-    Client, ClientOptions, ScanSettings, credentials_from_docker_config, printable, scan_result,
+    ClientOptions, ScanSettings, credentials_from_docker_config, printable, scan_result,
     scan_settings,
 };
 
@@ -65,14 +65,16 @@ pub fn run(args: ScanArgs) -> Result<ExitCode> {
         Some(file) => from_manifest(file, args.name.as_deref())?,
         None => from_flags(&args)?,
     };
-    let client = Client::new(settings.options.clone())?;
+    // A bad TAGWARDEN_CONNECT_TO or SSL_CERT_FILE is said before anything else.
+    tagwarden_registry::Network::process()?;
+    let pool = tagwarden_cloud::pool(None);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     // Registry errors are escaped where they are made; escaping again here
     // keeps any that slip through from reaching the terminal raw.
     let list = rt
-        .block_on(client.scan_tags(&settings.image, settings.credentials.as_ref()))
+        .block_on(tagwarden_registry::Registry::scan(&pool, &settings))
         .map_err(|e| anyhow::anyhow!(printable(&e.to_string())))?;
     if list.invalid > 0 {
         let n = list.invalid;
