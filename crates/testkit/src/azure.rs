@@ -482,7 +482,7 @@ fn entra_answer(req: &CloudRequest, c: &EntraConfig) -> Reply {
             700024,
             "Client assertion is not within its valid time range.",
         ),
-        Err(Mismatch::Claims { subject }) => entra_error(
+        Err(Mismatch::Claims { subject, .. }) => entra_error(
             401,
             "invalid_client",
             700213,

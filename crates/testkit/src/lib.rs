@@ -13,7 +13,7 @@ mod standin;
 
 pub use apiserver::{ApiServer, IssuedToken, Recorded, Resource};
 pub use azure::{AzureEntra, AzureImds, EntraConfig, IMDS_DEFAULT_CLIENT_ID};
-pub use gcp::GcpMetadata;
+pub use gcp::{GcpMetadata, GcpSts, GcpStsConfig};
 pub use git::GitHttpServer;
 pub use pki::{Pki, TokenServer};
 pub use proxy::{Action, FaultProxy, Request, hostile_tags, serve_tags, tag_page};

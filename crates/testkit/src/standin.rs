@@ -353,9 +353,14 @@ pub enum Federated {
 pub(crate) enum Mismatch {
     /// Not three base64url parts with a JSON payload.
     Malformed,
-    /// A JWT with other claims (or another token); carries its `sub` (may be empty).
+    /// A JWT with other claims (or another token): which claim differs
+    /// (`iss`, `aud`, `sub`, or `token` for an exact token), and the
+    /// presented `iss`, `sub` and `aud` (empty when absent).
     Claims {
+        claim: &'static str,
+        issuer: String,
         subject: String,
+        audience: String,
     },
     Expired,
 }
@@ -363,22 +368,34 @@ pub(crate) enum Mismatch {
 impl Federated {
     pub(crate) fn check(&self, token: &str) -> Result<(), Mismatch> {
         let claims = jwt_claims(token);
-        let subject = || {
-            claims
-                .as_ref()
-                .and_then(|c| c["sub"].as_str())
-                .unwrap_or("")
-                .to_string()
+        let mismatch = |claim: &'static str| {
+            let c = claims.clone().unwrap_or_default();
+            let text = |v: &serde_json::Value| match v {
+                serde_json::Value::String(s) => s.clone(),
+                serde_json::Value::Null => String::new(),
+                serde_json::Value::Array(a) => a
+                    .iter()
+                    .map(|x| x.as_str().map_or_else(|| x.to_string(), String::from))
+                    .collect::<Vec<_>>()
+                    .join(","),
+                other => other.to_string(),
+            };
+            Mismatch::Claims {
+                claim,
+                issuer: text(&c["iss"]),
+                subject: text(&c["sub"]),
+                audience: text(&c["aud"]),
+            }
         };
         match self {
             Federated::Token(t) if t == token => Ok(()),
             Federated::Token(_) => match claims {
                 None => Err(Mismatch::Malformed),
-                Some(_) => Err(Mismatch::Claims { subject: subject() }),
+                Some(_) => Err(mismatch("token")),
             },
             Federated::Claims {
                 issuer,
-                subject: want_sub,
+                subject,
                 audience,
             } => {
                 let Some(c) = &claims else {
@@ -389,8 +406,14 @@ impl Federated {
                     serde_json::Value::Array(a) => a.iter().any(|x| x == audience.as_str()),
                     _ => false,
                 };
-                if c["iss"] != issuer.as_str() || c["sub"] != want_sub.as_str() || !aud_ok {
-                    return Err(Mismatch::Claims { subject: subject() });
+                if c["iss"] != issuer.as_str() {
+                    return Err(mismatch("iss"));
+                }
+                if !aud_ok {
+                    return Err(mismatch("aud"));
+                }
+                if c["sub"] != subject.as_str() {
+                    return Err(mismatch("sub"));
                 }
                 if c["exp"].as_u64().is_some_and(|e| e <= now_secs()) {
                     return Err(Mismatch::Expired);
@@ -456,7 +479,6 @@ fn civil(secs: u64) -> (i64, u32, u32, u64, u64, u64) {
 }
 
 /// `2026-12-02T03:04:05Z`, as Google's JSON timestamps.
-#[allow(dead_code)] // the IAM Credentials stand-in, next
 pub(crate) fn rfc3339(secs: u64) -> String {
     let (y, mo, d, h, mi, s) = civil(secs);
     format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")

@@ -5,8 +5,8 @@
 use serde_json::{Value, json};
 use std::process::Command;
 use tagwarden_testkit::{
-    AzureEntra, AzureImds, EntraConfig, Federated, GcpMetadata, IMDS_DEFAULT_CLIENT_ID, Pki,
-    TempDir, jwt_shaped,
+    AzureEntra, AzureImds, EntraConfig, Federated, GcpMetadata, GcpSts, GcpStsConfig,
+    IMDS_DEFAULT_CLIENT_ID, Pki, TempDir, jwt_shaped,
 };
 
 /// What curl got back.
@@ -686,4 +686,466 @@ fn azure_entra_refuses_each_wrong_field_with_its_aadsts_code() {
     assert!(a.body.contains("Received a GET request."));
     assert_eq!(e.tokens_issued(), 0);
     assert_eq!(e.requests().len(), 15);
+}
+
+// ---- GcpSts ----
+
+const EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
+const ACCESS: &str = "urn:ietf:params:oauth:token-type:access_token";
+const JWT_TYPE: &str = "urn:ietf:params:oauth:token-type:jwt";
+const CLOUD: &str = "https://www.googleapis.com/auth/cloud-platform";
+const GKE_SA: &str = "system:serviceaccount:flux-system:image-reflector-controller";
+
+struct Google {
+    sts: GcpSts,
+    ca: String,
+    _dir: TempDir,
+}
+
+impl Google {
+    fn start(config: GcpStsConfig) -> Google {
+        let dir = TempDir::new("gcp-sts");
+        let pki = Pki::generate_for(
+            dir.path(),
+            &["sts.googleapis.com", "iamcredentials.googleapis.com"],
+        );
+        Google {
+            sts: GcpSts::start(&pki, config),
+            ca: pki.ca_file.to_str().expect("utf-8 path").to_string(),
+            _dir: dir,
+        }
+    }
+
+    /// curl against the real Google URL `url`, connected here.
+    fn call(&self, extra: &[String], url: &str) -> Answer {
+        let mut args: Vec<String> = vec!["--cacert".into(), self.ca.clone()];
+        for c in self.sts.connect_to() {
+            args.push("--connect-to".into());
+            args.push(c);
+        }
+        args.extend(extra.iter().cloned());
+        args.push(url.into());
+        curl(&args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn exchange(&self, form: &[String]) -> Answer {
+        self.call(form, "https://sts.googleapis.com/v1/token")
+    }
+
+    fn impersonate(&self, email: &str, bearer: Option<&str>, body: &str) -> Answer {
+        let mut extra = vec![
+            "-H".to_string(),
+            "Content-Type: application/json".to_string(),
+            "--data-raw".to_string(),
+            body.to_string(),
+        ];
+        if let Some(b) = bearer {
+            extra.push("-H".into());
+            extra.push(format!("Authorization: Bearer {b}"));
+        }
+        self.call(
+            &extra,
+            &format!(
+                "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{email}:generateAccessToken"
+            ),
+        )
+    }
+}
+
+fn gke_token(aud: &str, exp_from_now: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    jwt_shaped(&json!({
+        "iss": "https://kubernetes.default.svc.cluster.local",
+        "sub": GKE_SA,
+        "aud": [aud],
+        "exp": now + exp_from_now,
+    }))
+}
+
+/// The token exchange form, minus `drop`, with `set` overriding.
+fn sts_form(subject: &str, drop: &str, set: &[(&str, &str)]) -> Vec<String> {
+    let audience = GcpStsConfig::default().audience;
+    let mut fields = vec![
+        ("grant_type", EXCHANGE.to_string()),
+        ("audience", audience),
+        (
+            "scope",
+            format!("{CLOUD} https://www.googleapis.com/auth/userinfo.email"),
+        ),
+        ("requested_token_type", ACCESS.to_string()),
+        ("subject_token", subject.to_string()),
+        ("subject_token_type", JWT_TYPE.to_string()),
+    ];
+    fields.retain(|(k, _)| *k != drop);
+    for (k, v) in set {
+        match fields.iter_mut().find(|(f, _)| f == k) {
+            Some(f) => f.1 = v.to_string(),
+            None => fields.push((k, v.to_string())),
+        }
+    }
+    fields
+        .into_iter()
+        .flat_map(|(k, v)| ["--data-urlencode".to_string(), format!("{k}={v}")])
+        .collect()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// Seconds from now to an RFC 3339 `YYYY-MM-DDTHH:MM:SSZ` (checked with `date`).
+fn secs_until(rfc3339: &str) -> i64 {
+    let out = Command::new("date")
+        .args(["-u", "-d", rfc3339, "+%s"])
+        .output()
+        .expect("date");
+    let at: i64 = String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or_else(|_| panic!("not a date: {rfc3339}"));
+    at - unix_now() as i64
+}
+
+#[test]
+fn gcp_sts_exchanges_the_subject_token_as_form_or_json() {
+    let g = Google::start(GcpStsConfig::default());
+    let subject = gke_token("tagwarden-test.svc.id.goog", 3600);
+    let a = g.exchange(&sts_form(&subject, "", &[]));
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        a.json(),
+        json!({
+            "access_token": "ya29.federated",
+            "issued_token_type": ACCESS,
+            "token_type": "Bearer",
+            "expires_in": 3599,
+        })
+    );
+    let r = &g.sts.requests()[0];
+    assert_eq!((r.method.as_str(), r.path()), ("POST", "/v1/token"));
+    assert_eq!(r.header("host"), Some("sts.googleapis.com"));
+    assert_eq!(r.form_value("subject_token"), Some(subject.as_str()));
+    assert_eq!(r.form_value("grant_type"), Some(EXCHANGE));
+
+    // The JSON body of the REST reference, camelCase, and an id_token subject type.
+    g.sts.set_tokens("ya29.federated-2", "ya29.unused");
+    let body = json!({
+        "grantType": EXCHANGE,
+        "audience": GcpStsConfig::default().audience,
+        "scope": CLOUD,
+        "requestedTokenType": ACCESS,
+        "subjectToken": subject,
+        "subjectTokenType": "urn:ietf:params:oauth:token-type:id_token",
+    })
+    .to_string();
+    let a = g.exchange(&[
+        "-H".into(),
+        "Content-Type: application/json".into(),
+        "--data-raw".into(),
+        body,
+    ]);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json()["access_token"], "ya29.federated-2");
+    assert_eq!(g.sts.exchanges(), 2);
+
+    // An exact subject token (a CI's OIDC token file).
+    let exact = Google::start(GcpStsConfig {
+        audience: "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/ci/providers/gitlab".into(),
+        subject_token: Federated::Token("opaque-oidc-token".into()),
+        ..GcpStsConfig::default()
+    });
+    let a = exact.exchange(&sts_form(
+        "opaque-oidc-token",
+        "",
+        &[("audience", &exact.sts.config().audience)],
+    ));
+    assert_eq!(a.status, 200, "{}", a.body);
+}
+
+#[test]
+fn gcp_sts_refuses_each_wrong_field_with_an_oauth_error() {
+    let g = Google::start(GcpStsConfig::default());
+    let good = gke_token("tagwarden-test.svc.id.goog", 3600);
+    let wrong_aud = gke_token("api://AzureADTokenExchange", 3600);
+    let expired = gke_token("tagwarden-test.svc.id.goog", -60);
+    let other_sub = jwt_shaped(&json!({
+        "iss": "https://kubernetes.default.svc.cluster.local",
+        "sub": "system:serviceaccount:default:other",
+        "aud": "tagwarden-test.svc.id.goog",
+    }));
+    let other_pool =
+        "//iam.googleapis.com/projects/1/locations/global/workloadIdentityPools/x/providers/y";
+    let cases: Vec<(&str, Vec<String>, &str, &str)> = vec![
+        (
+            "client credentials",
+            sts_form(&good, "", &[("grant_type", "client_credentials")]),
+            "unsupported_grant_type",
+            "Unsupported grant_type \"client_credentials\"",
+        ),
+        (
+            "no audience",
+            sts_form(&good, "audience", &[]),
+            "invalid_request",
+            "Invalid value for \"audience\". This value should be the full resource name",
+        ),
+        (
+            "https audience",
+            sts_form(&good, "", &[("audience", "https://iam.googleapis.com/x")]),
+            "invalid_request",
+            "Invalid value for \"audience\".",
+        ),
+        (
+            "other provider",
+            sts_form(&good, "", &[("audience", other_pool)]),
+            "invalid_target",
+            "The target service indicated by the \"audience\" parameters is invalid.",
+        ),
+        (
+            "id token requested",
+            sts_form(
+                &good,
+                "",
+                &[(
+                    "requested_token_type",
+                    "urn:ietf:params:oauth:token-type:id_token",
+                )],
+            ),
+            "invalid_request",
+            "Invalid value for \"requested_token_type\".",
+        ),
+        (
+            "saml subject",
+            sts_form(
+                &good,
+                "",
+                &[(
+                    "subject_token_type",
+                    "urn:ietf:params:oauth:token-type:saml2",
+                )],
+            ),
+            "invalid_request",
+            "Invalid value for \"subject_token_type\".",
+        ),
+        (
+            "no cloud-platform scope",
+            sts_form(
+                &good,
+                "",
+                &[("scope", "https://www.googleapis.com/auth/userinfo.email")],
+            ),
+            "invalid_scope",
+            "The scope must include https://www.googleapis.com/auth/cloud-platform.",
+        ),
+        (
+            "no subject token",
+            sts_form(&good, "subject_token", &[]),
+            "invalid_request",
+            "Invalid value for \"subject_token\".",
+        ),
+        (
+            "not a JWT",
+            sts_form("opaque", "", &[]),
+            "invalid_grant",
+            "Unable to parse the ID Token.",
+        ),
+        (
+            "other audience in the token",
+            sts_form(&wrong_aud, "", &[]),
+            "invalid_grant",
+            "The audience in ID Token [api://AzureADTokenExchange] does not match the expected audience.",
+        ),
+        (
+            "other subject",
+            sts_form(&other_sub, "", &[]),
+            "invalid_grant",
+            "The given credential is rejected by the attribute condition.",
+        ),
+        (
+            "expired",
+            sts_form(&expired, "", &[]),
+            "invalid_grant",
+            "The ID Token has expired.",
+        ),
+    ];
+    for (what, form, error, text) in cases {
+        let a = g.exchange(&form);
+        assert_eq!(a.status, 400, "{what}: {}", a.body);
+        let v = a.json();
+        assert_eq!(v["error"], error, "{what}: {v}");
+        let d = v["error_description"].as_str().expect("error_description");
+        assert!(d.starts_with(text), "{what}: {d}");
+        assert_eq!(v.as_object().map(|o| o.len()), Some(2), "{what}: {v}");
+    }
+    assert_eq!(g.sts.exchanges(), 0);
+}
+
+#[test]
+fn gcp_iam_credentials_impersonates_with_the_federated_token() {
+    let g = Google::start(GcpStsConfig::default());
+    let email = g.sts.config().service_account;
+    let federated = g
+        .exchange(&sts_form(
+            &gke_token("tagwarden-test.svc.id.goog", 3600),
+            "",
+            &[],
+        ))
+        .json()["access_token"]
+        .as_str()
+        .expect("federated token")
+        .to_string();
+    let a = g.impersonate(
+        &email,
+        Some(&federated),
+        &json!({"scope": [CLOUD], "lifetime": "3600s"}).to_string(),
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v = a.json();
+    assert_eq!(v["accessToken"], "ya29.impersonated");
+    let left = secs_until(v["expireTime"].as_str().expect("expireTime"));
+    assert!((3590..=3600).contains(&left), "{v}");
+    assert_eq!(v.as_object().map(|o| o.len()), Some(2), "{v}");
+
+    // Without a lifetime an hour; a shorter one is honoured.
+    let a = g.impersonate(
+        &email,
+        Some(&federated),
+        &json!({"scope": [CLOUD]}).to_string(),
+    );
+    assert!((3590..=3600).contains(&secs_until(
+        a.json()["expireTime"].as_str().expect("expireTime")
+    )));
+    let a = g.impersonate(
+        &email,
+        Some(&federated),
+        &json!({"scope": [CLOUD], "lifetime": "600s"}).to_string(),
+    );
+    assert!((590..=600).contains(&secs_until(
+        a.json()["expireTime"].as_str().expect("expireTime")
+    )));
+    assert_eq!(g.sts.impersonations(), 3);
+
+    let r = g.sts.requests().pop().expect("logged");
+    assert_eq!(r.header("host"), Some("iamcredentials.googleapis.com"));
+    assert_eq!(
+        r.path(),
+        format!("/v1/projects/-/serviceAccounts/{email}:generateAccessToken")
+    );
+    assert_eq!(
+        r.header("authorization"),
+        Some(format!("Bearer {federated}").as_str())
+    );
+
+    // The external_account file for this provider.
+    let file = g
+        .sts
+        .external_account(std::path::Path::new("/var/run/token"), true);
+    assert_eq!(file["type"], "external_account");
+    assert_eq!(file["audience"], GcpStsConfig::default().audience);
+    assert_eq!(file["token_url"], "https://sts.googleapis.com/v1/token");
+    assert_eq!(file["subject_token_type"], JWT_TYPE);
+    assert_eq!(
+        file["credential_source"],
+        json!({"file": "/var/run/token", "format": {"type": "text"}})
+    );
+    assert_eq!(
+        file["service_account_impersonation_url"],
+        format!(
+            "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/{email}:generateAccessToken"
+        )
+    );
+    let plain = g.sts.external_account(std::path::Path::new("/t"), false);
+    assert!(plain.get("service_account_impersonation_url").is_none());
+}
+
+#[test]
+fn gcp_iam_credentials_refuses_in_googles_error_shape() {
+    let g = Google::start(GcpStsConfig::default());
+    let email = g.sts.config().service_account;
+    let body = json!({"scope": [CLOUD]}).to_string();
+    // Before any exchange, even the configured token is unknown.
+    let a = g.impersonate(&email, Some("ya29.federated"), &body);
+    assert_eq!(a.status, 401);
+    let federated = g
+        .exchange(&sts_form(
+            &gke_token("tagwarden-test.svc.id.goog", 3600),
+            "",
+            &[],
+        ))
+        .json()["access_token"]
+        .as_str()
+        .expect("federated token")
+        .to_string();
+
+    let a = g.impersonate(&email, None, &body);
+    assert_eq!(a.status, 401);
+    assert_eq!(
+        a.header("WWW-Authenticate"),
+        Some("Bearer realm=\"https://accounts.google.com/\"")
+    );
+    let v = a.json();
+    assert_eq!(v["error"]["code"], 401);
+    assert_eq!(v["error"]["status"], "UNAUTHENTICATED");
+    assert!(
+        v["error"]["message"].as_str().is_some_and(
+            |m| m.starts_with("Request is missing required authentication credential.")
+        )
+    );
+
+    let a = g.impersonate(&email, Some("ya29.someone-else"), &body);
+    assert_eq!(a.status, 401);
+    assert!(
+        a.json()["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Request had invalid authentication credentials."))
+    );
+
+    let a = g.impersonate(
+        "other@tagwarden-test.iam.gserviceaccount.com",
+        Some(&federated),
+        &body,
+    );
+    assert_eq!(a.status, 403);
+    let v = a.json();
+    assert_eq!(v["error"]["code"], 403);
+    assert_eq!(v["error"]["status"], "PERMISSION_DENIED");
+    assert_eq!(
+        v["error"]["message"],
+        "Permission 'iam.serviceAccounts.getAccessToken' denied on resource (or it may not exist)."
+    );
+    assert_eq!(v["error"]["details"][0]["reason"], "IAM_PERMISSION_DENIED");
+
+    for (what, body, message) in [
+        ("not JSON", "scope=x", "Invalid JSON payload received."),
+        ("no scope", "{}", "Scope required."),
+        ("empty scope", r#"{"scope":[]}"#, "Scope required."),
+        (
+            "two hours",
+            r#"{"scope":["https://www.googleapis.com/auth/cloud-platform"],"lifetime":"7200s"}"#,
+            "The lifetime must be a duration between 1s and 3600s.",
+        ),
+        (
+            "no unit",
+            r#"{"scope":["https://www.googleapis.com/auth/cloud-platform"],"lifetime":"3600"}"#,
+            "The lifetime must be a duration between 1s and 3600s.",
+        ),
+    ] {
+        let a = g.impersonate(&email, Some(&federated), body);
+        assert_eq!(a.status, 400, "{what}");
+        let v = a.json();
+        assert_eq!(v["error"]["status"], "INVALID_ARGUMENT", "{what}");
+        assert_eq!(v["error"]["code"], 400, "{what}");
+        assert!(
+            v["error"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with(message)),
+            "{what}: {v}"
+        );
+    }
+    assert_eq!(g.sts.impersonations(), 0);
 }
