@@ -81,7 +81,7 @@ fn basic(user: &str, password: &str) -> Auth {
     }
 }
 
-fn tls_config(pki: &Pki) -> Arc<rustls::ServerConfig> {
+pub(crate) fn tls_config(pki: &Pki) -> Arc<rustls::ServerConfig> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_file_iter(&pki.server_cert)

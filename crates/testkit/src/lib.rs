@@ -3,16 +3,22 @@
 //! stopped (and its directory removed) on drop.
 
 mod apiserver;
+mod azure;
+mod gcp;
 mod git;
 mod pki;
 mod proxy;
 mod ssh;
+mod standin;
 
 pub use apiserver::{ApiServer, IssuedToken, Recorded, Resource};
+pub use azure::{AzureEntra, AzureImds, EntraConfig, IMDS_DEFAULT_CLIENT_ID};
+pub use gcp::{GcpMetadata, GcpSts, GcpStsConfig};
 pub use git::GitHttpServer;
 pub use pki::{Pki, TokenServer};
 pub use proxy::{Action, FaultProxy, Request, hostile_tags, serve_tags, tag_page};
 pub use ssh::{SshKeyPair, SshServer, current_user, ssh_keygen};
+pub use standin::{CloudRequest, Federated, jwt_shaped};
 
 pub use tagwarden_sandbox::{BareRepo, TempDir, free_port, git, http, seed};
 

@@ -29,6 +29,14 @@ impl Pki {
     /// A fresh CA, a server certificate for 127.0.0.1/localhost, and a
     /// client certificate, in `dir`.
     pub fn generate(dir: &std::path::Path) -> Pki {
+        Pki::generate_for(dir, &[])
+    }
+
+    /// Like [`Pki::generate`], the server certificate also naming
+    /// `extra_dns` (e.g. `myregistry.azurecr.io`, `sts.googleapis.com`), so
+    /// a client that connects to 127.0.0.1 under a cloud host name (curl's
+    /// `--connect-to`, `TAGWARDEN_CONNECT_TO`) verifies it.
+    pub fn generate_for(dir: &std::path::Path, extra_dns: &[&str]) -> Pki {
         let ca_key = KeyPair::generate().expect("CA key");
         let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA params");
         ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -36,9 +44,13 @@ impl Pki {
             .push(DnType::CommonName, "tagwarden test CA");
         let ca_cert = ca.self_signed(&ca_key).expect("self-sign CA");
 
-        let leaf = |cn: &str, usage: ExtendedKeyUsagePurpose| {
+        let leaf = |cn: &str, usage: ExtendedKeyUsagePurpose, dns: &[&str]| {
             let key = KeyPair::generate().expect("leaf key");
-            let mut p = CertificateParams::new(vec!["localhost".to_string()]).expect("leaf params");
+            let names = std::iter::once("localhost")
+                .chain(dns.iter().copied())
+                .map(String::from)
+                .collect::<Vec<_>>();
+            let mut p = CertificateParams::new(names).expect("leaf params");
             p.subject_alt_names
                 .push(SanType::IpAddress(IpAddr::V4(Ipv4Addr::LOCALHOST)));
             p.distinguished_name.push(DnType::CommonName, cn);
@@ -46,8 +58,10 @@ impl Pki {
             let cert = p.signed_by(&key, &ca_cert, &ca_key).expect("sign leaf");
             (cert.pem(), key.serialize_pem())
         };
-        let (server_pem, server_key_pem) = leaf("registry", ExtendedKeyUsagePurpose::ServerAuth);
-        let (client_cert_pem, client_key_pem) = leaf("flux", ExtendedKeyUsagePurpose::ClientAuth);
+        let (server_pem, server_key_pem) =
+            leaf("registry", ExtendedKeyUsagePurpose::ServerAuth, extra_dns);
+        let (client_cert_pem, client_key_pem) =
+            leaf("flux", ExtendedKeyUsagePurpose::ClientAuth, &[]);
         let write = |name: &str, content: &str| {
             let p = dir.join(name);
             std::fs::write(&p, content).expect("write pem");
@@ -251,7 +265,7 @@ impl Signer {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+pub(crate) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
