@@ -21,6 +21,7 @@ pub struct Metrics {
     pushes: Family<Labels, Counter>,
     /// Mirrors the registry client's process-wide counts at each scrape.
     registry_requests: Family<Labels, Counter>,
+    cloud_logins: Family<Labels, Counter>,
     /// Flux's own name and labels, so its dashboards read tagwarden.
     gotk_durations: Family<Labels, Histogram>,
     /// One scrape at a time, so two never add the same requests twice.
@@ -47,6 +48,12 @@ impl Default for Metrics {
         let tags = Family::<Labels, Gauge>::default();
         let pushes = Family::<Labels, Counter>::default();
         let registry_requests = Family::<Labels, Counter>::default();
+        let cloud_logins = Family::<Labels, Counter>::default();
+        registry.register(
+            "cloud_logins",
+            "Cloud registry logins by provider and result (hit: from the token cache, miss: fetched, failure: refused or unreachable)",
+            cloud_logins.clone(),
+        );
         registry.register(
             "registry_requests",
             "Registry HTTP requests by status code (0: no response)",
@@ -86,6 +93,7 @@ impl Default for Metrics {
             tags,
             pushes,
             registry_requests,
+            cloud_logins,
             scrape: std::sync::Mutex::new(()),
         }
     }
@@ -166,6 +174,16 @@ impl Metrics {
                 .registry_requests
                 .get_or_create(&vec![("status".to_string(), status.to_string())]);
             // Counters only go up: add what happened since the last scrape.
+            let seen = c.get();
+            if total > seen {
+                c.inc_by(total - seen);
+            }
+        }
+        for (provider, result, total) in tagwarden_registry::login_counts() {
+            let c = self.cloud_logins.get_or_create(&vec![
+                ("provider".to_string(), provider.to_string()),
+                ("result".to_string(), result.as_str().to_string()),
+            ]);
             let seen = c.get();
             if total > seen {
                 c.inc_by(total - seen);
