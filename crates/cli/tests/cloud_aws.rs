@@ -202,7 +202,11 @@ fn aws_failures_say_what_to_fix_and_leak_nothing() {
             "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata:\n  name: app\n  namespace: flux-system\nspec:\n  image: {image}\n  interval: 1m\n  provider: aws\n"
         )
     };
-    let file = write(ecr.dir.path(), "repo.yaml", &repo(&format!("{ECR}/app-name")));
+    let file = write(
+        ecr.dir.path(),
+        "repo.yaml",
+        &repo(&format!("{ECR}/app-name")),
+    );
 
     // No credentials anywhere: the chain is named, nothing hangs.
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_tagwarden"));
@@ -232,7 +236,10 @@ fn aws_failures_say_what_to_fix_and_leak_nothing() {
     // STS refuses the role (our fault proxy in front of moto answers for
     // STS as AWS does; ECR calls pass through).
     let proxy = FaultProxy::start(ecr.moto.port, |r| {
-        if r.headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("x-amz-target")) {
+        if r.headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case("x-amz-target"))
+        {
             Action::Forward
         } else {
             Action::Respond {

@@ -43,10 +43,7 @@ pub(crate) async fn login(
     login: &CloudLogin,
 ) -> Result<Fresh, CloudError> {
     let region = ecr_region(&login.registry).ok_or_else(|| {
-        CloudError::Config(format!(
-            "'{}' is not an ECR registry host",
-            login.registry
-        ))
+        CloudError::Config(format!("'{}' is not an ECR registry host", login.registry))
     })?;
     let suffix = partition_suffix(&login.registry, region);
     let keys = match &login.identity {
@@ -56,7 +53,10 @@ pub(crate) async fn login(
             name,
             annotations,
         } => {
-            let arn = annotations.get(ROLE_ANNOTATION).map(String::as_str).unwrap_or("");
+            let arn = annotations
+                .get(ROLE_ANNOTATION)
+                .map(String::as_str)
+                .unwrap_or("");
             if !role_arn_ok(arn) {
                 return Err(CloudError::Config(format!(
                     "service account '{namespace}/{name}': annotation {ROLE_ANNOTATION} '{}' is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
@@ -71,7 +71,8 @@ pub(crate) async fn login(
                 .chars()
                 .take(64)
                 .collect();
-            assume_role_with_web_identity(auth, http, region, &suffix, arn, &session, &token).await?
+            assume_role_with_web_identity(auth, http, region, &suffix, arn, &session, &token)
+                .await?
         }
     };
     get_authorization_token(auth, http, login, region, &suffix, &keys).await
@@ -103,10 +104,13 @@ async fn controller_keys(
         return assume_role_with_web_identity(auth, http, region, suffix, arn, session, &token)
             .await;
     }
-    let container = env.get("AWS_CONTAINER_CREDENTIALS_FULL_URI").map(str::to_string).or_else(|| {
-        env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
-            .map(|p| format!("http://169.254.170.2{p}"))
-    });
+    let container = env
+        .get("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+        .map(str::to_string)
+        .or_else(|| {
+            env.get("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+                .map(|p| format!("http://169.254.170.2{p}"))
+        });
     if let Some(uri) = container {
         return container_keys(auth, http, &uri).await;
     }
@@ -114,7 +118,9 @@ async fn controller_keys(
         .get("AWS_EC2_METADATA_DISABLED")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {
-        return Err(no_credentials("instance metadata is disabled (AWS_EC2_METADATA_DISABLED)"));
+        return Err(no_credentials(
+            "instance metadata is disabled (AWS_EC2_METADATA_DISABLED)",
+        ));
     }
     imds_keys(auth, http).await.map_err(|e| match e {
         CloudError::Unreachable { message, .. } => {
@@ -174,7 +180,9 @@ async fn assume_role_with_web_identity(
         .send(STEP, http.post(&url).form(&form), &[token])
         .await
         .map_err(|e| match e {
-            CloudError::Refused { status, message, .. } => CloudError::Refused {
+            CloudError::Refused {
+                status, message, ..
+            } => CloudError::Refused {
                 step: STEP,
                 status,
                 message: format!("role '{role_arn}': {message}"),
@@ -199,8 +207,14 @@ async fn assume_role_with_web_identity(
 async fn container_keys(auth: &CloudAuth, http: &Http, uri: &str) -> Result<Keys, CloudError> {
     const STEP: &str = "container credentials";
     let token = match auth.env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE") {
-        Some(f) => Some(read_token_file("AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE", f)?),
-        None => auth.env.get("AWS_CONTAINER_AUTHORIZATION_TOKEN").map(str::to_string),
+        Some(f) => Some(read_token_file(
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+            f,
+        )?),
+        None => auth
+            .env
+            .get("AWS_CONTAINER_AUTHORIZATION_TOKEN")
+            .map(str::to_string),
     };
     let mut req = http.get(uri);
     if let Some(t) = &token {
@@ -246,7 +260,11 @@ async fn imds_keys(auth: &CloudAuth, http: &Http) -> Result<Keys, CloudError> {
             .timeout(quick)
     };
     let roles = http
-        .send(STEP, get("/latest/meta-data/iam/security-credentials/".into()), &[&session])
+        .send(
+            STEP,
+            get("/latest/meta-data/iam/security-credentials/".into()),
+            &[&session],
+        )
         .await?;
     let role = String::from_utf8_lossy(&roles.body)
         .lines()
@@ -418,11 +436,17 @@ mod tests {
         assert!(!role_arn_ok("arn:aws:iam::123456789012:user/flux"));
         assert!(!role_arn_ok(""));
         assert_eq!(
-            partition_suffix("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn", "cn-north-1"),
+            partition_suffix(
+                "123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn",
+                "cn-north-1"
+            ),
             "amazonaws.com.cn"
         );
         assert_eq!(
-            partition_suffix("123456789012.dkr.ecr.me-central-1.amazonaws.com", "me-central-1"),
+            partition_suffix(
+                "123456789012.dkr.ecr.me-central-1.amazonaws.com",
+                "me-central-1"
+            ),
             "amazonaws.com"
         );
     }
@@ -446,7 +470,10 @@ mod tests {
         .expect("signs");
         let get = |k: &str| h.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone());
         let auth = get("authorization").expect("authorization");
-        assert!(auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"), "{auth}");
+        assert!(
+            auth.starts_with("AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/"),
+            "{auth}"
+        );
         assert!(auth.contains("/me-central-1/ecr/aws4_request"), "{auth}");
         assert!(auth.contains("x-amz-target"), "{auth}");
         assert!(!auth.contains("wJalr"), "{auth}");

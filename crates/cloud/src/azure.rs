@@ -38,7 +38,10 @@ fn cloud(registry: &str) -> (&'static str, &'static str) {
 }
 
 fn id_ok(s: &str) -> bool {
-    !s.is_empty() && s.len() <= 64 && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
 }
 
 pub(crate) async fn login(
@@ -47,7 +50,10 @@ pub(crate) async fn login(
     login: &CloudLogin,
 ) -> Result<Fresh, CloudError> {
     let (resource, default_authority) = cloud(&login.registry);
-    let authority = auth.env.get("AZURE_AUTHORITY_HOST").unwrap_or(default_authority);
+    let authority = auth
+        .env
+        .get("AZURE_AUTHORITY_HOST")
+        .unwrap_or(default_authority);
     let (aad, tenant) = match &login.identity {
         Identity::Controller => match (
             auth.env.get("AZURE_CLIENT_ID"),
@@ -56,8 +62,8 @@ pub(crate) async fn login(
         ) {
             (Some(client), Some(tenant), Some(file)) => {
                 let assertion = read_token_file("AZURE_FEDERATED_TOKEN_FILE", file)?;
-                let t = client_assertion(http, authority, tenant, client, &assertion, resource)
-                    .await?;
+                let t =
+                    client_assertion(http, authority, tenant, client, &assertion, resource).await?;
                 (t, Some(tenant.to_string()))
             }
             _ => (imds(auth, http, resource).await?, None),
@@ -211,7 +217,10 @@ mod tests {
 
     #[test]
     fn sovereign_clouds_and_refresh_token_expiry() {
-        assert_eq!(cloud("r.azurecr.io").0, "https://containerregistry.azure.net");
+        assert_eq!(
+            cloud("r.azurecr.io").0,
+            "https://containerregistry.azure.net"
+        );
         assert_eq!(cloud("r.azurecr.cn").1, "https://login.chinacloudapi.cn/");
         let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s);
         let jwt = format!("{}.{}.sig", b64("{}"), b64(r#"{"exp":1700000000}"#));

@@ -148,10 +148,16 @@ mod tests {
         let cache = TokenCache::new(2);
         let a = login("a", Identity::Controller);
         // 12 hours (ECR): renewed 5 minutes early.
-        assert!(cache.put(&a, &fresh("p", Some(t0 + Duration::from_secs(12 * 3600))), t0));
+        assert!(cache.put(
+            &a,
+            &fresh("p", Some(t0 + Duration::from_secs(12 * 3600))),
+            t0
+        ));
         let edge = t0 + Duration::from_secs(12 * 3600 - 300);
         assert_eq!(
-            cache.get(&a, edge - Duration::from_secs(1)).map(|c| c.password),
+            cache
+                .get(&a, edge - Duration::from_secs(1))
+                .map(|c| c.password),
             Some("p".into())
         );
         assert!(cache.get(&a, edge).is_none());

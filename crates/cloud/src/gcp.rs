@@ -135,7 +135,11 @@ async fn metadata_text(
     const STEP: &str = "gcp metadata server";
     let url = format!("{}/{path}", metadata_base(auth));
     let body = http
-        .send(STEP, http.get(&url).header("Metadata-Flavor", "Google"), &[])
+        .send(
+            STEP,
+            http.get(&url).header("Metadata-Flavor", "Google"),
+            &[],
+        )
         .await
         .map_err(not_on_gcp)?
         .body;
@@ -161,7 +165,10 @@ fn not_on_gcp(e: CloudError) -> CloudError {
 fn expiry(step: &'static str, v: &serde_json::Value) -> Result<SystemTime, CloudError> {
     let secs = v
         .get("expires_in")
-        .and_then(|e| e.as_u64().or_else(|| e.as_str().and_then(|s| s.parse().ok())))
+        .and_then(|e| {
+            e.as_u64()
+                .or_else(|| e.as_str().and_then(|s| s.parse().ok()))
+        })
         .ok_or_else(|| CloudError::Malformed {
             step,
             message: "no 'expires_in' in the answer".into(),
@@ -176,12 +183,19 @@ async fn metadata_token(auth: &CloudAuth, http: &Http) -> Result<(String, System
         metadata_base(auth)
     );
     let body = http
-        .send(STEP, http.get(&url).header("Metadata-Flavor", "Google"), &[])
+        .send(
+            STEP,
+            http.get(&url).header("Metadata-Flavor", "Google"),
+            &[],
+        )
         .await
         .map_err(not_on_gcp)?
         .body;
     let v = json(STEP, &body)?;
-    Ok((field(STEP, &v, "/access_token")?.to_string(), expiry(STEP, &v)?))
+    Ok((
+        field(STEP, &v, "/access_token")?.to_string(),
+        expiry(STEP, &v)?,
+    ))
 }
 
 /// An `external_account` credentials file: read the subject token, exchange it.
@@ -190,10 +204,13 @@ async fn external_account(http: &Http, file: &str) -> Result<(String, SystemTime
     let text = read_token_file(var, file)?;
     let cfg: serde_json::Value = serde_json::from_str(&text)
         .map_err(|e| CloudError::Config(format!("{var} '{file}': not JSON: {e}")))?;
-    let s = |k: &str| cfg.get(k).and_then(|v| v.as_str()).filter(|v| !v.is_empty());
-    let need = |k: &str| {
-        s(k).ok_or_else(|| CloudError::Config(format!("{var} '{file}': no '{k}'")))
+    let s = |k: &str| {
+        cfg.get(k)
+            .and_then(|v| v.as_str())
+            .filter(|v| !v.is_empty())
     };
+    let need =
+        |k: &str| s(k).ok_or_else(|| CloudError::Config(format!("{var} '{file}': no '{k}'")));
     match s("type") {
         Some("external_account") => {}
         other => {
@@ -206,9 +223,9 @@ async fn external_account(http: &Http, file: &str) -> Result<(String, SystemTime
     let audience = need("audience")?;
     let token_type = need("subject_token_type")?;
     let token_url = https(var, file, "token_url", s("token_url").unwrap_or(STS_URL))?;
-    let source = cfg.get("credential_source").ok_or_else(|| {
-        CloudError::Config(format!("{var} '{file}': no 'credential_source'"))
-    })?;
+    let source = cfg
+        .get("credential_source")
+        .ok_or_else(|| CloudError::Config(format!("{var} '{file}': no 'credential_source'")))?;
     let raw = if let Some(path) = source.get("file").and_then(|f| f.as_str()) {
         read_token_file("credential_source.file", path)?
     } else if let Some(url) = source.get("url").and_then(|f| f.as_str()) {
@@ -280,7 +297,10 @@ async fn sts_exchange(
 ) -> Result<(String, SystemTime), CloudError> {
     const STEP: &str = "gcp sts token exchange";
     let form = [
-        ("grant_type", "urn:ietf:params:oauth:grant-type:token-exchange"),
+        (
+            "grant_type",
+            "urn:ietf:params:oauth:grant-type:token-exchange",
+        ),
         ("audience", audience),
         ("scope", SCOPE),
         (
@@ -295,7 +315,10 @@ async fn sts_exchange(
         .await?
         .body;
     let v = json(STEP, &body)?;
-    Ok((field(STEP, &v, "/access_token")?.to_string(), expiry(STEP, &v)?))
+    Ok((
+        field(STEP, &v, "/access_token")?.to_string(),
+        expiry(STEP, &v)?,
+    ))
 }
 
 async fn impersonate(
@@ -322,7 +345,10 @@ async fn impersonate(
         .map(|t| t.system())
         .ok_or_else(|| CloudError::Malformed {
             step: STEP,
-            message: format!("expireTime '{}' is not RFC 3339", tagwarden_registry::printable(when)),
+            message: format!(
+                "expireTime '{}' is not RFC 3339",
+                tagwarden_registry::printable(when)
+            ),
         })?;
     Ok((token, expires))
 }
@@ -339,7 +365,11 @@ mod tests {
         assert!(wip_ok(
             "projects/123456/locations/global/workloadIdentityPools/pool/providers/prov"
         ));
-        assert!(!wip_ok("projects/abc/locations/global/workloadIdentityPools/pool/providers/prov"));
-        assert!(!wip_ok("projects/1/locations/global/workloadIdentityPools/pool"));
+        assert!(!wip_ok(
+            "projects/abc/locations/global/workloadIdentityPools/pool/providers/prov"
+        ));
+        assert!(!wip_ok(
+            "projects/1/locations/global/workloadIdentityPools/pool"
+        ));
     }
 }

@@ -229,7 +229,9 @@ pub(crate) fn read_token_file(var: &str, path: &str) -> Result<String, CloudErro
         .map_err(|e| CloudError::Config(format!("{var} '{path}': cannot read: {e}")))?;
     let s = s.trim().to_string();
     if s.is_empty() {
-        return Err(CloudError::Config(format!("{var} '{path}': the file is empty")));
+        return Err(CloudError::Config(format!(
+            "{var} '{path}': the file is empty"
+        )));
     }
     Ok(s)
 }

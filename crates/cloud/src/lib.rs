@@ -126,7 +126,10 @@ impl Env {
 
     /// A variable's value; empty counts as unset, as the SDKs treat it.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str).filter(|v| !v.is_empty())
+        self.0
+            .get(key)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -142,8 +145,8 @@ impl CloudAuth {
     /// Login from `env` (see [`Env`]); `TAGWARDEN_CONNECT_TO` and
     /// `SSL_CERT_FILE` in it apply to the identity endpoints.
     pub fn new(env: Env) -> Result<CloudAuth, RegistryError> {
-        let network =
-            Network::from_vars(|k| env.get(k).map(str::to_string)).map_err(RegistryError::Config)?;
+        let network = Network::from_vars(|k| env.get(k).map(str::to_string))
+            .map_err(RegistryError::Config)?;
         Ok(CloudAuth {
             env,
             network,

@@ -65,7 +65,7 @@ enum Auth<'a> {
 
 impl Client {
     pub fn new(opts: ClientOptions) -> Result<Client, RegistryError> {
-        Client::with_tokens(opts, Arc::default())
+        Client::with_tokens(opts, Arc::default(), crate::Network::process()?)
     }
 
     /// A client whose bearer tokens live in `tokens`: the pool hands every
@@ -74,6 +74,7 @@ impl Client {
     pub(crate) fn with_tokens(
         opts: ClientOptions,
         tokens: Arc<Mutex<TokenMap>>,
+        network: &crate::Network,
     ) -> Result<Client, RegistryError> {
         let cfg = |e: reqwest::Error| RegistryError::Config(e.to_string());
         // No overall per-request timeout: the operation's deadline bounds
@@ -102,7 +103,7 @@ impl Client {
             Some(p) => b.proxy(reqwest::Proxy::all(p).map_err(cfg)?),
             None => b.no_proxy(),
         };
-        b = crate::Network::process()?.apply(b)?;
+        b = network.apply(b)?;
         Ok(Client {
             http: b.build().map_err(cfg)?,
             opts: Arc::new(opts),

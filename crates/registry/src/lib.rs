@@ -29,10 +29,10 @@ pub use client::{Client, request_counts};
 pub use login::{CloudLogin, Identity, Issued, Login, LoginResult, login_counts};
 pub use manifest::is_valid_digest;
 pub use network::{ConnectTo, Network};
-pub use provider::Provider;
 #[cfg(feature = "http")]
 pub use port::Pool;
 pub use port::{BoxFuture, Platform, Registry};
+pub use provider::Provider;
 pub use scan::{ScanResult, scan_result};
 pub use settings::{ScanSettings, scan_settings};
 pub use tags::{TagList, is_valid_tag, printable};

@@ -61,8 +61,10 @@ pub struct Issued {
 /// Registry credentials from a cloud identity.
 pub trait Login: Send + Sync {
     /// Credentials for `login`, from the cache while they are fresh.
-    fn credentials<'a>(&'a self, login: &'a CloudLogin)
-    -> BoxFuture<'a, Result<Issued, RegistryError>>;
+    fn credentials<'a>(
+        &'a self,
+        login: &'a CloudLogin,
+    ) -> BoxFuture<'a, Result<Issued, RegistryError>>;
 
     /// Drops what is cached for `login` (the registry refused it).
     fn forget(&self, login: &CloudLogin);

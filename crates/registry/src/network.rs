@@ -185,8 +185,9 @@ mod tests {
 
     #[test]
     fn connect_to_entries_as_curl_writes_them() {
-        let c = ConnectTo::parse("123456789012.dkr.ecr.me-central-1.amazonaws.com:443:127.0.0.1:5443")
-            .expect("valid");
+        let c =
+            ConnectTo::parse("123456789012.dkr.ecr.me-central-1.amazonaws.com:443:127.0.0.1:5443")
+                .expect("valid");
         assert_eq!(
             c,
             ConnectTo {
@@ -200,21 +201,28 @@ mod tests {
         let v6 = ConnectTo::parse("r.example:443:[::1]:8443").expect("v6");
         assert_eq!(v6.connect_host, "::1");
         assert_eq!(v6.address().expect("ip").to_string(), "[::1]:8443");
-        let list = ConnectTo::parse_list(" a.example:443:127.0.0.1:1 , b.example:5000:127.0.0.1:5000,")
-            .expect("list");
+        let list =
+            ConnectTo::parse_list(" a.example:443:127.0.0.1:1 , b.example:5000:127.0.0.1:5000,")
+                .expect("list");
         assert_eq!(list.len(), 2);
         let table = [
             ("a.example:443:127.0.0.1", "not four"),
             ("a.example:443:127.0.0.1:1:2", "not four"),
             (":443:127.0.0.1:1", "empty"),
             ("a.example:https:127.0.0.1:1", "PORT 'https' is not a port"),
-            ("a.example:443:127.0.0.1:0", "CONNECT_PORT '0' is not a port"),
+            (
+                "a.example:443:127.0.0.1:0",
+                "CONNECT_PORT '0' is not a port",
+            ),
             ("a.example:5000:127.0.0.1:6000", "only ports 443 and 80"),
             ("a/b:443:127.0.0.1:1", "not a host"),
         ];
         for (entry, want) in table {
             let e = ConnectTo::parse(entry).expect_err(entry);
-            assert!(e.contains(want) && e.contains("TAGWARDEN_CONNECT_TO entry"), "{entry}: {e}");
+            assert!(
+                e.contains(want) && e.contains("TAGWARDEN_CONNECT_TO entry"),
+                "{entry}: {e}"
+            );
         }
         let e = ConnectTo::parse_list("a.example:443:127.0.0.1:1,A.example:80:127.0.0.1:2")
             .expect_err("twice");
@@ -225,8 +233,12 @@ mod tests {
     fn network_from_vars() {
         let n = Network::from_vars(|_| None).expect("empty");
         assert!(n.connect_to.is_empty() && n.extra_roots_pem.is_none());
-        let e = Network::from_vars(|k| (k == "SSL_CERT_FILE").then(|| "/nonexistent/ca.pem".into()))
-            .expect_err("missing file");
-        assert!(e.starts_with("SSL_CERT_FILE '/nonexistent/ca.pem': cannot read"), "{e}");
+        let e =
+            Network::from_vars(|k| (k == "SSL_CERT_FILE").then(|| "/nonexistent/ca.pem".into()))
+                .expect_err("missing file");
+        assert!(
+            e.starts_with("SSL_CERT_FILE '/nonexistent/ca.pem': cannot read"),
+            "{e}"
+        );
     }
 }

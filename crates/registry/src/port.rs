@@ -64,6 +64,8 @@ pub struct Pool {
     tokens: std::sync::Arc<std::sync::Mutex<crate::client::TokenMap>>,
     /// Cloud login for `spec.provider` aws, gcp and azure.
     login: Option<std::sync::Arc<dyn crate::Login>>,
+    /// Connection overrides and extra roots; the process's when `None`.
+    network: Option<crate::Network>,
 }
 
 #[cfg(feature = "http")]
@@ -99,7 +101,15 @@ impl Pool {
             capacity: capacity.max(1),
             tokens: std::sync::Arc::default(),
             login: None,
+            network: None,
         }
+    }
+
+    /// Uses `network` instead of the process's environment (tests, or a
+    /// caller that read the settings elsewhere).
+    pub fn with_network(mut self, network: crate::Network) -> Pool {
+        self.network = Some(network);
+        self
     }
 
     /// Logs in to cloud registries with `login`.
@@ -187,7 +197,11 @@ impl Pool {
             *used = tick;
             return Ok(c.clone());
         }
-        let c = crate::Client::with_tokens(options.clone(), self.tokens.clone())?;
+        let network = match &self.network {
+            Some(n) => n,
+            None => crate::Network::process()?,
+        };
+        let c = crate::Client::with_tokens(options.clone(), self.tokens.clone(), network)?;
         if clients.by_key.len() >= self.capacity {
             let oldest = clients
                 .by_key

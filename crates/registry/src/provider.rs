@@ -154,7 +154,11 @@ mod tests {
             ("aws", "123456789012.dkr.ecr..amazonaws.com", false),
             ("aws", "ghcr.io", false),
             ("aws", "123456789012.dkr-ecr.eu-west-1.on.aws", true),
-            ("aws", "123456789012.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk", true),
+            (
+                "aws",
+                "123456789012.dkr.ecr.eu-isoe-west-1.cloud.adc-e.uk",
+                true,
+            ),
             ("aws", "123456789012.dkr.ecr.us-east-1.amazonaws.org", false),
             ("gcp", "gcr.io", true),
             ("gcp", "eu.gcr.io", true),
@@ -177,7 +181,10 @@ mod tests {
         assert_eq!(ecr_region("public.ecr.aws"), Some("us-east-1"));
         assert_eq!(ecr_region("gcr.io"), None);
         assert_eq!(Provider::parse("generic"), None);
-        assert_eq!(Provider::parse("azure").map(Provider::as_str), Some("azure"));
+        assert_eq!(
+            Provider::parse("azure").map(Provider::as_str),
+            Some("azure")
+        );
         assert!(host_matches(
             "aws",
             "123456789012.DKR.ECR.us-east-1.AMAZONAWS.com"

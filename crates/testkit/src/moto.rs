@@ -31,7 +31,10 @@ impl Moto {
             if let Ok((200, _, _)) = crate::http(port, "GET", "/moto-api/", &[], b"") {
                 return moto;
             }
-            assert!(Instant::now() < deadline, "moto_server did not start in 30 s");
+            assert!(
+                Instant::now() < deadline,
+                "moto_server did not start in 30 s"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
@@ -73,7 +76,9 @@ impl Moto {
             .decode(token)
             .expect("base64");
         let raw = String::from_utf8(raw).expect("utf-8");
-        raw.strip_prefix("AWS:").expect("AWS:<password>").to_string()
+        raw.strip_prefix("AWS:")
+            .expect("AWS:<password>")
+            .to_string()
     }
 }
 
