@@ -494,3 +494,217 @@ fn entra_answer(req: &CloudRequest, c: &EntraConfig) -> Reply {
         ),
     }
 }
+
+/// The user name a container registry's refresh token goes with.
+pub const ACR_USER: &str = "00000000-0000-0000-0000-000000000000";
+
+/// The front of an Azure container registry (`NAME.azurecr.io`) over TLS
+/// with a [`Pki`] certificate (make it with `Pki::generate_for(dir,
+/// &["myregistry.azurecr.io"])`): it serves the Entra-to-registry token
+/// exchange itself and relays everything else to a real docker-registry on
+/// `127.0.0.1` ([`AcrFront::set_upstream`]) whose htpasswd holds
+/// [`ACR_USER`] with [`AcrFront::refresh_token`] as the password, so the
+/// refresh token is known before the registry starts.
+///
+/// `POST /oauth2/exchange`, `application/x-www-form-urlencoded`:
+/// `grant_type=access_token`, `service` = the registry host name,
+/// `access_token` = the Entra access token, `tenant` optional (when given
+/// and a tenant is set, it must match) → `{"refresh_token"}`, a JWT-shaped
+/// token whose payload has `exp` (Unix seconds), `aud` = the service,
+/// `iss` "Azure Container Registry", `grant_type` "refresh_token".
+///
+/// Refuses with the registry's `{"errors":[{"code","message"}]}`:
+/// another method → 405 `UNSUPPORTED`; a missing or other `grant_type` → 400
+/// `UNSUPPORTED`; a missing or other `service`, a missing or other
+/// `access_token`, another `tenant` → 401 `UNAUTHORIZED`.
+///
+/// Until an upstream is set, relayed requests get 502.
+pub struct AcrFront {
+    server: Server,
+    host: String,
+    state: Arc<Mutex<AcrState>>,
+}
+
+struct AcrState {
+    access_token: String,
+    tenant: Option<String>,
+    upstream: Option<u16>,
+    refresh_token: String,
+    generation: u32,
+    exchanges: usize,
+}
+
+/// How long the refresh tokens a registry issues live: three hours.
+const ACR_REFRESH_LIFETIME: u64 = 3 * 3600;
+
+impl AcrFront {
+    /// The front for `registry_host` (e.g. `myregistry.azurecr.io`),
+    /// exchanging `access_token` (what [`AzureEntra`] or [`AzureImds`]
+    /// issues) for its refresh token.
+    pub fn start(pki: &Pki, registry_host: &str, access_token: &str) -> AcrFront {
+        let host = registry_host.to_string();
+        let state = Arc::new(Mutex::new(AcrState {
+            access_token: access_token.to_string(),
+            tenant: None,
+            upstream: None,
+            refresh_token: acr_refresh_token(&host, 1, ACR_REFRESH_LIFETIME as i64),
+            generation: 1,
+            exchanges: 0,
+        }));
+        let (shared, service) = (state.clone(), host.clone());
+        let server = Server::start(Some(crate::git::tls_config(pki)), move |req| {
+            let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+            if req.path() == "/oauth2/exchange" {
+                return Outcome::Reply(acr_exchange(req, &service, &mut s));
+            }
+            match s.upstream {
+                Some(port) => Outcome::Forward(port),
+                None => Outcome::Reply(Reply::text(
+                    502,
+                    "text/plain",
+                    "stand-in: no upstream registry set",
+                )),
+            }
+        });
+        AcrFront {
+            server,
+            host,
+            state,
+        }
+    }
+
+    /// Relays registry requests to `127.0.0.1:port` from now on.
+    pub fn set_upstream(&self, port: u16) {
+        self.lock().upstream = Some(port);
+    }
+
+    /// Requires `tenant`, when an exchange names one, to be this.
+    pub fn set_tenant(&self, tenant: &str) {
+        self.lock().tenant = Some(tenant.to_string());
+    }
+
+    /// Accepts `token` as the Entra access token from now on.
+    pub fn set_access_token(&self, token: &str) {
+        self.lock().access_token = token.to_string();
+    }
+
+    /// The refresh token the next exchange issues (the same until [`AcrFront::rotate`]).
+    pub fn refresh_token(&self) -> String {
+        self.lock().refresh_token.clone()
+    }
+
+    /// Makes the next exchanges issue a new refresh token (valid three hours)
+    /// and returns it; restart the upstream with it as the password to make
+    /// the old one stop working.
+    pub fn rotate(&self) -> String {
+        self.rotate_with_lifetime(ACR_REFRESH_LIFETIME as i64)
+    }
+
+    /// Like [`AcrFront::rotate`], the new token's `exp` `secs` from now
+    /// (negative: already expired).
+    pub fn rotate_with_lifetime(&self, secs: i64) -> String {
+        let mut s = self.lock();
+        s.generation += 1;
+        s.refresh_token = acr_refresh_token(&self.host, s.generation, secs);
+        s.refresh_token.clone()
+    }
+
+    /// The registry host name, also the exchange's `service`.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    pub fn port(&self) -> u16 {
+        self.server.port
+    }
+
+    /// The curl `--connect-to` entry (the `TAGWARDEN_CONNECT_TO` form)
+    /// sending `HOST:443` here.
+    pub fn connect_to(&self) -> String {
+        format!("{}:443:127.0.0.1:{}", self.host, self.server.port)
+    }
+
+    /// Every request seen so far, relayed ones included.
+    pub fn requests(&self) -> Vec<CloudRequest> {
+        self.server.requests()
+    }
+
+    /// Refresh tokens issued so far.
+    pub fn exchanges(&self) -> usize {
+        self.lock().exchanges
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, AcrState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// A refresh token shaped as a registry's. The header's `kid` differs per
+/// token: htpasswd's bcrypt reads only the first 72 bytes of a password, and
+/// two tokens alike there would both pass the upstream's check.
+fn acr_refresh_token(service: &str, generation: u32, lifetime: i64) -> String {
+    let now = now_secs() as i64;
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let header = json!({"alg": "RS256", "kid": format!("g{generation}n{nanos}"), "typ": "JWT"});
+    crate::standin::jwt_with_header(
+        &header,
+        &json!({
+            "jti": format!("acr-refresh-{generation}"),
+            "sub": "flux@tagwarden",
+            "nbf": now - 10,
+            "exp": now + lifetime,
+            "iat": now,
+            "iss": "Azure Container Registry",
+            "aud": service,
+            "version": "1.0",
+            "grant_type": "refresh_token",
+        }),
+    )
+}
+
+fn acr_errors(status: u16, code: &str, message: &str) -> Reply {
+    Reply::json(
+        status,
+        &json!({"errors": [{"code": code, "message": message}]}),
+    )
+}
+
+fn acr_exchange(req: &CloudRequest, service: &str, s: &mut AcrState) -> Reply {
+    if req.method != "POST" {
+        return acr_errors(405, "UNSUPPORTED", "The operation is unsupported.");
+    }
+    let field = |name: &str| req.form_value(name).filter(|v| !v.is_empty());
+    match field("grant_type") {
+        Some("access_token") => {}
+        Some(other) => {
+            return acr_errors(
+                400,
+                "UNSUPPORTED",
+                &format!("grant_type '{other}' is not supported"),
+            );
+        }
+        None => return acr_errors(400, "UNSUPPORTED", "grant_type is required"),
+    }
+    let unauthorized = |message: &str| acr_errors(401, "UNAUTHORIZED", message);
+    if field("service") != Some(service) {
+        return unauthorized(&format!(
+            "service must be '{service}', the registry's login server"
+        ));
+    }
+    if let (Some(want), Some(got)) = (&s.tenant, field("tenant"))
+        && want != got
+    {
+        return unauthorized(&format!("tenant '{got}' does not own this registry"));
+    }
+    match field("access_token") {
+        None => return unauthorized("access_token is required"),
+        Some(t) if t != s.access_token => {
+            return unauthorized("the access token is invalid or has expired");
+        }
+        Some(_) => {}
+    }
+    s.exchanges += 1;
+    Reply::json(200, &json!({"refresh_token": s.refresh_token}))
+}

@@ -13,7 +13,7 @@ mod ssh;
 mod standin;
 
 pub use apiserver::{ApiServer, IssuedToken, Recorded, Resource};
-pub use azure::{AzureEntra, AzureImds, EntraConfig, IMDS_DEFAULT_CLIENT_ID};
+pub use azure::{ACR_USER, AcrFront, AzureEntra, AzureImds, EntraConfig, IMDS_DEFAULT_CLIENT_ID};
 pub use gcp::{GcpMetadata, GcpSts, GcpStsConfig};
 pub use git::GitHttpServer;
 pub use moto::Moto;

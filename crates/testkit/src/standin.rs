@@ -51,7 +51,6 @@ impl CloudRequest {
 }
 
 /// What a handler answers.
-#[allow(dead_code)] // Forward: the ACR front, next
 pub(crate) enum Outcome {
     Reply(Reply),
     /// Relay the request to `127.0.0.1:port` over plain HTTP and its answer back.
@@ -442,10 +441,16 @@ pub(crate) fn jwt_claims(token: &str) -> Option<serde_json::Value> {
 /// A JWT-shaped token (`RS256` header, these claims, a made-up signature)
 /// for federated-token files and assertions in tests; nothing verifies it.
 pub fn jwt_shaped(claims: &serde_json::Value) -> String {
+    jwt_with_header(
+        &serde_json::json!({"alg": "RS256", "kid": "testkit", "typ": "JWT"}),
+        claims,
+    )
+}
+
+pub(crate) fn jwt_with_header(header: &serde_json::Value, claims: &serde_json::Value) -> String {
     use base64::Engine;
     use sha2::Digest as _;
     let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
-    let header = serde_json::json!({"alg": "RS256", "kid": "testkit", "typ": "JWT"});
     let payload = claims.to_string();
     format!(
         "{}.{}.{}",

@@ -5,8 +5,8 @@
 use serde_json::{Value, json};
 use std::process::Command;
 use tagwarden_testkit::{
-    AzureEntra, AzureImds, EntraConfig, Federated, GcpMetadata, GcpSts, GcpStsConfig,
-    IMDS_DEFAULT_CLIENT_ID, Pki, TempDir, jwt_shaped,
+    ACR_USER, AcrFront, AzureEntra, AzureImds, EntraConfig, Federated, GcpMetadata, GcpSts,
+    GcpStsConfig, IMDS_DEFAULT_CLIENT_ID, Pki, Registry, RegistryAuth, TempDir, jwt_shaped,
 };
 
 /// What curl got back.
@@ -1148,4 +1148,250 @@ fn gcp_iam_credentials_refuses_in_googles_error_shape() {
         );
     }
     assert_eq!(g.sts.impersonations(), 0);
+}
+
+// ---- AcrFront ----
+
+const ACR: &str = "myregistry.azurecr.io";
+
+struct Acr {
+    front: AcrFront,
+    ca: String,
+    _dir: TempDir,
+}
+
+impl Acr {
+    fn start() -> Acr {
+        let dir = TempDir::new("acr");
+        let pki = Pki::generate_for(dir.path(), &[ACR]);
+        Acr {
+            front: AcrFront::start(&pki, ACR, "entra-access-token"),
+            ca: pki.ca_file.to_str().expect("utf-8 path").to_string(),
+            _dir: dir,
+        }
+    }
+
+    /// curl `https://myregistry.azurecr.io{path}`, connected to the front.
+    fn call(&self, extra: &[&str], path: &str) -> Answer {
+        let connect = self.front.connect_to();
+        let url = format!("https://{ACR}{path}");
+        let mut args = vec!["--cacert", &self.ca, "--connect-to", &connect];
+        args.extend_from_slice(extra);
+        args.push(&url);
+        curl(&args)
+    }
+
+    fn exchange(&self, fields: &[(&str, &str)]) -> Answer {
+        let form: Vec<String> = fields.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let mut extra = Vec::new();
+        for f in &form {
+            extra.push("--data-urlencode");
+            extra.push(f.as_str());
+        }
+        self.call(&extra, "/oauth2/exchange")
+    }
+}
+
+fn payload(jwt: &str) -> Value {
+    use base64::Engine;
+    let part = jwt.split('.').nth(1).expect("three parts");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(part)
+        .expect("base64url payload");
+    serde_json::from_slice(&raw).expect("JSON payload")
+}
+
+const GOOD_EXCHANGE: &[(&str, &str)] = &[
+    ("grant_type", "access_token"),
+    ("service", ACR),
+    ("tenant", "72f988bf-0000-4000-8000-00000000beef"),
+    ("access_token", "entra-access-token"),
+];
+
+#[test]
+fn acr_front_exchanges_the_entra_token_and_relays_to_the_real_registry() {
+    let acr = Acr::start();
+    let refresh = acr.front.refresh_token();
+    let mut registry = Registry::start(RegistryAuth::Basic {
+        user: ACR_USER.into(),
+        password: refresh.clone(),
+    });
+    registry.publish("app", &["1.0.0", "1.1.0"], Some((ACR_USER, &refresh)));
+    acr.front.set_upstream(registry.port);
+
+    let a = acr.exchange(GOOD_EXCHANGE);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.json(), json!({"refresh_token": refresh}));
+    let claims = payload(&refresh);
+    assert_eq!(claims["aud"], ACR);
+    assert_eq!(claims["iss"], "Azure Container Registry");
+    let exp = claims["exp"].as_u64().expect("exp in seconds");
+    assert!(exp.abs_diff(unix_now() + 3 * 3600) <= 10, "{claims}");
+    let r = &acr.front.requests()[0];
+    assert_eq!(r.header("host"), Some(ACR));
+    assert_eq!(r.form_value("access_token"), Some("entra-access-token"));
+
+    // Relayed: the registry's own challenge, then the tags with the refresh token.
+    let a = acr.call(&[], "/v2/");
+    assert_eq!(a.status, 401);
+    assert_eq!(
+        a.header("WWW-Authenticate"),
+        Some("Basic realm=\"basic-realm\"")
+    );
+    let creds = format!("{ACR_USER}:{refresh}");
+    let a = acr.call(&["-u", &creds], "/v2/app/tags/list");
+    assert_eq!(a.status, 200, "{}", a.body);
+    let v = a.json();
+    assert_eq!(v["name"], "app");
+    let mut tags: Vec<&str> = v["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    tags.sort_unstable();
+    assert_eq!(tags, ["1.0.0", "1.1.0"]);
+    let a = acr.call(
+        &[
+            "-u",
+            &creds,
+            "-I",
+            "-H",
+            "Accept: application/vnd.docker.distribution.manifest.v2+json",
+        ],
+        "/v2/app/manifests/1.0.0",
+    );
+    assert_eq!(a.status, 200);
+    assert!(
+        a.header("Docker-Content-Digest")
+            .is_some_and(|d| d.starts_with("sha256:"))
+    );
+
+    // Rotation: the registry takes the new token only; the exchange issues it.
+    let rotated = acr.front.rotate();
+    // htpasswd's bcrypt reads 72 bytes: tokens must differ within them.
+    assert_ne!(rotated.as_bytes()[..72], refresh.as_bytes()[..72]);
+    assert_eq!(acr.front.refresh_token(), rotated);
+    registry.restart(
+        RegistryAuth::Basic {
+            user: ACR_USER.into(),
+            password: rotated.clone(),
+        },
+        None,
+    );
+    assert_eq!(acr.call(&["-u", &creds], "/v2/app/tags/list").status, 401);
+    let a = acr.exchange(GOOD_EXCHANGE);
+    assert_eq!(a.json()["refresh_token"], rotated.as_str());
+    let fresh = format!("{ACR_USER}:{rotated}");
+    assert_eq!(acr.call(&["-u", &fresh], "/v2/app/tags/list").status, 200);
+    assert_eq!(acr.front.exchanges(), 2);
+
+    // An already expired one, for a client's expiry handling.
+    let stale = acr.front.rotate_with_lifetime(-60);
+    assert!(
+        payload(&stale)["exp"]
+            .as_u64()
+            .is_some_and(|e| e < unix_now())
+    );
+}
+
+/// What is wrong, the form, and the status, code and message expected.
+type AcrCase = (
+    &'static str,
+    Vec<(&'static str, &'static str)>,
+    u16,
+    &'static str,
+    &'static str,
+);
+
+#[test]
+fn acr_front_refuses_wrong_exchanges_in_the_registry_error_shape() {
+    let acr = Acr::start();
+    let with = |k: &str, v: &'static str| -> Vec<(&'static str, &'static str)> {
+        GOOD_EXCHANGE
+            .iter()
+            .map(|(f, x)| if *f == k { (*f, v) } else { (*f, *x) })
+            .collect()
+    };
+    let without = |k: &str| -> Vec<(&'static str, &'static str)> {
+        GOOD_EXCHANGE
+            .iter()
+            .copied()
+            .filter(|(f, _)| *f != k)
+            .collect()
+    };
+    let cases: Vec<AcrCase> = vec![
+        (
+            "no grant_type",
+            without("grant_type"),
+            400,
+            "UNSUPPORTED",
+            "grant_type is required",
+        ),
+        (
+            "refresh grant",
+            with("grant_type", "refresh_token"),
+            400,
+            "UNSUPPORTED",
+            "grant_type 'refresh_token' is not supported",
+        ),
+        (
+            "no service",
+            without("service"),
+            401,
+            "UNAUTHORIZED",
+            "service must be 'myregistry.azurecr.io', the registry's login server",
+        ),
+        (
+            "other registry",
+            with("service", "other.azurecr.io"),
+            401,
+            "UNAUTHORIZED",
+            "service must be 'myregistry.azurecr.io', the registry's login server",
+        ),
+        (
+            "no token",
+            without("access_token"),
+            401,
+            "UNAUTHORIZED",
+            "access_token is required",
+        ),
+        (
+            "other token",
+            with("access_token", "someone-elses"),
+            401,
+            "UNAUTHORIZED",
+            "the access token is invalid or has expired",
+        ),
+    ];
+    for (what, fields, status, code, message) in cases {
+        let a = acr.exchange(&fields);
+        assert_eq!(a.status, status, "{what}: {}", a.body);
+        assert_eq!(
+            a.json(),
+            json!({"errors": [{"code": code, "message": message}]}),
+            "{what}"
+        );
+    }
+    // The tenant, once set, must match when given; leaving it out is fine.
+    acr.front.set_tenant("72f988bf-0000-4000-8000-00000000beef");
+    let a = acr.exchange(&with("tenant", "00000000-1111-4000-8000-000000000000"));
+    assert_eq!(a.status, 401);
+    assert_eq!(a.json()["errors"][0]["code"], "UNAUTHORIZED");
+    assert_eq!(acr.exchange(&without("tenant")).status, 200);
+    assert_eq!(acr.exchange(GOOD_EXCHANGE).status, 200);
+    // A rotated Entra token replaces the old one.
+    acr.front.set_access_token("entra-second");
+    assert_eq!(acr.exchange(GOOD_EXCHANGE).status, 401);
+    assert_eq!(
+        acr.exchange(&with("access_token", "entra-second")).status,
+        200
+    );
+
+    let a = acr.call(&[], "/oauth2/exchange");
+    assert_eq!(a.status, 405);
+    assert_eq!(a.json()["errors"][0]["code"], "UNSUPPORTED");
+    // No upstream yet: relayed requests fail visibly.
+    assert_eq!(acr.call(&[], "/v2/").status, 502);
+    assert_eq!(acr.front.exchanges(), 3);
 }
