@@ -266,8 +266,27 @@ impl Login for CloudAuth {
 /// `TAGWARDEN_CONNECT_TO` or `SSL_CERT_FILE` is every client's error too, so
 /// the pool is still made (each scan then names the variable).
 pub fn pool(tokens: Option<Arc<dyn ServiceAccountTokens>>) -> tagwarden_registry::Pool {
-    let pool = tagwarden_registry::Pool::new();
-    match CloudAuth::from_process() {
+    pool_with(None, tokens)
+}
+
+/// [`pool`] with `env` in place of the process's environment, for the
+/// cloud login and the registry clients' network settings alike.
+pub fn pool_with(
+    env: Option<Env>,
+    tokens: Option<Arc<dyn ServiceAccountTokens>>,
+) -> tagwarden_registry::Pool {
+    let mut pool = tagwarden_registry::Pool::new();
+    let auth = match env {
+        Some(env) => {
+            match Network::from_vars(|k| env.get(k).map(str::to_string)) {
+                Ok(n) => pool = pool.with_network(n),
+                Err(e) => tracing::error!(error = %e, "network settings ignored"),
+            }
+            CloudAuth::new(env)
+        }
+        None => CloudAuth::from_process(),
+    };
+    match auth {
         Ok(auth) => {
             let auth = match tokens {
                 Some(t) => auth.with_service_account_tokens(t),

@@ -83,6 +83,9 @@ pub struct Config {
     pub instance: String,
     /// `--no-cross-namespace-refs`.
     pub no_cross_namespace_refs: bool,
+    /// The environment cloud logins and registry clients read; the
+    /// process's when `None` (tests give their own).
+    pub cloud_env: Option<tagwarden_cloud::Env>,
     /// `--feature-gates=ObjectLevelWorkloadIdentity=true`: cloud logins of
     /// repositories with `spec.serviceAccountName` use that account.
     pub object_level_identity: bool,
@@ -108,6 +111,7 @@ impl Default for Config {
             instance: "tagwarden".into(),
             no_cross_namespace_refs: false,
             object_level_identity: false,
+            cloud_env: None,
             receivers_addr: None,
         }
     }
@@ -470,9 +474,10 @@ pub async fn run(
         objects: cache.clone(),
         status: cache.clone(),
         db: store.clone(),
-        registry: Arc::new(tagwarden_cloud::pool(Some(Arc::new(TokenRequests(
-            client.clone(),
-        ))))),
+        registry: Arc::new(tagwarden_cloud::pool_with(
+            config.cloud_env.clone(),
+            Some(Arc::new(TokenRequests(client.clone()))),
+        )),
         git: Arc::new(tagwarden_git::Git2),
         clock: Arc::new(tagwarden_engine::SystemClock),
         scratch: config.storage_path.clone(),

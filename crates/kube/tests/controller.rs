@@ -695,3 +695,108 @@ fn receivers_are_served_by_the_controller_when_asked() {
     let wrong = post("/hook/0000").expect("answer");
     assert!(wrong.starts_with("HTTP/1.1 404"), "{wrong}");
 }
+
+/// Object-level workload identity on GKE: the repository's ServiceAccount
+/// gets a token for the cluster's identity pool through the API server's
+/// TokenRequest, STS exchanges it, IAM Credentials impersonates the Google
+/// service account its annotation names, and the registry takes that.
+/// Without the feature gate the same repository stalls, as Flux.
+#[test]
+fn object_level_workload_identity_logs_in_as_the_repository_s_service_account() {
+    use tagwarden_testkit::{GcpMetadata, GcpSts, GcpStsConfig, Pki, RegistryTls};
+    const GAR: &str = "europe-docker.pkg.dev";
+    let dir = TempDir::new("controller-wi");
+    let pki = Pki::generate_for(
+        dir.path(),
+        &[GAR, "sts.googleapis.com", "iamcredentials.googleapis.com"],
+    );
+    let sts = GcpSts::start(&pki, GcpStsConfig::default());
+    let config = sts.config();
+    let metadata = GcpMetadata::start(
+        "node@tagwarden-test.iam.gserviceaccount.com",
+        "ya29.node",
+        3600,
+    );
+    let basic = || RegistryAuth::Basic {
+        user: "oauth2accesstoken".into(),
+        password: config.service_account_token.clone(),
+    };
+    let mut reg = Registry::start(basic());
+    reg.publish(
+        "proj/repo/app",
+        &["1.0.0"],
+        Some(("oauth2accesstoken", &config.service_account_token)),
+    );
+    reg.restart(basic(), Some(RegistryTls::from_pki(&pki, false)));
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, &pki.ca_pem).expect("ca");
+    let mut connect = sts.connect_to();
+    connect.push(format!("{GAR}:443:127.0.0.1:{}", reg.port));
+    let connect = connect.join(",");
+    let env = tagwarden_cloud::Env::from_pairs([
+        ("GCE_METADATA_HOST", metadata.host().as_str()),
+        ("TAGWARDEN_CONNECT_TO", connect.as_str()),
+        ("SSL_CERT_FILE", ca.to_str().expect("utf-8")),
+    ]);
+    let run = |gate: bool| {
+        let api = ApiServer::start();
+        api.create(json!({
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {
+                "name": "image-reflector-controller",
+                "namespace": "flux-system",
+                "annotations": {"iam.gke.io/gcp-service-account": config.service_account},
+            },
+        }));
+        api.create(image_object(
+            "ImageRepository",
+            "app",
+            json!({"image": format!("{GAR}/proj/repo/app"), "interval": "1h", "provider": "gcp", "serviceAccountName": "image-reflector-controller"}),
+        ));
+        let kubeconfig = api.kubeconfig(dir.path());
+        let controller = start(tagwarden_kube::Config {
+            kubeconfig: Some(kubeconfig),
+            object_level_identity: gate,
+            cloud_env: Some(env.clone()),
+            ..tagwarden_kube::Config::default()
+        });
+        let condition = wait_for("the scan's condition", Duration::from_secs(15), || {
+            let r = api.get(IMAGE.0, IMAGE.1, "imagerepositories", "flux-system", "app")?;
+            let c = r["status"]["conditions"]
+                .as_array()?
+                .iter()
+                .find(|c| c["type"] == "Ready" && c["observedGeneration"].is_number())?
+                .clone();
+            Some((c, r["status"].clone()))
+        });
+        drop(controller);
+        (condition, api)
+    };
+
+    let ((ready, status), api) = run(true);
+    assert_eq!(ready["status"], "True", "{status}");
+    assert_eq!(status["lastScanResult"]["tagCount"], 1);
+    let tokens = api.tokens();
+    assert_eq!(tokens.len(), 1, "one TokenRequest for one login");
+    assert_eq!(
+        (
+            tokens[0].namespace.as_str(),
+            tokens[0].service_account.as_str()
+        ),
+        ("flux-system", "image-reflector-controller")
+    );
+    assert_eq!(tokens[0].audiences, ["tagwarden-test.svc.id.goog"]);
+    assert_eq!((sts.exchanges(), sts.impersonations()), (1, 1));
+    assert_eq!(tokens[0].expiration_seconds, 600);
+    assert!(!status.to_string().contains(&config.service_account_token));
+
+    let ((ready, status), api) = run(false);
+    assert_eq!(ready["status"], "False", "{status}");
+    assert_eq!(ready["reason"], "FeatureGateDisabled");
+    assert_eq!(
+        ready["message"],
+        "to use spec.serviceAccountName for provider authentication please enable the ObjectLevelWorkloadIdentity feature gate in the controller"
+    );
+    assert!(api.tokens().is_empty());
+}
