@@ -30,7 +30,8 @@ const IMDS_TOKEN_PATH: &str = "/metadata/identity/oauth2/token";
 /// - no `api-version` → 400 `invalid_request` "Required query variable 'api-version' is missing";
 /// - no `resource` → 400 `invalid_request` "Required query variable 'resource' is missing";
 /// - another resource than configured (a trailing `/` aside) → 400 `invalid_resource` (AADSTS500011);
-/// - a `client_id`/`object_id`/`msi_res_id` other than the identity's → 400 `invalid_request` "Identity not found";
+/// - a `client_id` other than the identity's, or any `object_id`/`msi_res_id`
+///   (this stand-in knows none) → 400 `invalid_request` "Identity not found";
 /// - a method other than GET → 405; another path → 404 `unknown_source`.
 pub struct AzureImds {
     server: Server,
@@ -303,6 +304,15 @@ impl AzureEntra {
     /// `https://127.0.0.1:PORT/`, an `AZURE_AUTHORITY_HOST` value.
     pub fn authority_host(&self) -> String {
         format!("https://127.0.0.1:{}/", self.server.port)
+    }
+
+    /// The curl `--connect-to` entry (the `TAGWARDEN_CONNECT_TO` form)
+    /// sending `login.microsoftonline.com:443` here.
+    pub fn connect_to(&self) -> String {
+        format!(
+            "login.microsoftonline.com:443:127.0.0.1:{}",
+            self.server.port
+        )
     }
 
     /// `https://127.0.0.1:PORT/{tenant}/oauth2/v2.0/token`.

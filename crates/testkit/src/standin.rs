@@ -119,14 +119,18 @@ impl Server {
                     let _ = conn.set_read_timeout(Some(Duration::from_secs(10)));
                     let (log, handler, tls) = (log.clone(), handler.clone(), tls.clone());
                     std::thread::spawn(move || match tls {
-                        None => serve(conn, &log, &*handler),
+                        None => serve(&mut { conn }, &log, &*handler),
                         Some(config) => {
                             let Ok(session) = rustls::ServerConnection::new(config) else {
                                 return;
                             };
                             // The handshake runs on first read; a client refusing
                             // our certificate just ends the connection.
-                            serve(rustls::StreamOwned::new(session, conn), &log, &*handler);
+                            let mut stream = rustls::StreamOwned::new(session, conn);
+                            serve(&mut stream, &log, &*handler);
+                            // A clean TLS end, so strict clients see no truncation.
+                            stream.conn.send_close_notify();
+                            let _ = stream.flush();
                         }
                     });
                 }
@@ -148,8 +152,8 @@ impl Drop for Server {
     }
 }
 
-fn serve<S: Read + Write>(mut conn: S, log: &Mutex<Vec<CloudRequest>>, handler: &Handler) {
-    let Some((req, body)) = read_request(&mut conn) else {
+fn serve<S: Read + Write>(conn: &mut S, log: &Mutex<Vec<CloudRequest>>, handler: &Handler) {
+    let Some((req, body)) = read_request(conn) else {
         return;
     };
     log.lock()

@@ -449,7 +449,7 @@ fn entra_form(assertion: &str, drop: &str, set: &[(&str, &str)]) -> Vec<String> 
 }
 
 fn entra_post(e: &AzureEntra, ca: &str, url: &str, form: &[String]) -> Answer {
-    let connect = format!("login.microsoftonline.com:443:127.0.0.1:{}", e.port());
+    let connect = e.connect_to();
     let mut args = vec!["--cacert", ca, "--connect-to", &connect];
     args.extend(form.iter().map(String::as_str));
     args.push(url);
