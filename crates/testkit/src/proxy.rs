@@ -164,7 +164,7 @@ fn serve(conn: TcpStream, upstream: u16, log: &Mutex<Vec<Request>>, rule: &Rule)
     let _ = out.flush();
 }
 
-/// Reads one request head (GET/HEAD carry no body); returns it parsed and raw.
+/// Reads one request (head, and a `Content-Length` body); returns it parsed and raw.
 fn read_request(conn: &TcpStream) -> Option<(Request, Vec<u8>)> {
     let mut r = BufReader::new(conn.try_clone().ok()?);
     let mut line = String::new();
@@ -193,6 +193,17 @@ fn read_request(conn: &TcpStream) -> Option<(Request, Vec<u8>)> {
         raw.extend_from_slice(h.as_bytes());
     }
     raw.extend_from_slice(b"Connection: close\r\n\r\n");
+    // A body (POSTs to cloud endpoints) goes upstream with the head.
+    let length = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.parse::<usize>().ok())
+        .unwrap_or(0);
+    if length > 0 {
+        let mut body = vec![0u8; length.min(16 << 20)];
+        r.read_exact(&mut body).ok()?;
+        raw.extend_from_slice(&body);
+    }
     Some((
         Request {
             method,
