@@ -225,17 +225,11 @@ fn configuration_errors_say_which_field_and_whether_retrying_helps() {
             "has no 'address' key",
         ),
         (
-            repo("  image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/app\n  provider: aws\n"),
-            "InvalidConfiguration",
-            true,
-            "spec.provider: 'aws' is not supported yet",
-        ),
-        (
             repo("  image: ghcr.io/org/app\n  provider: aws\n"),
             "InvalidConfiguration",
             true,
             "spec.provider: 'aws' logs in to <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn] \
-             or public.ecr.aws only; spec.image is on 'ghcr.io'",
+             (or another AWS partition's suffix) or public.ecr.aws only; spec.image is on 'ghcr.io'",
         ),
         (
             repo("  image: europe-docker.pkg.dev.evil.io/app\n  provider: gcp\n"),
@@ -251,4 +245,17 @@ fn configuration_errors_say_which_field_and_whether_retrying_helps() {
         assert_eq!(err.is_stalled(), stalled, "{err}");
         assert!(err.to_string().contains(needle), "{err}");
     }
+    // A cloud provider on its own host logs in; a secretRef is ignored, as Flux.
+    let s = settings(&repo(
+        "  image: 123456789012.dkr.ecr.us-east-1.amazonaws.com/app\n  provider: aws\n  secretRef:\n    name: missing\n",
+    ))
+    .expect("aws settings");
+    let login = s.login.expect("a cloud login");
+    assert_eq!(login.provider, tagwarden_registry::Provider::Aws);
+    assert_eq!(
+        login.registry,
+        "123456789012.dkr.ecr.us-east-1.amazonaws.com"
+    );
+    assert_eq!(login.identity, tagwarden_registry::Identity::Controller);
+    assert!(s.credentials.is_none());
 }
