@@ -139,7 +139,13 @@ pub struct CloudAuth {
     network: Network,
     tokens: Option<Arc<dyn ServiceAccountTokens>>,
     cache: TokenCache,
+    /// Logins being fetched: scans that miss the cache together share one
+    /// fetch (a first pass over a thousand ECR repositories asks STS once).
+    inflight: std::sync::Mutex<std::collections::HashMap<CloudLogin, Arc<Flight>>>,
 }
+
+/// One fetch and everyone waiting for it.
+type Flight = tokio::sync::OnceCell<Result<Credentials, (String, bool)>>;
 
 impl CloudAuth {
     /// Login from `env` (see [`Env`]); `TAGWARDEN_CONNECT_TO` and
@@ -152,6 +158,7 @@ impl CloudAuth {
             network,
             tokens: None,
             cache: TokenCache::new(CACHE_CAPACITY),
+            inflight: std::sync::Mutex::default(),
         })
     }
 
@@ -199,6 +206,27 @@ impl CloudAuth {
             })
     }
 
+    /// Fetches within the login's deadline and caches what may be cached.
+    async fn fetch_and_keep(&self, login: &CloudLogin) -> Result<Credentials, (String, bool)> {
+        let fresh = match tokio::time::timeout(login.timeout, self.fetch(login)).await {
+            Ok(r) => r,
+            Err(_) => Err(CloudError::Timeout(tagwarden_api::duration::format(
+                login.timeout,
+            ))),
+        };
+        let fresh = fresh.map_err(|e| {
+            tracing::warn!(provider = %login.provider, registry = %login.registry, identity = %login.identity, error = %e, "cloud login failed");
+            (e.to_string(), e.is_transient())
+        })?;
+        if !self.cache.put(login, &fresh, SystemTime::now()) {
+            // The issuer's expiry is already behind our clock (a skewed
+            // clock, or moto's fixed 2015 date): good for the request at
+            // hand, which the registry itself judges, never for later.
+            tracing::debug!(provider = %login.provider, registry = %login.registry, "issued credentials expire too soon to cache; used once");
+        }
+        Ok(fresh.credentials)
+    }
+
     /// Fetches fresh registry credentials, bypassing the cache.
     async fn fetch(&self, login: &CloudLogin) -> Result<Fresh, CloudError> {
         let http = http::Http::new(&self.network, login.proxy.as_deref())?;
@@ -228,31 +256,32 @@ impl Login for CloudAuth {
                     cached: true,
                 });
             }
-            let fresh = match tokio::time::timeout(login.timeout, self.fetch(login)).await {
-                Ok(r) => r,
-                Err(_) => Err(CloudError::Timeout(tagwarden_api::duration::format(
-                    login.timeout,
-                ))),
+            let flight = {
+                let mut map = self.inflight.lock().unwrap_or_else(|p| p.into_inner());
+                map.entry(login.clone()).or_default().clone()
             };
-            let fresh = fresh.map_err(|e| {
-                tracing::warn!(provider = %login.provider, registry = %login.registry, identity = %login.identity, error = %e, "cloud login failed");
-                RegistryError::Login {
+            let shared = flight
+                .get_or_init(|| async {
+                    let r = self.fetch_and_keep(login).await;
+                    // Later misses start their own fetch.
+                    self.inflight
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .remove(login);
+                    r
+                })
+                .await
+                .clone();
+            shared
+                .map(|credentials| Issued {
+                    credentials,
+                    cached: false,
+                })
+                .map_err(|(message, transient)| RegistryError::Login {
                     provider: login.provider,
-                    transient: e.is_transient(),
-                    message: e.to_string(),
-                }
-            })?;
-            let now = SystemTime::now();
-            if !self.cache.put(login, &fresh, now) {
-                // The issuer's expiry is already behind our clock (a skewed
-                // clock, or moto's fixed 2015 date): good for the request at
-                // hand, which the registry itself judges, never for later.
-                tracing::debug!(provider = %login.provider, registry = %login.registry, "issued credentials expire too soon to cache; used once");
-            }
-            Ok(Issued {
-                credentials: fresh.credentials,
-                cached: false,
-            })
+                    transient,
+                    message,
+                })
         })
     }
 

@@ -207,3 +207,36 @@ async fn workload_identity_federation_from_an_external_account_file() {
         "no impersonation after a refused exchange"
     );
 }
+
+/// Scans that miss the cache together share one fetch: a first pass over
+/// many repositories of one registry asks the cloud once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_misses_share_one_login() {
+    let dir = TempDir::new("gcp-flight");
+    let pki = Pki::generate_for(dir.path(), &[GAR]);
+    let metadata = GcpMetadata::start(
+        "flux@tagwarden-test.iam.gserviceaccount.com",
+        "ya29.shared",
+        3600,
+    );
+    let reg = registry(&pki, "ya29.shared");
+    let auth = CloudAuth::new(Env::from_pairs([(
+        "GCE_METADATA_HOST",
+        metadata.host().as_str(),
+    )]))
+    .expect("auth");
+    let pool = Arc::new(Pool::new().with_login(Arc::new(auth)).with_network(network(
+        &pki,
+        &[format!("{GAR}:443:127.0.0.1:{}", reg.port)],
+    )));
+    let scans: Vec<_> = (0..16)
+        .map(|_| {
+            let pool = pool.clone();
+            tokio::spawn(async move { pool.scan(&settings()).await.map(|l| l.tags.len()) })
+        })
+        .collect();
+    for s in scans {
+        assert_eq!(s.await.expect("task").expect("scan"), 2);
+    }
+    assert_eq!(metadata.tokens_issued(), 1);
+}

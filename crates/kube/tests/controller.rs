@@ -117,10 +117,16 @@ fn objects_reconcile_to_status_a_push_events_and_reconcile_requests() {
         api.get(IMAGE.0, IMAGE.1, plural, "flux-system", "app")
             .expect("object")
     };
-    let policy = wait_for("latestRef", Duration::from_secs(20), || {
-        let p = get("imagepolicies");
-        (p["status"]["latestRef"]["tag"] == "1.1.0").then_some(p)
-    });
+    // The finalizer and the status are separate writes: wait for both.
+    let policy = wait_for(
+        "latestRef and the finalizer",
+        Duration::from_secs(20),
+        || {
+            let p = get("imagepolicies");
+            (p["status"]["latestRef"]["tag"] == "1.1.0" && p["metadata"]["finalizers"].is_array())
+                .then_some(p)
+        },
+    );
     assert_eq!(
         policy["status"]["latestImage"],
         format!("{host}/team/app:1.1.0")
@@ -789,7 +795,18 @@ fn object_level_workload_identity_logs_in_as_the_repository_s_service_account() 
     assert_eq!(tokens[0].audiences, ["tagwarden-test.svc.id.goog"]);
     assert_eq!((sts.exchanges(), sts.impersonations()), (1, 1));
     assert_eq!(tokens[0].expiration_seconds, 600);
-    assert!(!status.to_string().contains(&config.service_account_token));
+    // No token in the status or the Events a user sees.
+    let events = serde_json::to_string(&api.list("events.k8s.io", "v1", "events", "flux-system"))
+        .expect("json");
+    assert!(events.contains("successful scan"), "{events}");
+    for secret in [
+        &config.service_account_token,
+        &config.federated_token,
+        &tokens[0].token,
+    ] {
+        assert!(!status.to_string().contains(secret.as_str()));
+        assert!(!events.contains(secret.as_str()), "{events}");
+    }
 
     let ((ready, status), api) = run(false);
     assert_eq!(ready["status"], "False", "{status}");

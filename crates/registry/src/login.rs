@@ -38,7 +38,7 @@ impl std::fmt::Display for Identity {
 }
 
 /// One login: which provider, for which registry host, as whom.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct CloudLogin {
     pub provider: Provider,
     /// The registry host (no scheme, no path), e.g. `123456789012.dkr.ecr.eu-west-1.amazonaws.com`.
