@@ -773,17 +773,44 @@ impl Driver {
         if !has {
             let mut all = entry.finalizers.clone();
             all.push(FINALIZER.to_string());
-            let body = patch(all);
+            let mut body = patch(all);
             let id = id.clone();
-            // Beside the reconcile, not before it: a lost race (409) is
-            // retried on the next run, as the watch shows no finalizer yet.
+            // Beside the reconcile, not before it. The patch is guarded by
+            // the resourceVersion, so a status write in between makes it
+            // lose (409): read the object again and retry, a few times,
+            // rather than wait for the next run (an interval away).
             tokio::spawn(async move {
-                if let Err(e) = api
-                    .patch(&id.name, &PatchParams::default(), &Patch::Merge(body))
-                    .await
-                {
-                    tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, error = %e, "finalizer not added");
+                for attempt in 1..=5 {
+                    match api
+                        .patch(&id.name, &PatchParams::default(), &Patch::Merge(&body))
+                        .await
+                    {
+                        Ok(_) => return,
+                        Err(kube::Error::Api(s)) if s.code == 409 && attempt < 5 => {
+                            let Ok(now) = api.get(&id.name).await else {
+                                break;
+                            };
+                            let mut finalizers = now.metadata.finalizers.unwrap_or_default();
+                            if finalizers.iter().any(|f| f == FINALIZER)
+                                || now.metadata.deletion_timestamp.is_some()
+                            {
+                                return;
+                            }
+                            finalizers.push(FINALIZER.to_string());
+                            body = serde_json::json!({
+                                "metadata": {
+                                    "finalizers": finalizers,
+                                    "resourceVersion": now.metadata.resource_version,
+                                }
+                            });
+                        }
+                        Err(e) => {
+                            tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, error = %e, "finalizer not added");
+                            return;
+                        }
+                    }
                 }
+                tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, "finalizer not added: the object kept changing");
             });
         }
         true

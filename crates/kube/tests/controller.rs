@@ -35,6 +35,10 @@ impl Drop for Running {
 }
 
 fn start(config: tagwarden_kube::Config) -> Running {
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_writer(std::io::stderr)
+        .try_init();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -816,4 +820,42 @@ fn object_level_workload_identity_logs_in_as_the_repository_s_service_account() 
         "to use spec.serviceAccountName for provider authentication please enable the ObjectLevelWorkloadIdentity feature gate in the controller"
     );
     assert!(api.tokens().is_empty());
+}
+
+/// Regression: the finalizer patch is guarded by the resourceVersion, so a
+/// status write in between made it lose (409) and the object went without
+/// a finalizer until its next run, an interval later. It is retried now.
+#[test]
+fn a_finalizer_patch_that_loses_a_race_is_retried() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let api = ApiServer::start();
+    let dir = TempDir::new("controller-finalizer");
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0"], None);
+    let conflicts = std::sync::Arc::new(AtomicUsize::new(0));
+    let seen = conflicts.clone();
+    api.set_fault(move |r| {
+        let finalizer = r.method == "PATCH"
+            && !r.path.ends_with("/status")
+            && String::from_utf8_lossy(&r.body).contains("finalizers.fluxcd.io");
+        (finalizer && seen.fetch_add(1, Ordering::SeqCst) < 2).then_some(409)
+    });
+    api.create(image_object(
+        "ImageRepository",
+        "app",
+        json!({"image": format!("{}/team/app", reg.host()), "interval": "1h"}),
+    ));
+    let _c = start(tagwarden_kube::Config {
+        kubeconfig: Some(api.kubeconfig(dir.path())),
+        ..tagwarden_kube::Config::default()
+    });
+    wait_for(
+        "the finalizer after two conflicts",
+        Duration::from_secs(10),
+        || {
+            let r = api.get(IMAGE.0, IMAGE.1, "imagerepositories", "flux-system", "app")?;
+            (r["metadata"]["finalizers"] == json!(["finalizers.fluxcd.io"])).then_some(())
+        },
+    );
+    assert!(conflicts.load(Ordering::SeqCst) >= 3);
 }
