@@ -38,6 +38,8 @@ pub struct RepositoryExport {
     pub cert_secret_ref: Option<String>,
     /// `--scan-timeout`; Flux leaves `timeout` out when it is zero.
     pub timeout: Option<Duration>,
+    /// `--provider`: aws, azure or gcp; `generic` (the default) is left out.
+    pub provider: Option<String>,
 }
 
 /// `flux create image policy`.
@@ -131,6 +133,13 @@ impl RepositoryExport {
             ("certSecretRef", name_ref(&self.cert_secret_ref)),
             ("image", s(&self.image)),
             ("interval", s(&duration::format(self.interval))),
+            (
+                "provider",
+                self.provider
+                    .as_deref()
+                    .filter(|p| *p != "generic")
+                    .and_then(s),
+            ),
             ("secretRef", name_ref(&self.secret_ref)),
             (
                 "timeout",
@@ -957,6 +966,7 @@ mod tests {
             secret_ref: Some("regcred".to_string()),
             cert_secret_ref: None,
             timeout: Some(Duration::from_secs(30)),
+            provider: None,
         };
         let yaml = r.to_yaml();
         assert_eq!(

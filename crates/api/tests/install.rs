@@ -776,6 +776,7 @@ fn what_create_exports_is_accepted_by_the_crds() {
             secret_ref: Some("regcred".into()),
             cert_secret_ref: Some("ca".into()),
             timeout: Some(Duration::from_millis(30_500)),
+            provider: Some("generic".into()),
         }
         .to_yaml(),
         PolicyExport {

@@ -48,8 +48,12 @@ impl Ecr {
     /// `tagwarden run --once -f file` with IRSA's variables, moto as every
     /// AWS endpoint, and the registry under its ECR name.
     fn run(&self, file: &str, sts: Option<&str>, extra: &[(&str, &str)]) -> Output {
+        self.tagwarden(&["run", "--once", "-f", file], sts, extra)
+    }
+
+    fn tagwarden(&self, args: &[&str], sts: Option<&str>, extra: &[(&str, &str)]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_tagwarden"));
-        cmd.args(["run", "--once", "-f", file]);
+        cmd.args(args);
         for k in [
             "AWS_ACCESS_KEY_ID",
             "AWS_SECRET_ACCESS_KEY",
@@ -283,5 +287,22 @@ fn aws_failures_say_what_to_fix_and_leak_nothing() {
     assert!(
         stdout.contains("spec.provider: 'aws' logs in to <account>.dkr.ecr[-fips].<region>.amazonaws.com[.cn] (or another AWS partition's suffix) or public.ecr.aws only; spec.image is on 'ghcr.io'"),
         "{stdout}"
+    );
+}
+
+#[test]
+fn scan_with_provider_aws_lists_the_tags() {
+    let ecr = Ecr::start(&["dev-abc1234-7", "dev-def5678-12"]);
+    let image = format!("{ECR}/app-name");
+    let out = ecr.tagwarden(&["scan", &image, "--provider", "aws"], None, &[]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "dev-def5678-12\ndev-abc1234-7\n");
+    ecr.assert_no_secrets(&out);
+    let out = ecr.tagwarden(&["scan", "ghcr.io/org/app", "--provider", "aws"], None, &[]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--provider aws logs in to <account>.dkr.ecr[-fips]"),
+        "{}",
+        text(&out.stderr)
     );
 }

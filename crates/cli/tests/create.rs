@@ -87,6 +87,51 @@ spec:
     assert_eq!(r.meta.namespace, "flux-system");
 }
 
+/// `--provider`, as `flux create source oci` has it: the dev example's ECR
+/// repository, and a host the provider does not log in to refused.
+#[test]
+fn a_cloud_provider_repository_exports_and_a_wrong_host_is_refused() {
+    let (yaml, obj) = export(&[
+        "create",
+        "image",
+        "repository",
+        "app-name-dev",
+        "--image=123456789012.dkr.ecr.me-central-1.amazonaws.com/app-name",
+        "--provider=aws",
+        "--export",
+    ]);
+    assert_eq!(
+        yaml,
+        "---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata:
+  name: app-name-dev
+  namespace: flux-system
+spec:
+  image: 123456789012.dkr.ecr.me-central-1.amazonaws.com/app-name
+  interval: 1m0s
+  provider: aws
+"
+    );
+    let Object::ImageRepository(r) = obj else {
+        panic!("{yaml}")
+    };
+    assert_eq!(r.provider, "aws");
+    fails_with(
+        &[
+            "create",
+            "image",
+            "repository",
+            "app",
+            "--image=ghcr.io/org/app",
+            "--provider=gcp",
+            "--export",
+        ],
+        "--provider gcp logs in to gcr.io, <region>.gcr.io or <region>-docker.pkg.dev only; --image is on 'ghcr.io'",
+    );
+}
+
 #[test]
 fn seed_policy_semver_exports() {
     let (yaml, obj) = export(&[

@@ -97,6 +97,9 @@ struct RepositoryArgs {
     /// Timeout of one scan (Go duration); the interval when unset.
     #[arg(long)]
     scan_timeout: Option<String>,
+    /// Log in natively to the cloud's registry instead of a secret.
+    #[arg(long, default_value = "generic", value_parser = ["generic", "aws", "azure", "gcp"])]
+    provider: String,
 }
 
 #[derive(Args)]
@@ -267,8 +270,17 @@ fn repository(a: &RepositoryArgs, meta: ExportMeta) -> Result<RepositoryExport> 
     let Some(image) = present(&a.image) else {
         bail!("an image repository (--image) is required");
     };
-    ImageRef::parse(&image)
+    let parsed = ImageRef::parse(&image)
         .map_err(|e| anyhow::anyhow!("unable to parse image value (--image): {e}"))?;
+    let host = parsed.registry.split(':').next().unwrap_or_default();
+    if !tagwarden_registry::provider::host_matches(&a.provider, host) {
+        bail!(
+            "--provider {} logs in to {} only; --image is on '{}'",
+            a.provider,
+            tagwarden_registry::provider::expected_hosts(&a.provider),
+            parsed.registry
+        );
+    }
     Ok(RepositoryExport {
         meta,
         image,
@@ -280,6 +292,7 @@ fn repository(a: &RepositoryArgs, meta: ExportMeta) -> Result<RepositoryExport> 
             .as_deref()
             .map(|t| go_duration("scan-timeout", t))
             .transpose()?,
+        provider: Some(a.provider.clone()),
     })
 }
 

@@ -55,6 +55,10 @@ pub struct ScanArgs {
     /// Deadline for the whole scan (every page, retry and token request), e.g. 30s.
     #[arg(long, value_name = "DURATION", default_value = "60s")]
     timeout: String,
+    /// Log in natively to the cloud's registry (credentials from this
+    /// machine's environment), as spec.provider does.
+    #[arg(long, default_value = "generic", value_parser = ["generic", "aws", "azure", "gcp"], conflicts_with = "file")]
+    provider: String,
     /// Print the full scan result as JSON.
     #[arg(long)]
     json: bool,
@@ -167,6 +171,35 @@ fn from_flags(args: &ScanArgs) -> Result<ScanSettings> {
         }
         _ => None,
     };
+    let host = image
+        .registry
+        .split(':')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if !tagwarden_registry::provider::host_matches(&args.provider, &host) {
+        bail!(
+            "--provider {} logs in to {} only; the image is on '{}'",
+            args.provider,
+            tagwarden_registry::provider::expected_hosts(&args.provider),
+            image.registry
+        );
+    }
+    let login = tagwarden_registry::Provider::parse(&args.provider).map(|provider| {
+        tagwarden_registry::CloudLogin {
+            provider,
+            registry: host,
+            identity: tagwarden_registry::Identity::Controller,
+            proxy: args.proxy.clone(),
+            timeout,
+        }
+    });
+    if login.is_some() && credentials.is_some() {
+        bail!(
+            "--provider {} logs in by itself; leave out --docker-config",
+            args.provider
+        );
+    }
     Ok(ScanSettings {
         image,
         options: ClientOptions {
@@ -178,7 +211,7 @@ fn from_flags(args: &ScanArgs) -> Result<ScanSettings> {
             ..ClientOptions::default()
         },
         credentials,
-        login: None,
+        login,
         exclusions,
     })
 }
