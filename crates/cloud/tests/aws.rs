@@ -270,3 +270,43 @@ async fn eks_pod_identity_and_imdsv2_keys_sign_the_ecr_call() {
         ("PUT".to_string(), "/latest/api/token".to_string())
     );
 }
+
+/// Our SigV4 signature, checked by moto's own verifier (IAM auth on): the
+/// user's key gets a token, the same key with a wrong secret is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn moto_verifies_the_sigv4_signature_of_the_ecr_call() {
+    let (moto, keys) = Moto::start_verifying_signatures();
+    let endpoint = moto.endpoint();
+    let login = settings().login.expect("login");
+    let auth = |secret: &str| {
+        CloudAuth::new(Env::from_pairs([
+            ("AWS_ACCESS_KEY_ID", keys.access_key_id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", secret),
+            ("AWS_ENDPOINT_URL", endpoint.as_str()),
+        ]))
+        .expect("auth")
+    };
+    use tagwarden_registry::Login as _;
+    let issued = auth(&keys.secret_access_key)
+        .credentials(&login)
+        .await
+        .expect("a signed call moto accepts");
+    assert_eq!(issued.credentials.username, "AWS");
+    assert!(!issued.credentials.password.is_empty());
+    let wrong = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY";
+    let e = auth(wrong)
+        .credentials(&login)
+        .await
+        .expect_err("bad signature");
+    let m = e.to_string();
+    assert!(
+        m.starts_with(
+            "spec.provider 'aws': ecr GetAuthorizationToken: HTTP 403: SignatureDoesNotMatch"
+        ),
+        "{m}"
+    );
+    assert!(
+        !m.contains(wrong) && !m.contains(&keys.secret_access_key),
+        "{m}"
+    );
+}

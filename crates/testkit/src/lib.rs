@@ -16,7 +16,7 @@ pub use apiserver::{ApiServer, IssuedToken, Recorded, Resource};
 pub use azure::{ACR_USER, AcrFront, AzureEntra, AzureImds, EntraConfig, IMDS_DEFAULT_CLIENT_ID};
 pub use gcp::{GcpMetadata, GcpSts, GcpStsConfig};
 pub use git::GitHttpServer;
-pub use moto::Moto;
+pub use moto::{AwsKeys, Moto};
 pub use pki::{Pki, TokenServer};
 pub use proxy::{Action, FaultProxy, Request, hostile_tags, serve_tags, tag_page};
 pub use ssh::{SshKeyPair, SshServer, current_user, ssh_keygen};

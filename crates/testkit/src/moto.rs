@@ -9,11 +9,76 @@ pub struct Moto {
     child: Child,
 }
 
+/// An IAM user's access key, made in moto.
+pub struct AwsKeys {
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
 impl Moto {
     /// Starts `moto_server`, or panics with the install hint.
     pub fn start() -> Moto {
+        Moto::spawn(None)
+    }
+
+    /// moto checking every request's SigV4 signature against its IAM (after
+    /// the three unsigned calls that make a user allowed to call ECR
+    /// `GetAuthorizationToken`), and that user's key.
+    pub fn start_verifying_signatures() -> (Moto, AwsKeys) {
+        let moto = Moto::spawn(Some(3));
+        // Unsigned, so these count toward the calls moto lets through.
+        let auth = "AWS4-HMAC-SHA256 Credential=AKIAIOSFODNN7EXAMPLE/20150101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0";
+        let call = |form: &str| {
+            let (status, _, body) = crate::http(
+                moto.port,
+                "POST",
+                "/",
+                &[
+                    ("Authorization", auth),
+                    ("Content-Type", "application/x-www-form-urlencoded"),
+                ],
+                form.as_bytes(),
+            )
+            .expect("moto IAM");
+            let body = String::from_utf8_lossy(&body).into_owned();
+            assert_eq!(status, 200, "{body}");
+            body
+        };
+        call("Action=CreateUser&Version=2010-05-08&UserName=reflector");
+        let key = call("Action=CreateAccessKey&Version=2010-05-08&UserName=reflector");
+        let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ecr:GetAuthorizationToken","Resource":"*"}]}"#;
+        let encoded: String = policy
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => {
+                    (b as char).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        call(&format!(
+            "Action=PutUserPolicy&Version=2010-05-08&UserName=reflector&PolicyName=ecr&PolicyDocument={encoded}"
+        ));
+        let tag = |t: &str| {
+            let open = format!("<{t}>");
+            let start = key.find(&open).expect("tag") + open.len();
+            let end = key[start..].find('<').expect("end") + start;
+            key[start..end].to_string()
+        };
+        let keys = AwsKeys {
+            access_key_id: tag("AccessKeyId"),
+            secret_access_key: tag("SecretAccessKey"),
+        };
+        (moto, keys)
+    }
+
+    fn spawn(unsigned_calls: Option<u32>) -> Moto {
         let port = crate::free_port();
-        let child = Command::new("moto_server")
+        let mut cmd = Command::new("moto_server");
+        if let Some(n) = unsigned_calls {
+            cmd.env("INITIAL_NO_AUTH_ACTION_COUNT", n.to_string());
+        }
+        let child = cmd
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
