@@ -316,6 +316,7 @@ fn update_and_push(
                 auth,
                 dir: dir.path(),
                 timeout: repo.timeout,
+                rebuild: false,
             })
             .map_err(Failure::git)?;
         tracing::debug!(url = %tagwarden_api::redact::url(&repo.url), ms = started.elapsed().as_millis() as u64, "checked out");

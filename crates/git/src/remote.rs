@@ -19,6 +19,10 @@ pub struct OpenRequest<'a> {
     pub dir: &'a Path,
     /// The GitRepository's `spec.timeout`, bounding network steps.
     pub timeout: Option<Duration>,
+    /// The push branch is ours alone (a pull request's head): start from
+    /// the checkout every time and replace the remote branch, leased on the
+    /// tip fetched.
+    pub rebuild: bool,
 }
 
 /// A Git implementation: opens working copies. Blocking.
@@ -60,4 +64,10 @@ pub trait Worktree {
     /// After a lost race: fetch the new tip and reset to it, dropping our
     /// commit (the caller re-applies its change).
     fn refresh(&mut self) -> Result<(), GitError>;
+
+    /// Whether the remote push branch already holds exactly the tree of
+    /// our last commit (a rebuilt branch with nothing new).
+    fn remote_has_our_tree(&self) -> bool {
+        false
+    }
 }

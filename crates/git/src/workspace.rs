@@ -56,6 +56,12 @@ pub struct Workspace {
     ca: Option<ca::CaTrust>,
     /// Why `ca.crt` did not vouch for the last TLS certificate seen.
     ca_error: RefCell<Option<String>>,
+    /// The checkout's commit (where a rebuilt branch starts).
+    start: Oid,
+    /// The push branch is ours alone (a pull request's head): rebuilt from
+    /// the checkout each run, and replaced, still only if its tip is the one
+    /// we fetched.
+    rebuild: bool,
 }
 
 const REMOTE: &str = "origin";
@@ -115,8 +121,11 @@ impl Workspace {
             host_key_error: RefCell::new(None),
             ca,
             ca_error: RefCell::new(None),
+            start: Oid::zero(),
+            rebuild: false,
         };
         let start = ws.resolve_checkout(checkout)?;
+        ws.start = start;
         // Pushing to the checkout branch: its tip is already fetched.
         let remote_tip = if *checkout == Checkout::Branch(ws.push_branch.clone()) {
             Some(start)
@@ -126,6 +135,25 @@ impl Workspace {
         ws.remote_tip.set(remote_tip);
         ws.reset_to(remote_tip.unwrap_or(start))?;
         Ok(ws)
+    }
+
+    /// Makes the push branch a copy of the checkout plus our commit, each
+    /// run: it starts from the checkout, and the push replaces the remote
+    /// branch (whatever it holds, as long as it is the tip we fetched).
+    pub fn rebuild_from_checkout(&mut self) -> Result<(), GitError> {
+        self.rebuild = true;
+        self.reset_to(self.start)
+    }
+
+    /// Whether the remote push branch already holds exactly our working
+    /// tree's commit tree (nothing to push).
+    pub fn remote_has_our_tree(&self) -> bool {
+        let tree = |oid: Oid| self.repo.find_commit(oid).ok().map(|c| c.tree_id());
+        let Some(remote) = self.remote_tip.get() else {
+            return false;
+        };
+        let head = self.repo.head().ok().and_then(|h| h.target());
+        head.is_some() && head.and_then(tree) == tree(remote)
     }
 
     /// Bounds each `git push` to a local remote (default 60 s, Flux's
@@ -452,7 +480,9 @@ impl Workspace {
                 }
             })
             .collect();
-        let mut specs = vec![format!("refs/heads/{branch}:refs/heads/{branch}")];
+        // A rebuilt branch is replaced ('+'), still leased on the fetched tip.
+        let force = if self.rebuild { "+" } else { "" };
+        let mut specs = vec![format!("{force}refs/heads/{branch}:refs/heads/{branch}")];
         if let Some(extra) = extra_refspec {
             // A refspec may never force: strip a leading '+'.
             specs.push(extra.trim_start_matches('+').to_string());
@@ -609,7 +639,8 @@ impl Workspace {
             GitError::Checkout(format!("branch '{branch}' disappeared from the remote"))
         })?;
         self.remote_tip.set(Some(tip));
-        self.reset_to(tip)?;
+        let from = if self.rebuild { self.start } else { tip };
+        self.reset_to(from)?;
         Ok(tip)
     }
 
@@ -628,6 +659,9 @@ impl crate::GitRemote for Git2 {
         let mut ws = Workspace::open(r.url, r.checkout, r.push_branch, r.auth, r.dir)?;
         if let Some(t) = r.timeout.filter(|t| !t.is_zero()) {
             ws.set_timeout(t);
+        }
+        if r.rebuild {
+            ws.rebuild_from_checkout()?;
         }
         Ok(Box::new(ws))
     }
@@ -668,5 +702,9 @@ impl crate::Worktree for Workspace {
 
     fn refresh(&mut self) -> Result<(), GitError> {
         Workspace::refresh(self).map(|_| ())
+    }
+
+    fn remote_has_our_tree(&self) -> bool {
+        Workspace::remote_has_our_tree(self)
     }
 }
