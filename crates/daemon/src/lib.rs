@@ -93,12 +93,13 @@ pub async fn run(
     store: Arc<dyn Store>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
-    let base = tagwarden_engine::Context::new(
+    let mut base = tagwarden_engine::Context::new(
         Arc::new(tagwarden_engine::Catalog::default()),
         store.clone(),
         Arc::new(tagwarden_cloud::pool(None)),
         Arc::new(tagwarden_git::Git2),
     );
+    base.forge = Arc::new(tagwarden_forge::Http::new());
     run_with(config, store, base, shutdown).await
 }
 

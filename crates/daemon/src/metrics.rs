@@ -22,6 +22,7 @@ pub struct Metrics {
     /// Mirrors the registry client's process-wide counts at each scrape.
     registry_requests: Family<Labels, Counter>,
     cloud_logins: Family<Labels, Counter>,
+    pull_requests: Family<Labels, Counter>,
     /// Flux's own name and labels, so its dashboards read tagwarden.
     gotk_durations: Family<Labels, Histogram>,
     /// One scrape at a time, so two never add the same requests twice.
@@ -49,6 +50,12 @@ impl Default for Metrics {
         let pushes = Family::<Labels, Counter>::default();
         let registry_requests = Family::<Labels, Counter>::default();
         let cloud_logins = Family::<Labels, Counter>::default();
+        let pull_requests = Family::<Labels, Counter>::default();
+        registry.register(
+            "pull_requests",
+            "Pull/merge requests opened, updated and closed, per ImageUpdateAutomation",
+            pull_requests.clone(),
+        );
         registry.register(
             "cloud_logins",
             "Cloud registry logins by provider and result (hit: from the token cache, miss: fetched, failure: refused or unreachable)",
@@ -94,6 +101,7 @@ impl Default for Metrics {
             pushes,
             registry_requests,
             cloud_logins,
+            pull_requests,
             scrape: std::sync::Mutex::new(()),
         }
     }
@@ -121,6 +129,14 @@ impl Metrics {
             && let Some(scan) = &s.last_scan_result
         {
             self.tags(&id.namespace, &id.name, scan.tag_count);
+        }
+        if let Some(tagwarden_engine::Change::PullRequest(pr)) = &o.change {
+            let labels: Labels = vec![
+                ("namespace".into(), id.namespace.clone()),
+                ("name".into(), id.name.clone()),
+                ("action".into(), pr.action.as_str().into()),
+            ];
+            self.pull_requests.get_or_create(&labels).inc();
         }
         if o.pushed().is_some() {
             self.pushed(&id.namespace, &id.name);

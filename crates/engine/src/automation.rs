@@ -32,9 +32,33 @@ impl Failure {
 
 /// What a successful run did, and the checkout it started from.
 #[derive(Debug)]
-enum Done {
-    UpToDate { revision: String },
-    Pushed { push: PushResult, revision: String },
+pub(crate) enum Done {
+    UpToDate {
+        revision: String,
+    },
+    Pushed {
+        push: PushResult,
+        revision: String,
+        data: Box<tagwarden_template::TemplateData>,
+    },
+    /// A rebuilt branch already held exactly this change: nothing pushed.
+    Current {
+        revision: String,
+        data: Box<tagwarden_template::TemplateData>,
+    },
+    /// Pull-request mode: what happened to the request(s).
+    PullRequests {
+        revision: String,
+        message: String,
+        result: Option<crate::PullRequestResult>,
+    },
+}
+
+/// Where an update goes: the automation's push branch, or a pull
+/// request's head, rebuilt from the checkout each run.
+pub(crate) struct Destination<'a> {
+    pub push_branch: Option<&'a str>,
+    pub rebuild: bool,
 }
 
 pub(crate) async fn reconcile(
@@ -76,7 +100,22 @@ pub(crate) async fn reconcile(
                 .map(|p| (p.name.clone(), p.latest.clone()))
                 .collect::<BTreeMap<_, _>>();
             match done {
-                Done::UpToDate { revision } => {
+                Done::PullRequests {
+                    revision,
+                    message,
+                    result,
+                } => {
+                    tracing::info!(kind = Kind::ImageUpdateAutomation.as_str(), namespace = %auto.meta.namespace, name = %auto.meta.name, %message, "pull request");
+                    status.observed_source_revision = Some(revision);
+                    status.conditions =
+                        success_conditions(&previous.conditions, &message, generation, now);
+                    if let Some(p) = result.as_ref().and_then(|r| r.push.as_ref()) {
+                        status.last_push_commit = Some(p.commit.clone());
+                        status.last_push_time = Some(Time::from_system(now));
+                    }
+                    (result.map(Change::PullRequest), None)
+                }
+                Done::Current { revision, .. } | Done::UpToDate { revision } => {
                     tracing::info!(kind = Kind::ImageUpdateAutomation.as_str(), namespace = %auto.meta.namespace, name = %auto.meta.name, "repository up-to-date");
                     status.observed_source_revision = Some(revision);
                     status.conditions = success_conditions(
@@ -87,7 +126,7 @@ pub(crate) async fn reconcile(
                     );
                     (None, None)
                 }
-                Done::Pushed { push, revision } => {
+                Done::Pushed { push, revision, .. } => {
                     let short: String = push.commit.chars().take(7).collect();
                     let message = format!("pushed commit '{short}' to branch '{}'", push.branch);
                     tracing::info!(kind = Kind::ImageUpdateAutomation.as_str(), namespace = %auto.meta.namespace, name = %auto.meta.name, commit = %push.commit, branch = %push.branch, "pushed");
@@ -108,7 +147,7 @@ pub(crate) async fn reconcile(
     };
     let mut events = events(&previous.conditions, &status.conditions);
     // Every push is news, even with the same words as the last one.
-    if let (Some(Change::Pushed(_)), true) = (&change, events.is_empty())
+    if let (Some(Change::Pushed(_) | Change::PullRequest(_)), true) = (&change, events.is_empty())
         && let Some(ready) = tagwarden_api::status::find(&status.conditions, "Ready")
     {
         events.push(crate::Event {
@@ -187,30 +226,76 @@ async fn run(
         Ok(s) => s,
         Err(f) => return Ok(Err(f)),
     };
+    if let Some(config) = crate::pull_request::config(auto, &git_repo) {
+        let config = match config {
+            Ok(c) => c,
+            Err(f) => return Ok(Err(f)),
+        };
+        let done = crate::pull_request::run(
+            auto,
+            ctx,
+            &git_repo,
+            auth,
+            signer.map(std::sync::Arc::new),
+            &policies,
+            &config,
+        )
+        .await;
+        return Ok(done.map(|d| (d, policies)));
+    }
+    let done = blocking_update(
+        ctx,
+        auto,
+        &git_repo,
+        auth,
+        signer.map(std::sync::Arc::new),
+        policies.clone(),
+        auto.push_branch.clone(),
+        false,
+    )
+    .await;
+    Ok(done.map(|d| (d, policies)))
+}
+
+/// [`update_and_push`] on a blocking thread (Git blocks).
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn blocking_update(
+    ctx: &Context,
+    auto: &ImageUpdateAutomation,
+    git_repo: &GitRepository,
+    auth: GitAuth,
+    signer: Option<std::sync::Arc<Signer>>,
+    policies: Vec<PolicyImage>,
+    push_branch: Option<String>,
+    rebuild: bool,
+) -> Result<Done, Failure> {
     let auto = auto.clone();
+    let git_repo = git_repo.clone();
     let git = ctx.git.clone();
     let scratch = ctx.scratch.clone();
-    // Git blocks: keep it off the async workers.
     let joined = tokio::task::spawn_blocking(move || {
         update_and_push(
             &*git,
             &auto,
             &git_repo,
             &auth,
-            signer.as_ref(),
+            signer.as_deref(),
             &policies,
             scratch.as_deref(),
+            &Destination {
+                push_branch: push_branch.as_deref(),
+                rebuild,
+            },
         )
-        .map(|done| (done, policies))
     })
     .await;
-    Ok(joined.unwrap_or_else(|e| {
+    joined.unwrap_or_else(|e| {
         Err(Failure::new(
             "ReconciliationFailed",
             format!("update task failed: {e}"),
             false,
         ))
-    }))
+    })
 }
 
 /// The policies the automation applies (its namespace, its selector), each
@@ -255,7 +340,7 @@ fn ready_policies(
     Ok(Ok(out))
 }
 
-fn git_auth(repo: &GitRepository, ctx: &Context) -> Result<GitAuth, Failure> {
+pub(crate) fn git_auth(repo: &GitRepository, ctx: &Context) -> Result<GitAuth, Failure> {
     let Some(name) = &repo.secret_ref else {
         return Ok(GitAuth::default());
     };
@@ -294,6 +379,7 @@ fn signer(auto: &ImageUpdateAutomation, ctx: &Context) -> Result<Option<Signer>,
         .map_err(Failure::git)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn update_and_push(
     git: &dyn GitRemote,
     auto: &ImageUpdateAutomation,
@@ -302,6 +388,7 @@ fn update_and_push(
     signer: Option<&Signer>,
     policies: &[PolicyImage],
     scratch: Option<&std::path::Path>,
+    to: &Destination<'_>,
 ) -> Result<Done, Failure> {
     let checkout = Checkout::from_ref(auto.checkout_ref.as_ref().or(repo.reference.as_ref()));
     let dir = crate::workdir::create(scratch)
@@ -312,11 +399,11 @@ fn update_and_push(
             .open(&OpenRequest {
                 url: &repo.url,
                 checkout: &checkout,
-                push_branch: auto.push_branch.as_deref(),
+                push_branch: to.push_branch,
                 auth,
                 dir: dir.path(),
                 timeout: repo.timeout,
-                rebuild: false,
+                rebuild: to.rebuild,
             })
             .map_err(Failure::git)?;
         tracing::debug!(url = %tagwarden_api::redact::url(&repo.url), ms = started.elapsed().as_millis() as u64, "checked out");
@@ -337,7 +424,8 @@ fn update_and_push(
                     revision: ws.revision(),
                 });
             }
-            let message = crate::message::render(auto, &result, policies)
+            let data = crate::message::data(auto, &result, policies);
+            let message = crate::message::render_with(auto.message_template.as_deref(), &data)
                 .map_err(|e| Failure::new("InvalidCommitTemplate", e, true))?;
             let commit = ws
                 .commit(&auto.author_name, &auto.author_email, &message, signer)
@@ -348,6 +436,12 @@ fn update_and_push(
                 });
             };
             tracing::debug!(ms = started.elapsed().as_millis() as u64, "committed");
+            if to.rebuild && ws.remote_has_our_tree() {
+                return Ok(Done::Current {
+                    revision: ws.revision(),
+                    data: Box::new(data),
+                });
+            }
             let pushed = ws.push(auto.push_refspec.as_deref(), &auto.push_options);
             tracing::debug!(ms = started.elapsed().as_millis() as u64, "push returned");
             match pushed {
@@ -358,6 +452,7 @@ fn update_and_push(
                             branch: ws.push_branch().to_string(),
                         },
                         revision: ws.revision(),
+                        data: Box::new(data),
                     });
                 }
                 // Only a lost race is retried; a refusal (GitError::Declined) is final.
@@ -495,6 +590,10 @@ mod tests {
             None,
             &policies(),
             None,
+            &Destination {
+                push_branch: None,
+                rebuild: false,
+            },
         ) else {
             panic!("the hook refuses every push");
         };
@@ -554,12 +653,16 @@ mod tests {
             None,
             &policies(),
             None,
+            &Destination {
+                push_branch: None,
+                rebuild: false,
+            },
         ) {
-            Ok(Done::Pushed { push, revision }) => {
+            Ok(Done::Pushed { push, revision, .. }) => {
                 assert_eq!(push.branch, "main");
                 assert!(revision.starts_with("main@sha1:"), "{revision}");
             }
-            Ok(Done::UpToDate { .. }) => panic!("up to date"),
+            Ok(_) => panic!("up to date"),
             Err(f) => panic!("{}", f.message),
         }
         assert_eq!(

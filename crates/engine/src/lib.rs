@@ -16,13 +16,18 @@ pub mod listing;
 mod message;
 mod outcome;
 mod policy;
+mod pull_request;
 mod repository;
 mod state;
 mod workdir;
 
 pub use catalog::Catalog;
 pub use deps::{dependencies, dependents, selected_policies};
-pub use outcome::{Backoff, Change, Event, EventType, Failure, Outcome, PushResult};
+pub use outcome::{
+    Backoff, Change, Event, EventType, Failure, Outcome, PullRequestAction, PullRequestResult,
+    PushResult,
+};
+pub use pull_request::NoForge;
 pub use state::{KvStatus, drop_legacy_records, load_tags};
 
 use std::collections::BTreeMap;
@@ -77,6 +82,8 @@ pub struct Context {
     pub db: Arc<dyn Store>,
     pub registry: Arc<dyn Registry>,
     pub git: Arc<dyn GitRemote>,
+    /// Pull and merge requests, for automations that propose their changes.
+    pub forge: Arc<dyn tagwarden_forge::Forge>,
     pub clock: Arc<dyn Clock>,
     /// Private folder for Git checkouts (the state dir), else the temp dir.
     pub scratch: Option<PathBuf>,
@@ -104,6 +111,7 @@ impl Context {
             db: store,
             registry,
             git,
+            forge: Arc::new(NoForge),
             clock: Arc::new(SystemClock),
             no_cross_namespace_refs: false,
             object_level_identity: false,

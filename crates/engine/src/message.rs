@@ -5,11 +5,22 @@ use tagwarden_api::ImageUpdateAutomation;
 use tagwarden_setters::{PolicyImage, UpdateResult};
 use tagwarden_template::{FileChange, NamespacedName, ObjectId, TemplateData, UpdatedImage};
 
-pub(crate) fn render(
+/// `template` (Flux's default commit message when `None`) over `data`,
+/// with control characters and Unicode line breaks escaped.
+pub(crate) fn render_with(template: Option<&str>, data: &TemplateData) -> Result<String, String> {
+    // Values come from files and registries: no control character or Unicode
+    // line break reaches the commit, where it could forge a trailer line.
+    tagwarden_template::render(template, data)
+        .map(|m| tagwarden_api::text::escape(&m, true).into_owned())
+        .map_err(|e| e.to_string())
+}
+
+/// What templates see: the changes, the images and the automation.
+pub(crate) fn data(
     auto: &ImageUpdateAutomation,
     result: &UpdateResult,
     policies: &[PolicyImage],
-) -> Result<String, String> {
+) -> TemplateData {
     let mut changes = Vec::new();
     for f in &result.files {
         let file = tagwarden_setters::slash_path(&f.path);
@@ -42,15 +53,10 @@ pub(crate) fn render(
             policy: NamespacedName::new(&p.namespace, &p.name),
         })
         .collect();
-    let data = TemplateData {
+    TemplateData {
         automation: NamespacedName::new(&auto.meta.namespace, &auto.meta.name),
         changes,
         values: auto.message_template_values.clone(),
         images,
-    };
-    // Values come from files and registries: no control character or Unicode
-    // line break reaches the commit, where it could forge a trailer line.
-    tagwarden_template::render(auto.message_template.as_deref(), &data)
-        .map(|m| tagwarden_api::text::escape(&m, true).into_owned())
-        .map_err(|e| e.to_string())
+    }
 }

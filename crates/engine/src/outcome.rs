@@ -35,6 +35,36 @@ pub enum Change {
     },
     /// An automation pushed a commit.
     Pushed(PushResult),
+    /// An automation opened, updated or closed a pull request.
+    PullRequest(PullRequestResult),
+}
+
+/// What happened to an automation's pull request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullRequestAction {
+    Opened,
+    Updated,
+    /// Closed as superseded: the base branch holds the new values.
+    Closed,
+}
+
+impl PullRequestAction {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PullRequestAction::Opened => "opened",
+            PullRequestAction::Updated => "updated",
+            PullRequestAction::Closed => "closed",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PullRequestResult {
+    pub action: PullRequestAction,
+    pub number: u64,
+    pub url: String,
+    /// The head branch commit pushed for it, when one was.
+    pub push: Option<PushResult>,
 }
 
 /// A commit an automation pushed.
@@ -76,6 +106,8 @@ pub struct Failure {
     pub reason: &'static str,
     pub message: String,
     pub stalled: bool,
+    /// The peer asked us to wait this long (a forge's rate limit).
+    pub retry_after: Option<Duration>,
 }
 
 impl Failure {
@@ -84,6 +116,7 @@ impl Failure {
             reason,
             message: message.into(),
             stalled,
+            retry_after: None,
         }
     }
 
@@ -172,6 +205,7 @@ impl Outcome {
     pub fn pushed(&self) -> Option<&PushResult> {
         match &self.change {
             Some(Change::Pushed(p)) => Some(p),
+            Some(Change::PullRequest(PullRequestResult { push: Some(p), .. })) => Some(p),
             _ => None,
         }
     }
@@ -197,7 +231,10 @@ impl Outcome {
         match &self.failure {
             None => self.requeue_after,
             Some(f) if f.stalled => None,
-            Some(_) => Some(backoff.delay(failures)),
+            Some(f) => Some(
+                f.retry_after
+                    .map_or(backoff.delay(failures), |w| w.max(backoff.delay(failures))),
+            ),
         }
     }
 }

@@ -67,9 +67,17 @@ mod tests {
     #[test]
     fn keys_that_are_not_rsa_pem_are_named() {
         let e = jwt("1", b"not a key", 0).expect_err("bad");
-        assert!(e.to_string().starts_with("githubAppPrivateKey: expected a PEM"), "{e}");
-        let e = jwt("1", b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n", 0)
-            .expect_err("bad");
+        assert!(
+            e.to_string()
+                .starts_with("githubAppPrivateKey: expected a PEM"),
+            "{e}"
+        );
+        let e = jwt(
+            "1",
+            b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+            0,
+        )
+        .expect_err("bad");
         assert!(e.to_string().contains("not a usable RSA key"), "{e}");
     }
 }

@@ -102,7 +102,13 @@ impl Http {
                 match a.body.get("id") {
                     Some(Value::Number(n)) => n.to_string(),
                     Some(Value::String(s)) => s.clone(),
-                    _ => return Err(malformed(ForgeKind::GitHub, "the installation lookup", "no id")),
+                    _ => {
+                        return Err(malformed(
+                            ForgeKind::GitHub,
+                            "the installation lookup",
+                            "no id",
+                        ));
+                    }
                 }
             }
         };
@@ -127,7 +133,9 @@ impl Http {
             .get("expires_at")
             .and_then(Value::as_str)
             .and_then(tagwarden_api::time::Time::parse)
-            .map_or(SystemTime::now() + Duration::from_secs(3000), |t| t.system());
+            .map_or(SystemTime::now() + Duration::from_secs(3000), |t| {
+                t.system()
+            });
         self.app_tokens
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -179,8 +187,16 @@ impl Http {
         body: Option<&Value>,
         what: &str,
     ) -> Result<Answer, ForgeError> {
-        self.send_raw(kind, method, url, "Authorization", authorization, body, what)
-            .await
+        self.send_raw(
+            kind,
+            method,
+            url,
+            "Authorization",
+            authorization,
+            body,
+            what,
+        )
+        .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -313,7 +329,9 @@ fn reason(v: &Value, raw: &[u8]) -> String {
     let mut parts: Vec<String> = Vec::new();
     match v.get("message") {
         Some(Value::String(s)) => parts.push(s.clone()),
-        Some(Value::Array(a)) => parts.extend(a.iter().filter_map(|x| x.as_str().map(String::from))),
+        Some(Value::Array(a)) => {
+            parts.extend(a.iter().filter_map(|x| x.as_str().map(String::from)))
+        }
         Some(Value::Object(o)) => {
             for (k, x) in o {
                 parts.push(format!("{k} {}", x.to_string().trim_matches('"')));
@@ -348,7 +366,12 @@ fn reason(v: &Value, raw: &[u8]) -> String {
 }
 
 fn pr_of(kind: ForgeKind, v: &Value) -> Option<PullRequest> {
-    let s = |k: &str| v.get(k).and_then(Value::as_str).unwrap_or_default().to_string();
+    let s = |k: &str| {
+        v.get(k)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
     let labels = v
         .get("labels")
         .and_then(Value::as_array)
@@ -380,9 +403,12 @@ fn next_link(headers: &reqwest::header::HeaderMap) -> Option<String> {
     let link = headers.get("link")?.to_str().ok()?;
     link.split(',').find_map(|part| {
         let (url, params) = part.split_once(';')?;
-        params
-            .contains("rel=\"next\"")
-            .then(|| url.trim().trim_start_matches('<').trim_end_matches('>').to_string())
+        params.contains("rel=\"next\"").then(|| {
+            url.trim()
+                .trim_start_matches('<')
+                .trim_end_matches('>')
+                .to_string()
+        })
     })
 }
 
@@ -438,9 +464,8 @@ impl Http {
             }
             // The next page: Link (all three), GitLab's X-Next-Page, or
             // Gitea's page counter while pages come back full.
-            let next = next_link(&a.headers).and_then(|u| {
-                u.strip_prefix(&t.api).map(str::to_string)
-            });
+            let next =
+                next_link(&a.headers).and_then(|u| u.strip_prefix(&t.api).map(str::to_string));
             path = match (t.kind, next) {
                 (_, Some(n)) => n,
                 (ForgeKind::GitLab, None) => match a
@@ -467,7 +492,12 @@ impl Http {
     }
 
     /// GitLab user ids of usernames (reviewers, assignees).
-    async fn gitlab_ids(&self, t: &Target, token: &str, names: &[String]) -> Result<Vec<u64>, ForgeError> {
+    async fn gitlab_ids(
+        &self,
+        t: &Target,
+        token: &str,
+        names: &[String],
+    ) -> Result<Vec<u64>, ForgeError> {
         let mut ids = Vec::new();
         for n in names {
             let a = self
@@ -496,7 +526,12 @@ impl Http {
     }
 
     /// Gitea label ids by name; names it does not have are an error.
-    async fn gitea_labels(&self, t: &Target, token: &str, names: &[String]) -> Result<Vec<u64>, ForgeError> {
+    async fn gitea_labels(
+        &self,
+        t: &Target,
+        token: &str,
+        names: &[String],
+    ) -> Result<Vec<u64>, ForgeError> {
         if names.is_empty() {
             return Ok(Vec::new());
         }
@@ -542,16 +577,41 @@ impl Http {
                         &what,
                     )
                     .await?;
-                let pr = pr_of(t.kind, &a.body).ok_or_else(|| malformed(t.kind, &what, "no number"))?;
+                let pr =
+                    pr_of(t.kind, &a.body).ok_or_else(|| malformed(t.kind, &what, "no number"))?;
                 let n = pr.number;
                 if !p.labels.is_empty() {
-                    self.call(t, token, reqwest::Method::POST, &format!("/repos/{proj}/issues/{n}/labels"), Some(&json!({"labels": p.labels})), "adding labels").await?;
+                    self.call(
+                        t,
+                        token,
+                        reqwest::Method::POST,
+                        &format!("/repos/{proj}/issues/{n}/labels"),
+                        Some(&json!({"labels": p.labels})),
+                        "adding labels",
+                    )
+                    .await?;
                 }
                 if !p.reviewers.is_empty() {
-                    self.call(t, token, reqwest::Method::POST, &format!("/repos/{proj}/pulls/{n}/requested_reviewers"), Some(&json!({"reviewers": p.reviewers})), "requesting reviewers").await?;
+                    self.call(
+                        t,
+                        token,
+                        reqwest::Method::POST,
+                        &format!("/repos/{proj}/pulls/{n}/requested_reviewers"),
+                        Some(&json!({"reviewers": p.reviewers})),
+                        "requesting reviewers",
+                    )
+                    .await?;
                 }
                 if !p.assignees.is_empty() {
-                    self.call(t, token, reqwest::Method::POST, &format!("/repos/{proj}/issues/{n}/assignees"), Some(&json!({"assignees": p.assignees})), "adding assignees").await?;
+                    self.call(
+                        t,
+                        token,
+                        reqwest::Method::POST,
+                        &format!("/repos/{proj}/issues/{n}/assignees"),
+                        Some(&json!({"assignees": p.assignees})),
+                        "adding assignees",
+                    )
+                    .await?;
                 }
                 if p.auto_merge
                     && let Some(node) = a.body.get("node_id").and_then(Value::as_str)
@@ -565,13 +625,23 @@ impl Http {
                         "variables": {"id": node},
                     });
                     let a = self
-                        .send(t.kind, reqwest::Method::POST, &graphql, &format!("Bearer {token}"), Some(&q), "enabling auto-merge")
+                        .send(
+                            t.kind,
+                            reqwest::Method::POST,
+                            &graphql,
+                            &format!("Bearer {token}"),
+                            Some(&q),
+                            "enabling auto-merge",
+                        )
                         .await?;
                     if let Some(e) = a.body.pointer("/errors/0/message").and_then(Value::as_str) {
                         tracing::warn!(number = n, error = %e, "auto-merge not enabled");
                     }
                 }
-                PullRequest { labels: p.labels.clone(), ..pr }
+                PullRequest {
+                    labels: p.labels.clone(),
+                    ..pr
+                }
             }
             ForgeKind::GitLab => {
                 let title = if p.draft && !p.title.starts_with("Draft:") {
@@ -590,11 +660,27 @@ impl Http {
                     body["reviewer_ids"] = json!(self.gitlab_ids(t, token, &p.reviewers).await?);
                 }
                 let a = self
-                    .call(t, token, reqwest::Method::POST, &format!("/projects/{}/merge_requests", enc(proj)), Some(&body), &what)
+                    .call(
+                        t,
+                        token,
+                        reqwest::Method::POST,
+                        &format!("/projects/{}/merge_requests", enc(proj)),
+                        Some(&body),
+                        &what,
+                    )
                     .await?;
-                let pr = pr_of(t.kind, &a.body).ok_or_else(|| malformed(t.kind, &what, "no iid"))?;
+                let pr =
+                    pr_of(t.kind, &a.body).ok_or_else(|| malformed(t.kind, &what, "no iid"))?;
                 if p.auto_merge {
-                    self.call(t, token, reqwest::Method::PUT, &format!("/projects/{}/merge_requests/{}/merge", enc(proj), pr.number), Some(&json!({"merge_when_pipeline_succeeds": true})), "setting merge when the pipeline succeeds").await?;
+                    self.call(
+                        t,
+                        token,
+                        reqwest::Method::PUT,
+                        &format!("/projects/{}/merge_requests/{}/merge", enc(proj), pr.number),
+                        Some(&json!({"merge_when_pipeline_succeeds": true})),
+                        "setting merge when the pipeline succeeds",
+                    )
+                    .await?;
                 }
                 pr
             }
@@ -610,9 +696,18 @@ impl Http {
                         &what,
                     )
                     .await?;
-                let pr = pr_of(t.kind, &a.body).ok_or_else(|| malformed(t.kind, &what, "no number"))?;
+                let pr =
+                    pr_of(t.kind, &a.body).ok_or_else(|| malformed(t.kind, &what, "no number"))?;
                 if !p.reviewers.is_empty() {
-                    self.call(t, token, reqwest::Method::POST, &format!("/repos/{proj}/pulls/{}/requested_reviewers", pr.number), Some(&json!({"reviewers": p.reviewers})), "requesting reviewers").await?;
+                    self.call(
+                        t,
+                        token,
+                        reqwest::Method::POST,
+                        &format!("/repos/{proj}/pulls/{}/requested_reviewers", pr.number),
+                        Some(&json!({"reviewers": p.reviewers})),
+                        "requesting reviewers",
+                    )
+                    .await?;
                 }
                 pr
             }
@@ -620,14 +715,36 @@ impl Http {
         Ok(pr)
     }
 
-    async fn refresh(&self, t: &Target, token: &str, old: &PullRequest, p: &Proposal) -> Result<PullRequest, ForgeError> {
+    async fn refresh(
+        &self,
+        t: &Target,
+        token: &str,
+        old: &PullRequest,
+        p: &Proposal,
+    ) -> Result<PullRequest, ForgeError> {
         let what = format!("updating {} #{}", t.kind.noun(), old.number);
         let proj = &t.project;
         let n = old.number;
         match t.kind {
             ForgeKind::GitHub => {
-                self.call(t, token, reqwest::Method::PATCH, &format!("/repos/{proj}/pulls/{n}"), Some(&json!({"title": p.title, "body": p.body})), &what).await?;
-                self.call(t, token, reqwest::Method::PUT, &format!("/repos/{proj}/issues/{n}/labels"), Some(&json!({"labels": p.labels})), "setting labels").await?;
+                self.call(
+                    t,
+                    token,
+                    reqwest::Method::PATCH,
+                    &format!("/repos/{proj}/pulls/{n}"),
+                    Some(&json!({"title": p.title, "body": p.body})),
+                    &what,
+                )
+                .await?;
+                self.call(
+                    t,
+                    token,
+                    reqwest::Method::PUT,
+                    &format!("/repos/{proj}/issues/{n}/labels"),
+                    Some(&json!({"labels": p.labels})),
+                    "setting labels",
+                )
+                .await?;
             }
             ForgeKind::GitLab => {
                 let title = if p.draft && !p.title.starts_with("Draft:") {
@@ -639,7 +756,15 @@ impl Http {
             }
             ForgeKind::Gitea => {
                 let labels = self.gitea_labels(t, token, &p.labels).await?;
-                self.call(t, token, reqwest::Method::PATCH, &format!("/repos/{proj}/pulls/{n}"), Some(&json!({"title": p.title, "body": p.body, "labels": labels})), &what).await?;
+                self.call(
+                    t,
+                    token,
+                    reqwest::Method::PATCH,
+                    &format!("/repos/{proj}/pulls/{n}"),
+                    Some(&json!({"title": p.title, "body": p.body, "labels": labels})),
+                    &what,
+                )
+                .await?;
             }
         }
         Ok(PullRequest {
@@ -651,7 +776,13 @@ impl Http {
         })
     }
 
-    async fn shut(&self, t: &Target, token: &str, old: &PullRequest, head: &str) -> Result<(), ForgeError> {
+    async fn shut(
+        &self,
+        t: &Target,
+        token: &str,
+        old: &PullRequest,
+        head: &str,
+    ) -> Result<(), ForgeError> {
         let what = format!("closing {} #{}", t.kind.noun(), old.number);
         let proj = &t.project;
         let n = old.number;
@@ -662,7 +793,10 @@ impl Http {
                 format!("/repos/{proj}/git/refs/heads/{head}"),
             ),
             ForgeKind::GitLab => (
-                (reqwest::Method::PUT, format!("/projects/{}/merge_requests/{n}", enc(proj))),
+                (
+                    reqwest::Method::PUT,
+                    format!("/projects/{}/merge_requests/{n}", enc(proj)),
+                ),
                 json!({"state_event": "close"}),
                 format!("/projects/{}/repository/branches/{}", enc(proj), enc(head)),
             ),
@@ -672,13 +806,23 @@ impl Http {
                 format!("/repos/{proj}/branches/{head}"),
             ),
         };
-        self.call(t, token, close.0, &close.1, Some(&close_body), &what).await?;
+        self.call(t, token, close.0, &close.1, Some(&close_body), &what)
+            .await?;
         match self
-            .call(t, token, reqwest::Method::DELETE, &delete, None, "deleting the head branch")
+            .call(
+                t,
+                token,
+                reqwest::Method::DELETE,
+                &delete,
+                None,
+                "deleting the head branch",
+            )
             .await
         {
             // Already gone is what we wanted.
-            Err(ForgeError::Invalid { status: 404 | 422, .. }) => Ok(()),
+            Err(ForgeError::Invalid {
+                status: 404 | 422, ..
+            }) => Ok(()),
             r => r.map(|_| ()),
         }
     }
@@ -760,9 +904,15 @@ mod tests {
     #[test]
     fn forge_error_words() {
         let v: Value = serde_json::from_str(r#"{"message":"Validation Failed","errors":[{"resource":"PullRequest","code":"custom","message":"A pull request already exists for o:b."}]}"#).expect("json");
-        assert_eq!(reason(&v, b""), "Validation Failed; A pull request already exists for o:b.");
+        assert_eq!(
+            reason(&v, b""),
+            "Validation Failed; A pull request already exists for o:b."
+        );
         let v: Value = serde_json::from_str(r#"{"message":["Another open merge request already exists for this source branch: !1"]}"#).expect("json");
-        assert_eq!(reason(&v, b""), "Another open merge request already exists for this source branch: !1");
+        assert_eq!(
+            reason(&v, b""),
+            "Another open merge request already exists for this source branch: !1"
+        );
         let v: Value = serde_json::from_str(r#"{"message":"Validation Failed","errors":[{"field":"head","code":"invalid","resource":"PullRequest"}]}"#).expect("json");
         assert_eq!(reason(&v, b""), "Validation Failed; field 'head': invalid");
         assert_eq!(reason(&Value::Null, b"oops\x1b"), "oops\\u{1b}");

@@ -342,13 +342,22 @@ mod tests {
             (t.kind, t.api.as_str(), t.project.as_str()),
             (ForgeKind::GitHub, "https://api.github.com", "org/repo")
         );
-        let t = Target::from_git_url("git@gitlab.com:group/sub/project.git", None, None).expect("gl");
+        let t =
+            Target::from_git_url("git@gitlab.com:group/sub/project.git", None, None).expect("gl");
         assert_eq!(
             (t.kind, t.api.as_str(), t.project.as_str()),
-            (ForgeKind::GitLab, "https://gitlab.com/api/v4", "group/sub/project")
+            (
+                ForgeKind::GitLab,
+                "https://gitlab.com/api/v4",
+                "group/sub/project"
+            )
         );
-        let t = Target::from_git_url("ssh://git@git.example.com:2222/team/app", Some(ForgeKind::Gitea), None)
-            .expect("gitea");
+        let t = Target::from_git_url(
+            "ssh://git@git.example.com:2222/team/app",
+            Some(ForgeKind::Gitea),
+            None,
+        )
+        .expect("gitea");
         assert_eq!(t.api, "https://git.example.com:2222/api/v1");
         let t = Target::from_git_url(
             "https://ghe.example.com/org/repo",
@@ -357,10 +366,16 @@ mod tests {
         )
         .expect("ghe");
         assert_eq!(t.api, "https://ghe.example.com/api/v3");
-        let e = Target::from_git_url("https://git.example.com/org/repo", None, None).expect_err("unknown");
-        assert!(e.to_string().contains("set the annotation tagwarden.io/forge"), "{e}");
+        let e = Target::from_git_url("https://git.example.com/org/repo", None, None)
+            .expect_err("unknown");
+        assert!(
+            e.to_string()
+                .contains("set the annotation tagwarden.io/forge"),
+            "{e}"
+        );
         assert!(Target::from_git_url("https://github.com/org", None, None).is_err());
-        let e = Target::from_git_url("https://github.com/o/r", None, Some("https://u:p@x/api")).expect_err("creds");
+        let e = Target::from_git_url("https://github.com/o/r", None, Some("https://u:p@x/api"))
+            .expect_err("creds");
         assert!(!e.to_string().contains("u:p") || e.to_string().contains("without credentials"));
     }
 
@@ -372,7 +387,9 @@ mod tests {
         assert!(!format!("{c:?}").contains("s3cret"));
         d.insert("githubAppID".to_string(), b"42".to_vec());
         d.insert("githubAppPrivateKey".to_string(), b"-----BEGIN".to_vec());
-        assert!(matches!(Credential::from_secret(&d), Some(Credential::GitHubApp(a)) if a.app_id == "42"));
+        assert!(
+            matches!(Credential::from_secret(&d), Some(Credential::GitHubApp(a)) if a.app_id == "42")
+        );
         assert!(Credential::from_secret(&Default::default()).is_none());
     }
 }

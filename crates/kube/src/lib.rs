@@ -479,6 +479,7 @@ pub async fn run(
             Some(Arc::new(TokenRequests(client.clone()))),
         )),
         git: Arc::new(tagwarden_git::Git2),
+        forge: Arc::new(tagwarden_forge::Http::new()),
         clock: Arc::new(tagwarden_engine::SystemClock),
         scratch: config.storage_path.clone(),
         no_cross_namespace_refs: config.no_cross_namespace_refs,

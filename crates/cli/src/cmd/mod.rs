@@ -20,12 +20,14 @@ use tagwarden_store::Store;
 /// The wiring of one-shot runs (`run --once`, the demo): the manifests as
 /// objects, status and tags in `store`, a registry client pool, libgit2.
 pub fn once_context(manifests: Manifests, store: Arc<dyn Store>) -> Context {
-    Context::new(
+    let mut ctx = Context::new(
         Arc::new(Catalog::new(manifests)),
         store,
         Arc::new(tagwarden_cloud::pool(None)),
         Arc::new(tagwarden_git::Git2),
-    )
+    );
+    ctx.forge = Arc::new(tagwarden_forge::Http::new());
+    ctx
 }
 
 /// A state dir of an older tagwarden: its private status records go (each
