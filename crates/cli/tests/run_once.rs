@@ -45,6 +45,51 @@ fn manifests(dir: &Path, git_url: &str, image: &str, template: &str, secret: &st
     .expect("write manifests");
 }
 
+/// `run --once --dry-run`: the diff and the message a run would push, and
+/// the repository untouched.
+#[test]
+fn a_dry_run_shows_the_diff_and_pushes_nothing() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("stefanprodan/podinfo", &["5.0.0", "5.0.3"], None);
+    let image = format!("{}/stefanprodan/podinfo", reg.host());
+    let deployment = DEPLOYMENT.replace("IMAGE", &image);
+    let bare = BareRepo::new(
+        "main",
+        &[("clusters/my-cluster/podinfo-deployment.yaml", &deployment)],
+    );
+    let before = bare.log("main", "%H");
+    let dir = TempDir::new("dry-run");
+    manifests(dir.path(), &bare.url(), &image, "", "");
+    let file = dir.path().join("flux.yaml");
+    let out = run(&["--once", "--dry-run", "-f", file.to_str().expect("utf-8")]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", text(&out.stderr));
+    assert!(
+        stdout.contains("dry run: would push a commit to branch 'main'"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!(
+            "-          image: {image}:5.0.0 # {{\"$imagepolicy\": \"flux-system:podinfo\"}}\n+          image: {image}:5.0.3 # {{\"$imagepolicy\": \"flux-system:podinfo\"}}"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("=== ImageUpdateAutomation/flux-system/flux-system"),
+        "{stdout}"
+    );
+    assert_eq!(bare.log("main", "%H"), before, "nothing pushed");
+    let out = run(&[
+        "--once",
+        "--dry-run",
+        "--state-dir",
+        "/tmp/x",
+        "-f",
+        "x.yaml",
+    ]);
+    assert!(!out.status.success());
+}
+
 #[test]
 fn podinfo_getting_started_end_to_end() {
     let reg = Registry::start(RegistryAuth::None);

@@ -366,6 +366,7 @@ mod tests {
             status: Status::empty(id.kind).expect("image kind"),
             change: None,
             requeue_after: Some(every),
+            plan: None,
             events: Vec::new(),
             failure: None,
             suspended: false,

@@ -46,11 +46,21 @@ pub(crate) enum Done {
         revision: String,
         data: Box<tagwarden_template::TemplateData>,
     },
+    /// A dry run: committed in the scratch clone only.
+    Planned {
+        revision: String,
+        branch: String,
+        message: String,
+        diff: String,
+        data: Box<tagwarden_template::TemplateData>,
+    },
     /// Pull-request mode: what happened to the request(s).
     PullRequests {
         revision: String,
         message: String,
         result: Option<crate::PullRequestResult>,
+        /// A dry run's plan.
+        plan: Option<String>,
     },
 }
 
@@ -59,6 +69,13 @@ pub(crate) enum Done {
 pub(crate) struct Destination<'a> {
     pub push_branch: Option<&'a str>,
     pub rebuild: bool,
+    /// Commit locally and report the diff; push nothing.
+    pub dry_run: bool,
+}
+
+/// A dry run's text: the branch, the message and the diff.
+pub(crate) fn plan_text(branch: &str, message: &str, diff: &str) -> String {
+    format!("would push to branch '{branch}' a commit with the message:\n\n{message}\n\n{diff}")
 }
 
 pub(crate) async fn reconcile(
@@ -92,6 +109,7 @@ pub(crate) async fn reconcile(
             .or(previous.last_handled_reconcile_at.clone()),
         ..previous.clone()
     };
+    let mut plan = None;
     let (change, failure) = match run(auto, ctx).await? {
         Ok((done, policies)) => {
             // Flux's observedPolicies: by name, in the automation's namespace.
@@ -100,11 +118,30 @@ pub(crate) async fn reconcile(
                 .map(|p| (p.name.clone(), p.latest.clone()))
                 .collect::<BTreeMap<_, _>>();
             match done {
+                Done::Planned {
+                    revision,
+                    branch,
+                    message,
+                    diff,
+                    ..
+                } => {
+                    status.observed_source_revision = Some(revision);
+                    plan = Some(plan_text(&branch, &message, &diff));
+                    status.conditions = success_conditions(
+                        &previous.conditions,
+                        &format!("dry run: would push a commit to branch '{branch}'"),
+                        generation,
+                        now,
+                    );
+                    (None, None)
+                }
                 Done::PullRequests {
                     revision,
                     message,
                     result,
+                    plan: p,
                 } => {
+                    plan = p;
                     tracing::info!(kind = Kind::ImageUpdateAutomation.as_str(), namespace = %auto.meta.namespace, name = %auto.meta.name, %message, "pull request");
                     status.observed_source_revision = Some(revision);
                     status.conditions =
@@ -162,6 +199,7 @@ pub(crate) async fn reconcile(
         status: Status::ImageUpdateAutomation(status),
         change,
         requeue_after: Some(auto.interval),
+        plan,
         failure,
         suspended: false,
     })
@@ -273,6 +311,7 @@ pub(crate) async fn blocking_update(
     let git_repo = git_repo.clone();
     let git = ctx.git.clone();
     let scratch = ctx.scratch.clone();
+    let dry_run = ctx.dry_run;
     let joined = tokio::task::spawn_blocking(move || {
         update_and_push(
             &*git,
@@ -285,6 +324,7 @@ pub(crate) async fn blocking_update(
             &Destination {
                 push_branch: push_branch.as_deref(),
                 rebuild,
+                dry_run,
             },
         )
     })
@@ -436,6 +476,16 @@ fn update_and_push(
                 });
             };
             tracing::debug!(ms = started.elapsed().as_millis() as u64, "committed");
+            if to.dry_run {
+                let diff = ws.diff().map_err(Failure::git)?;
+                return Ok(Done::Planned {
+                    revision: ws.revision(),
+                    branch: ws.push_branch().to_string(),
+                    message,
+                    diff,
+                    data: Box::new(data),
+                });
+            }
             if to.rebuild && ws.remote_has_our_tree() {
                 return Ok(Done::Current {
                     revision: ws.revision(),
@@ -593,6 +643,7 @@ mod tests {
             &Destination {
                 push_branch: None,
                 rebuild: false,
+                dry_run: false,
             },
         ) else {
             panic!("the hook refuses every push");
@@ -656,6 +707,7 @@ mod tests {
             &Destination {
                 push_branch: None,
                 rebuild: false,
+                dry_run: false,
             },
         ) {
             Ok(Done::Pushed { push, revision, .. }) => {

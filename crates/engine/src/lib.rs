@@ -90,6 +90,10 @@ pub struct Context {
     /// Flux's `--no-cross-namespace-refs`: a policy's repository and an
     /// automation's source must be in the object's own namespace.
     pub no_cross_namespace_refs: bool,
+    /// Plan only: automations commit in their scratch clone and report the
+    /// diff, the message and the pull request they would open or update;
+    /// nothing is pushed and no forge is written to.
+    pub dry_run: bool,
     /// Flux's `ObjectLevelWorkloadIdentity` feature gate: a cloud
     /// provider's login uses the repository's `spec.serviceAccountName`.
     pub object_level_identity: bool,
@@ -115,6 +119,7 @@ impl Context {
             clock: Arc::new(SystemClock),
             no_cross_namespace_refs: false,
             object_level_identity: false,
+            dry_run: false,
         }
     }
 
@@ -200,6 +205,7 @@ pub fn abandoned(object: &Object, ctx: &Context, message: &str) -> Result<Outcom
         status,
         change: None,
         requeue_after: None,
+        plan: None,
         failure: Some(failure),
         suspended: false,
     })

@@ -15,6 +15,8 @@ pub struct Outcome {
     /// On success: when to run again (the interval); `None`: only when
     /// something changes. Failures go through [`Backoff`].
     pub requeue_after: Option<Duration>,
+    /// A dry run's plan: what would be pushed and proposed.
+    pub plan: Option<String>,
     /// What a controller emits as Kubernetes Events (and the daemon logs).
     pub events: Vec<Event>,
     /// Why it did not succeed.
@@ -190,6 +192,7 @@ impl Outcome {
             status,
             change: None,
             requeue_after: None,
+            plan: None,
             events: Vec::new(),
             failure: None,
             suspended: true,
@@ -298,6 +301,7 @@ mod tests {
             status: Status::ImageRepository(Default::default()),
             change: None,
             requeue_after: Some(Duration::from_secs(60)),
+            plan: None,
             events: Vec::new(),
             failure,
             suspended: false,

@@ -69,6 +69,7 @@ pub(crate) async fn reconcile(policy: &ImagePolicy, ctx: &Context) -> Result<Out
         // A policy runs when its repository's tags change; digest
         // reflection (`Always`) gives it an interval of its own.
         requeue_after: policy.interval.filter(|d| !d.is_zero()),
+        plan: None,
         failure,
         suspended: false,
     })

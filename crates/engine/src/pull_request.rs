@@ -369,6 +369,7 @@ pub(crate) async fn run(
         vec![(head_branch(cfg, auto, None, &base)?, policies.to_vec())]
     };
     let noun = target.kind.noun();
+    let mut plans: Vec<String> = Vec::new();
     let mut messages = Vec::new();
     let mut result: Option<PullRequestResult> = None;
     let mut revision = String::new();
@@ -393,6 +394,13 @@ pub(crate) async fn run(
                     .await
                     .map_err(|e| forge_failure(e, None))?;
                 if let Some(pr) = open {
+                    if ctx.dry_run {
+                        plans.push(format!(
+                            "would close {noun} #{} ({}) as superseded: '{base}' already holds the new values",
+                            pr.number, pr.url
+                        ));
+                        continue;
+                    }
                     forge
                         .close(target, &credential, &pr, &head)
                         .await
@@ -421,6 +429,36 @@ pub(crate) async fn run(
             Done::Current { revision: r, data } => {
                 revision = r;
                 (data, None)
+            }
+            Done::Planned {
+                branch,
+                message,
+                diff,
+                data,
+                ..
+            } => {
+                let proposal = proposal(cfg, &data, &head, &base)?;
+                let open = forge
+                    .find_open(target, &credential, &head, &base)
+                    .await
+                    .map_err(|e| forge_failure(e, None))?;
+                let would = match open {
+                    None => format!(
+                        "would open a {noun} '{}' from '{head}' into '{base}'",
+                        proposal.title
+                    ),
+                    Some(pr) if !pr.matches(&proposal) => format!(
+                        "would update {noun} #{} ({}) to '{}'",
+                        pr.number, pr.url, proposal.title
+                    ),
+                    Some(pr) => format!("{noun} #{} ({}) already says this", pr.number, pr.url),
+                };
+                plans.push(format!(
+                    "{}\n\n{would}\n\n{}",
+                    crate::automation::plan_text(&branch, &message, &diff).trim_end(),
+                    proposal.body.trim_end()
+                ));
+                continue;
             }
             Done::PullRequests { .. } => continue,
         };
@@ -466,7 +504,9 @@ pub(crate) async fn run(
             });
         }
     }
-    let message = if messages.is_empty() {
+    let message = if ctx.dry_run && !plans.is_empty() {
+        format!("dry run: {} {noun} change(s) planned", plans.len())
+    } else if messages.is_empty() {
         "repository up-to-date".to_string()
     } else {
         messages.join("; ")
@@ -475,6 +515,7 @@ pub(crate) async fn run(
         revision,
         message,
         result,
+        plan: (!plans.is_empty()).then(|| plans.join("\n\n---\n\n")),
     })
 }
 

@@ -157,6 +157,7 @@ pub(crate) async fn reconcile(
         status: Status::ImageRepository(status),
         change,
         requeue_after: Some(repo.interval),
+        plan: None,
         failure,
         suspended: false,
     })

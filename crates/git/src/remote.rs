@@ -70,4 +70,9 @@ pub trait Worktree {
     fn remote_has_our_tree(&self) -> bool {
         false
     }
+
+    /// The last commit against where the work started, as a unified diff.
+    fn diff(&self) -> Result<String, GitError> {
+        Ok(String::new())
+    }
 }

@@ -156,6 +156,38 @@ impl Workspace {
         head.is_some() && head.and_then(tree) == tree(remote)
     }
 
+    /// The last commit's change against where the work started, as a
+    /// unified diff (for plans; nothing is pushed).
+    pub fn diff(&self) -> Result<String, GitError> {
+        let err = |e: git2::Error| GitError::Commit(e.message().to_string());
+        let base = self
+            .repo
+            .find_commit(self.base)
+            .map_err(err)?
+            .tree()
+            .map_err(err)?;
+        let head = self
+            .repo
+            .head()
+            .and_then(|h| h.peel_to_tree())
+            .map_err(err)?;
+        let diff = self
+            .repo
+            .diff_tree_to_tree(Some(&base), Some(&head), None)
+            .map_err(err)?;
+        let mut out = String::new();
+        diff.print(git2::DiffFormat::Patch, |_, _, line| {
+            if matches!(line.origin(), '+' | '-' | ' ') {
+                out.push(line.origin());
+            }
+            out.push_str(&String::from_utf8_lossy(line.content()));
+            // A plan stays readable: cap it.
+            out.len() < 1 << 20
+        })
+        .map_err(err)?;
+        Ok(out)
+    }
+
     /// Bounds each `git push` to a local remote (default 60 s, Flux's
     /// `GitRepository` timeout); a push still running then is killed.
     pub fn set_timeout(&mut self, timeout: Duration) {
@@ -706,5 +738,9 @@ impl crate::Worktree for Workspace {
 
     fn remote_has_our_tree(&self) -> bool {
         Workspace::remote_has_our_tree(self)
+    }
+
+    fn diff(&self) -> Result<String, GitError> {
+        Workspace::diff(self)
     }
 }

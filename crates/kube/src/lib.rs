@@ -484,6 +484,7 @@ pub async fn run(
         scratch: config.storage_path.clone(),
         no_cross_namespace_refs: config.no_cross_namespace_refs,
         object_level_identity: config.object_level_identity,
+        dry_run: false,
     };
     let metrics = Arc::new(Metrics::default());
     let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();

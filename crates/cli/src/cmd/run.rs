@@ -45,6 +45,11 @@ pub struct RunArgs {
     #[arg(long, value_name = "N", default_value_t = 10, conflicts_with = "once")]
     hook_rate_limit: u32,
     /// Manifest files or folders (*.yaml, *.yml), repeatable.
+    /// Plan only (with --once): show per automation the diff, the commit
+    /// message and the pull request it would open or update; push nothing,
+    /// write to no forge, keep no state.
+    #[arg(long, requires = "once", conflicts_with = "state_dir")]
+    dry_run: bool,
     #[arg(short = 'f', long = "file", value_name = "PATH", required = true)]
     files: Vec<PathBuf>,
     /// Keep tags and status between runs in DIR (embedded store). The daemon
@@ -105,14 +110,24 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
         None => Arc::new(MemoryStore::default()),
     };
     super::drop_legacy_records(&*store);
-    let ctx = super::once_context(manifests, store);
+    let mut ctx = super::once_context(manifests, store);
+    ctx.dry_run = args.dry_run;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let reports: Vec<_> = rt
-        .block_on(reconcile_all(&ctx))
+    let results = rt.block_on(reconcile_all(&ctx));
+    let reports: Vec<_> = results.iter().map(super::summary).collect();
+    let plans: Vec<(String, String)> = results
         .iter()
-        .map(super::summary)
+        .filter_map(|r| r.as_ref().ok())
+        .filter_map(|o| {
+            o.plan.as_ref().map(|p| {
+                (
+                    format!("{}/{}/{}", o.id.kind, o.id.namespace, o.id.name),
+                    p.clone(),
+                )
+            })
+        })
         .collect();
 
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -139,6 +154,14 @@ pub fn run(args: RunArgs) -> Result<ExitCode> {
     let (w0, w1, w2) = (width(0), width(1), width(2));
     for r in std::iter::once(&header).chain(&rows) {
         writeln!(out, "{:w0$}  {:w1$}  {:w2$}  {}", r[0], r[1], r[2], r[3])?;
+    }
+    for (who, plan) in &plans {
+        // Diffs quote files: tabs and newlines kept, other controls escaped.
+        writeln!(
+            out,
+            "\n=== {who}\n{}",
+            tagwarden_api::text::escape(plan, true).trim_end()
+        )?;
     }
     out.flush()?;
     let all_ready = reports.iter().all(|r| r.1 == ConditionStatus::True);
