@@ -387,7 +387,7 @@ pub(crate) async fn run(
         .await?;
         let (data, push) = match done {
             Done::UpToDate { revision: r } => {
-                revision = r.replacen(&head, &base, 1);
+                revision = checkout_revision(&r, &head, &base);
                 // The base holds the new values: an open request is stale.
                 let open = forge
                     .find_open(target, &credential, &head, &base)
@@ -423,11 +423,11 @@ pub(crate) async fn run(
                 revision: r,
                 data,
             } => {
-                revision = r;
+                revision = checkout_revision(&r, &head, &base);
                 (data, Some(push))
             }
             Done::Current { revision: r, data } => {
-                revision = r;
+                revision = checkout_revision(&r, &head, &base);
                 (data, None)
             }
             Done::Planned {
@@ -517,6 +517,15 @@ pub(crate) async fn run(
         result,
         plan: (!plans.is_empty()).then(|| plans.join("\n\n---\n\n")),
     })
+}
+
+/// A rebuilt head starts at the checkout: report the checkout branch, as
+/// Flux's `observedSourceRevision` does (`<branch>@sha1:<commit>`).
+fn checkout_revision(revision: &str, head: &str, base: &str) -> String {
+    match revision.strip_prefix(&format!("{head}@")) {
+        Some(rest) => format!("{base}@{rest}"),
+        None => revision.to_string(),
+    }
 }
 
 /// The forge of a process that has none wired (engine tests).
