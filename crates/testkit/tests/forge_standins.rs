@@ -1,0 +1,741 @@
+//! The forge stand-ins driven by the real `curl` and `git` CLIs: every
+//! success and refusal the PR engine's clients will meet.
+
+use serde_json::{Value, json};
+use std::process::Command;
+use tagwarden_testkit::{
+    BareRepo, GITHUB_APP_KEY, GitHubStandIn, OTHER_RSA_KEY, TempDir, git, github_app_jwt,
+};
+
+struct Resp {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Resp {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// `curl -i` with these headers and an optional JSON body.
+fn curl(method: &str, url: &str, headers: &[&str], body: Option<&str>) -> Resp {
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-i", "-X", method, "-H", "Expect:"]);
+    for h in headers {
+        cmd.args(["-H", h]);
+    }
+    if let Some(b) = body {
+        cmd.args(["-H", "Content-Type: application/json", "--data-binary", b]);
+    }
+    cmd.arg(url);
+    let out = cmd.output().expect("run curl");
+    let raw = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no HTTP answer from {url}: {raw}"));
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+        .collect();
+    Resp {
+        status,
+        headers,
+        body: body.to_string(),
+    }
+}
+
+/// A repository with `main` and the head branches given, each one commit ahead.
+fn repo_with_branches(branches: &[&str]) -> BareRepo {
+    let repo = BareRepo::new("main", &[("apps/podinfo.yaml", "image: podinfo:6.0.0\n")]);
+    for b in branches {
+        repo.commit_files(
+            b,
+            &[(
+                "apps/podinfo.yaml",
+                &format!("image: podinfo:6.1.0 # {b}\n"),
+            )],
+            "update podinfo",
+        );
+    }
+    repo
+}
+
+/// The `key` string of each element of a JSON array.
+fn strings(v: &Value, key: &str) -> Vec<String> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not an array: {v}"))
+        .iter()
+        .map(|x| x[key].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+fn rev(repo: &BareRepo, refname: &str) -> String {
+    git(&repo.path(), &["rev-parse", refname])
+}
+
+const AUTH: &str = "Authorization: Bearer ghp_good";
+
+fn github(branches: &[&str]) -> (BareRepo, GitHubStandIn) {
+    let repo = repo_with_branches(branches);
+    let gh = GitHubStandIn::start(repo.root(), "acme", "podinfo");
+    gh.add_token("ghp_good");
+    (repo, gh)
+}
+
+#[test]
+fn github_refuses_bad_or_missing_token_and_missing_user_agent() {
+    let (_repo, gh) = github(&[]);
+    let url = format!("{}/repos/acme/podinfo/pulls", gh.api_url());
+    for auth in ["Authorization: Bearer ghp_wrong", "X-None: 1"] {
+        let r = curl("GET", &url, &[auth], None);
+        assert_eq!(r.status, 401);
+        assert_eq!(r.json()["message"], "Bad credentials");
+        assert_eq!(
+            r.json()["documentation_url"],
+            "https://docs.github.com/rest"
+        );
+    }
+    // `token T` is as good as `Bearer T`.
+    let r = curl("GET", &url, &["Authorization: token ghp_good"], None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json(), json!([]));
+    let r = curl("GET", &url, &[AUTH, "User-Agent:"], None);
+    assert_eq!(r.status, 403);
+    assert!(
+        r.body
+            .starts_with("Request forbidden by administrative rules")
+    );
+    let r = curl(
+        "GET",
+        &format!("{}/repos/acme/other/pulls", gh.api_url()),
+        &[AUTH],
+        None,
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["message"], "Not Found");
+}
+
+#[test]
+fn github_creates_lists_and_updates_a_pull_request() {
+    let (repo, gh) = github(&["image-updates/podinfo"]);
+    let api = gh.api_url();
+    let pulls = format!("{api}/repos/acme/podinfo/pulls");
+    let r = curl(
+        "POST",
+        &pulls,
+        &[AUTH],
+        Some(
+            r#"{"title":"Update podinfo","head":"acme:image-updates/podinfo","base":"main","body":"| file |","draft":true}"#,
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let pr = r.json();
+    let port = gh.port();
+    assert_eq!(pr["number"], 1);
+    assert_eq!(pr["state"], "open");
+    assert_eq!(pr["draft"], true);
+    assert_eq!(pr["title"], "Update podinfo");
+    assert_eq!(pr["body"], "| file |");
+    assert_eq!(
+        pr["html_url"],
+        format!("http://127.0.0.1:{port}/acme/podinfo/pull/1")
+    );
+    assert_eq!(pr["url"], format!("{api}/repos/acme/podinfo/pulls/1"));
+    assert_eq!(pr["head"]["ref"], "image-updates/podinfo");
+    assert_eq!(pr["head"]["label"], "acme:image-updates/podinfo");
+    assert_eq!(pr["head"]["sha"], rev(&repo, "image-updates/podinfo"));
+    assert_eq!(pr["base"]["ref"], "main");
+    assert_eq!(pr["merged"], false);
+    assert!(pr["node_id"].as_str().is_some_and(|n| n.starts_with("PR_")));
+
+    // A second PR for one head is refused as GitHub does.
+    let r = curl(
+        "POST",
+        &pulls,
+        &[AUTH],
+        Some(r#"{"title":"again","head":"image-updates/podinfo","base":"main"}"#),
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["errors"],
+        json!([{"resource":"PullRequest","code":"custom","message":"A pull request already exists for acme:image-updates/podinfo."}])
+    );
+    assert_eq!(r.json()["message"], "Validation Failed");
+
+    // The list filters by `owner:branch`, state and base.
+    let r = curl(
+        "GET",
+        &format!("{pulls}?state=open&head=acme:image-updates/podinfo&base=main"),
+        &[AUTH],
+        None,
+    );
+    assert_eq!(r.status, 200);
+    assert_eq!(r.json().as_array().map(Vec::len), Some(1));
+    assert_eq!(r.header("Link"), None);
+    let r = curl("GET", &format!("{pulls}?head=acme:other"), &[AUTH], None);
+    assert_eq!(r.json(), json!([]));
+    let r = curl("GET", &format!("{pulls}?state=closed"), &[AUTH], None);
+    assert_eq!(r.json(), json!([]));
+
+    // Update, labels (replace then add), reviewers, assignees, close.
+    let r = curl(
+        "PATCH",
+        &format!("{pulls}/1"),
+        &[AUTH],
+        Some(r#"{"title":"Update podinfo to 6.2.0","body":"new"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["title"], "Update podinfo to 6.2.0");
+    let labels = format!("{api}/repos/acme/podinfo/issues/1/labels");
+    let r = curl("PUT", &labels, &[AUTH], Some(r#"{"labels":["a","b"]}"#));
+    assert_eq!(r.status, 200, "{}", r.body);
+    let r = curl(
+        "PUT",
+        &labels,
+        &[AUTH],
+        Some(r#"{"labels":["image-update"]}"#),
+    );
+    assert_eq!(strings(&r.json(), "name"), ["image-update"]);
+    let r = curl("POST", &labels, &[AUTH], Some(r#"{"labels":["auto"]}"#));
+    assert_eq!(r.json().as_array().map(Vec::len), Some(2));
+    let r = curl(
+        "POST",
+        &format!("{pulls}/1/requested_reviewers"),
+        &[AUTH],
+        Some(r#"{"reviewers":["alice"]}"#),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(
+        r.json()["requested_reviewers"],
+        json!([{"login":"alice","id":5007,"type":"User"}])
+    );
+    let r = curl(
+        "POST",
+        &format!("{api}/repos/acme/podinfo/issues/1/assignees"),
+        &[AUTH],
+        Some(r#"{"assignees":["bob"]}"#),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()["assignees"][0]["login"], "bob");
+    let r = curl("GET", &format!("{pulls}/1"), &[AUTH], None);
+    assert_eq!(r.json()["labels"][1]["name"], "auto");
+    let r = curl(
+        "PATCH",
+        &format!("{pulls}/1"),
+        &[AUTH],
+        Some(r#"{"state":"closed"}"#),
+    );
+    assert_eq!(r.json()["state"], "closed");
+    let state = &gh.pulls()[0];
+    assert_eq!(state.state, "closed");
+    assert_eq!(state.labels, ["image-update", "auto"]);
+    assert_eq!(state.reviewers, ["alice"]);
+    assert_eq!(state.assignees, ["bob"]);
+    let r = curl("GET", &format!("{pulls}?state=all"), &[AUTH], None);
+    assert_eq!(r.json()[0]["state"], "closed");
+    let r = curl("GET", &format!("{pulls}/9"), &[AUTH], None);
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn github_refuses_pull_requests_the_repository_cannot_back() {
+    let (repo, gh) = github(&["image-updates/podinfo"]);
+    let pulls = format!("{}/repos/acme/podinfo/pulls", gh.api_url());
+    let r = curl(
+        "POST",
+        &pulls,
+        &[AUTH],
+        Some(r#"{"title":"t","head":"acme:no-such-branch","base":"main"}"#),
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["errors"],
+        json!([{"resource":"PullRequest","field":"head","code":"invalid"}])
+    );
+    let r = curl(
+        "POST",
+        &pulls,
+        &[AUTH],
+        Some(r#"{"head":"image-updates/podinfo","base":"main"}"#),
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["errors"],
+        json!([{"resource":"PullRequest","code":"missing_field","field":"title"}])
+    );
+    let r = curl(
+        "POST",
+        &pulls,
+        &[AUTH],
+        Some(r#"{"title":"t","head":"image-updates/podinfo","base":"nope"}"#),
+    );
+    assert_eq!(r.json()["errors"][0]["field"], "base");
+    let r = curl("POST", &pulls, &[AUTH], Some("{not json"));
+    assert_eq!(r.status, 400);
+    assert_eq!(r.json()["message"], "Problems parsing JSON");
+    // A head that adds nothing to the base.
+    git(&repo.path(), &["branch", "same-as-main", "main"]);
+    let r = curl(
+        "POST",
+        &pulls,
+        &[AUTH],
+        Some(r#"{"title":"t","head":"same-as-main","base":"main"}"#),
+    );
+    assert_eq!(
+        r.json()["errors"][0]["message"],
+        "No commits between main and same-as-main"
+    );
+    assert!(gh.pulls().is_empty());
+}
+
+#[test]
+fn github_paginates_pull_requests_with_link_headers() {
+    let (_repo, gh) = github(&["b1", "b2", "b3"]);
+    let pulls = format!("{}/repos/acme/podinfo/pulls", gh.api_url());
+    for b in ["b1", "b2", "b3"] {
+        let body = json!({"title": b, "head": b, "base": "main"}).to_string();
+        assert_eq!(curl("POST", &pulls, &[AUTH], Some(&body)).status, 201);
+    }
+    let r = curl(
+        "GET",
+        &format!("{pulls}?state=open&per_page=2"),
+        &[AUTH],
+        None,
+    );
+    assert_eq!(strings(&r.json(), "title"), ["b3", "b2"], "newest first");
+    assert_eq!(
+        r.header("Link"),
+        Some(
+            format!(
+                "<{pulls}?state=open&per_page=2&page=2>; rel=\"next\", <{pulls}?state=open&per_page=2&page=2>; rel=\"last\""
+            )
+            .as_str()
+        )
+    );
+    let r = curl(
+        "GET",
+        &format!("{pulls}?state=open&per_page=2&page=2"),
+        &[AUTH],
+        None,
+    );
+    assert_eq!(r.json()[0]["title"], "b1");
+    assert_eq!(
+        r.header("Link"),
+        Some(
+            format!(
+                "<{pulls}?state=open&per_page=2&page=1>; rel=\"first\", <{pulls}?state=open&per_page=2&page=1>; rel=\"prev\""
+            )
+            .as_str()
+        )
+    );
+}
+
+#[test]
+fn github_branch_delete_removes_the_ref_and_closes_its_pull_request() {
+    let (repo, gh) = github(&["image-updates/podinfo"]);
+    let api = gh.api_url();
+    let r = curl(
+        "POST",
+        &format!("{api}/repos/acme/podinfo/pulls"),
+        &[AUTH],
+        Some(r#"{"title":"t","head":"image-updates/podinfo","base":"main"}"#),
+    );
+    assert_eq!(r.status, 201);
+    let sha = rev(&repo, "image-updates/podinfo");
+    let del = format!("{api}/repos/acme/podinfo/git/refs/heads/image-updates/podinfo");
+    let r = curl("DELETE", &del, &[AUTH], None);
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        git(&repo.path(), &["branch", "--list", "image-updates/*"]),
+        ""
+    );
+    let pr = &gh.pulls()[0];
+    assert_eq!(
+        (pr.state.as_str(), pr.sha.as_str()),
+        ("closed", sha.as_str())
+    );
+    let r = curl("DELETE", &del, &[AUTH], None);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["message"], "Reference does not exist");
+}
+
+#[test]
+fn github_serves_git_push_with_the_token_and_the_pr_follows_its_head() {
+    let (repo, gh) = github(&["image-updates/podinfo"]);
+    let api = gh.api_url();
+    let r = curl(
+        "POST",
+        &format!("{api}/repos/acme/podinfo/pulls"),
+        &[AUTH],
+        Some(r#"{"title":"t","head":"image-updates/podinfo","base":"main"}"#),
+    );
+    assert_eq!(r.status, 201);
+    let work = TempDir::new("gh-work");
+    let authed = gh.git_url().replace("http://", "http://anyone:ghp_good@");
+    git(work.path(), &["clone", "-q", &authed, "w"]);
+    let w = work.path().join("w");
+    git(
+        &w,
+        &[
+            "checkout",
+            "-q",
+            "-B",
+            "image-updates/podinfo",
+            "origin/main",
+        ],
+    );
+    std::fs::write(w.join("apps/podinfo.yaml"), "image: podinfo:6.2.0\n").expect("write");
+    git(&w, &["commit", "-qam", "podinfo 6.2.0"]);
+    git(
+        &w,
+        &["push", "-q", "--force", "origin", "image-updates/podinfo"],
+    );
+    let pushed = git(&w, &["rev-parse", "HEAD"]);
+    assert_eq!(rev(&repo, "image-updates/podinfo"), pushed);
+    let r = curl(
+        "GET",
+        &format!("{api}/repos/acme/podinfo/pulls/1"),
+        &[AUTH],
+        None,
+    );
+    assert_eq!(r.json()["head"]["sha"], pushed);
+    // A wrong password gets the Basic challenge, and git gives up.
+    let bad = gh.git_url().replace("http://", "http://anyone:wrong@");
+    let out = Command::new("git")
+        .args(["ls-remote", &bad])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .expect("run git");
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("Authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(gh.git_requests().len() >= 3);
+    assert_eq!(gh.requests().len(), 2, "git is not in the API log");
+}
+
+#[test]
+fn github_answers_injected_faults_then_recovers_and_logs_writes() {
+    let (_repo, gh) = github(&["b1"]);
+    let pulls = format!("{}/repos/acme/podinfo/pulls", gh.api_url());
+    gh.fail_next(1, 500, vec![], r#"{"message":"Server Error"}"#);
+    let r = curl("GET", &pulls, &[AUTH], None);
+    assert_eq!(
+        (r.status, r.json()["message"].as_str()),
+        (500, Some("Server Error"))
+    );
+    gh.fail_next(
+        2,
+        403,
+        vec![
+            ("X-RateLimit-Remaining".into(), "0".into()),
+            ("X-RateLimit-Reset".into(), "1796180470".into()),
+        ],
+        r#"{"message":"API rate limit exceeded for installation ID 1."}"#,
+    );
+    for _ in 0..2 {
+        let r = curl("GET", &pulls, &[AUTH], None);
+        assert_eq!(r.status, 403);
+        assert_eq!(r.header("X-RateLimit-Remaining"), Some("0"));
+        assert_eq!(r.header("X-RateLimit-Reset"), Some("1796180470"));
+    }
+    gh.fail_next(1, 429, vec![("Retry-After".into(), "7".into())], "{}");
+    let r = curl(
+        "POST",
+        &pulls,
+        &[AUTH],
+        Some(r#"{"title":"t","head":"b1","base":"main"}"#),
+    );
+    assert_eq!((r.status, r.header("Retry-After")), (429, Some("7")));
+    assert!(gh.pulls().is_empty(), "a faulted write changes nothing");
+    let r = curl("GET", &pulls, &[AUTH], None);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("X-RateLimit-Limit"), Some("5000"));
+    let r = curl(
+        "POST",
+        &pulls,
+        &[AUTH],
+        Some(r#"{"title":"t","head":"b1","base":"main"}"#),
+    );
+    assert_eq!(r.status, 201);
+    let log = gh.requests();
+    assert_eq!(log.len(), 6);
+    assert_eq!(log[0].method, "GET");
+    assert_eq!(log[0].target, "/api/v3/repos/acme/podinfo/pulls");
+    assert_eq!(log[0].header("authorization"), Some("Bearer ghp_good"));
+    let writes = gh.writes();
+    assert_eq!(writes.len(), 2);
+    assert_eq!(writes[1].body, r#"{"title":"t","head":"b1","base":"main"}"#);
+}
+
+#[test]
+fn github_graphql_enables_auto_merge_by_node_id() {
+    let (_repo, gh) = github(&["b1"]);
+    let api = gh.api_url();
+    let r = curl(
+        "POST",
+        &format!("{api}/repos/acme/podinfo/pulls"),
+        &[AUTH],
+        Some(r#"{"title":"t","head":"b1","base":"main"}"#),
+    );
+    let node = r.json()["node_id"].as_str().expect("node_id").to_string();
+    let graphql = format!("http://127.0.0.1:{}/api/graphql", gh.port());
+    let q = json!({
+        "query": "mutation($id: ID!) { enablePullRequestAutoMerge(input: {pullRequestId: $id, mergeMethod: SQUASH}) { pullRequest { id } } }",
+        "variables": {"id": node},
+    });
+    let r = curl("POST", &graphql, &[AUTH], Some(&q.to_string()));
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(
+        r.json()["data"]["enablePullRequestAutoMerge"]["pullRequest"]["id"],
+        node
+    );
+    assert_eq!(gh.pulls()[0].auto_merge.as_deref(), Some("SQUASH"));
+    let r = curl(
+        "GET",
+        &format!("{api}/repos/acme/podinfo/pulls/1"),
+        &[AUTH],
+        None,
+    );
+    assert_eq!(r.json()["auto_merge"]["merge_method"], "squash");
+    let q = json!({"query": "mutation { enablePullRequestAutoMerge(input: {pullRequestId: \"PR_nope\"}) { clientMutationId } }"});
+    let r = curl(
+        "POST",
+        &format!("{api}/graphql"),
+        &[AUTH],
+        Some(&q.to_string()),
+    );
+    assert_eq!(r.json()["errors"][0]["type"], "NOT_FOUND");
+    assert_eq!(
+        r.json()["errors"][0]["message"],
+        "Could not resolve to a node with the global id of 'PR_nope'"
+    );
+    let r = curl(
+        "POST",
+        &graphql,
+        &["Authorization: Bearer nope"],
+        Some(&q.to_string()),
+    );
+    assert_eq!(r.status, 401);
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs()
+}
+
+/// A JWT signed by the `openssl` CLI, independent of the stand-in's ring code.
+fn openssl_jwt(private_pem: &str, claims: &Value) -> String {
+    use base64::Engine;
+    let b64 = |b: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b);
+    let input = format!(
+        "{}.{}",
+        b64(br#"{"alg":"RS256","typ":"JWT"}"#),
+        b64(claims.to_string().as_bytes())
+    );
+    let dir = TempDir::new("jwt");
+    let (key, data) = (dir.path().join("key.pem"), dir.path().join("input"));
+    std::fs::write(&key, private_pem).expect("write key");
+    std::fs::write(&data, &input).expect("write input");
+    let out = Command::new("openssl")
+        .args(["dgst", "-sha256", "-binary", "-sign"])
+        .arg(&key)
+        .arg(&data)
+        .output()
+        .expect("run openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    format!("{input}.{}", b64(&out.stdout))
+}
+
+#[test]
+fn github_app_jwt_becomes_an_installation_token_for_api_and_git() {
+    let (_repo, gh) = github(&["b1"]);
+    let installation = gh.add_app(4242, GITHUB_APP_KEY.public_pem);
+    let api = gh.api_url();
+    let t = now();
+    let jwt = github_app_jwt(GITHUB_APP_KEY.private_pem, 4242, t - 60, t + 540);
+    let bearer = format!("Authorization: Bearer {jwt}");
+    let r = curl(
+        "GET",
+        &format!("{api}/repos/acme/podinfo/installation"),
+        &[&bearer],
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["id"], installation);
+    assert_eq!(
+        r.json()["access_tokens_url"],
+        format!("{api}/app/installations/{installation}/access_tokens")
+    );
+    let tokens_url = format!("{api}/app/installations/{installation}/access_tokens");
+    let r = curl("POST", &tokens_url, &[&bearer], None);
+    assert_eq!(r.status, 201, "{}", r.body);
+    let token = r.json()["token"].as_str().expect("token").to_string();
+    assert!(token.starts_with("ghs_"));
+    let expires = r.json()["expires_at"]
+        .as_str()
+        .expect("expires_at")
+        .to_string();
+    assert_eq!(expires.len(), "2026-12-02T04:00:00Z".len());
+    assert!(expires.ends_with('Z'));
+    // The JWT itself is no good for repository calls; the token is.
+    let pulls = format!("{api}/repos/acme/podinfo/pulls");
+    assert_eq!(curl("GET", &pulls, &[&bearer], None).status, 401);
+    let tok = format!("Authorization: token {token}");
+    assert_eq!(curl("GET", &pulls, &[&tok], None).status, 200);
+    // Git as x-access-token, and not under another user name.
+    let work = TempDir::new("app-git");
+    let url = gh
+        .git_url()
+        .replace("http://", &format!("http://x-access-token:{token}@"));
+    git(work.path(), &["ls-remote", &url]);
+    let other = gh
+        .git_url()
+        .replace("http://", &format!("http://someone:{token}@"));
+    let out = Command::new("git")
+        .args(["ls-remote", &other])
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .expect("run git");
+    assert!(!out.status.success());
+    // Expired tokens are refused everywhere.
+    gh.expire_installation_tokens();
+    let r = curl("GET", &pulls, &[&tok], None);
+    assert_eq!(
+        (r.status, r.json()["message"].as_str()),
+        (401, Some("Bad credentials"))
+    );
+    assert!(
+        Command::new("git")
+            .args(["ls-remote", &url])
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .expect("run git")
+            .status
+            .code()
+            != Some(0)
+    );
+    assert_eq!(gh.issued_tokens(), [token]);
+    assert!(gh.writes().is_empty(), "the token exchange is not a write");
+    // A JWT made by openssl with iss as a number is as good.
+    let jwt = openssl_jwt(
+        GITHUB_APP_KEY.private_pem,
+        &json!({"iat": t - 30, "exp": t + 300, "iss": 4242}),
+    );
+    let r = curl(
+        "POST",
+        &tokens_url,
+        &[&format!("Authorization: Bearer {jwt}")],
+        None,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+}
+
+#[test]
+fn github_app_refuses_bad_signature_expired_and_overlong_jwts() {
+    let (_repo, gh) = github(&[]);
+    let installation = gh.add_app(4242, GITHUB_APP_KEY.public_pem);
+    let url = format!(
+        "{}/app/installations/{installation}/access_tokens",
+        gh.api_url()
+    );
+    let t = now();
+    let refused = |jwt: &str| {
+        let r = curl(
+            "POST",
+            &url,
+            &[&format!("Authorization: Bearer {jwt}")],
+            None,
+        );
+        assert_eq!(r.status, 401, "{}", r.body);
+        r.json()["message"].as_str().unwrap_or_default().to_string()
+    };
+    assert_eq!(
+        refused(&github_app_jwt(
+            OTHER_RSA_KEY.private_pem,
+            4242,
+            t - 60,
+            t + 500
+        )),
+        "A JSON web token could not be decoded"
+    );
+    assert_eq!(
+        refused("not.a.jwt"),
+        "A JSON web token could not be decoded"
+    );
+    assert_eq!(refused("ghp_good"), "A JSON web token could not be decoded");
+    assert_eq!(
+        refused(&github_app_jwt(
+            GITHUB_APP_KEY.private_pem,
+            4242,
+            t - 700,
+            t - 100
+        )),
+        "'Expiration time' claim ('exp') must be a numeric value representing the future time at which the assertion expires"
+    );
+    assert_eq!(
+        refused(&github_app_jwt(
+            GITHUB_APP_KEY.private_pem,
+            4242,
+            t - 60,
+            t + 900
+        )),
+        "'Expiration time' claim ('exp') is too far in the future"
+    );
+    assert_eq!(
+        refused(&github_app_jwt(
+            GITHUB_APP_KEY.private_pem,
+            4242,
+            t + 300,
+            t + 600
+        )),
+        "'Issued at' claim ('iat') must be an Integer representing the time that the assertion was issued"
+    );
+    assert_eq!(
+        refused(&github_app_jwt(
+            GITHUB_APP_KEY.private_pem,
+            99,
+            t - 60,
+            t + 500
+        )),
+        "Integration not found"
+    );
+    // 60 s of clock skew on iat is allowed.
+    let ok = github_app_jwt(GITHUB_APP_KEY.private_pem, 4242, t + 30, t + 500);
+    let r = curl(
+        "POST",
+        &url,
+        &[&format!("Authorization: Bearer {ok}")],
+        None,
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let r = curl(
+        "POST",
+        &format!("{}/app/installations/1/access_tokens", gh.api_url()),
+        &[&format!("Authorization: Bearer {ok}")],
+        None,
+    );
+    assert_eq!(r.status, 404);
+    assert!(gh.issued_tokens().len() == 1);
+}
