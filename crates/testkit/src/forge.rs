@@ -197,7 +197,6 @@ pub(crate) fn git_challenge(realm: &str) -> Reply {
 }
 
 /// One page of `items` and the page links, as the forges compute them.
-#[allow(dead_code)] // per_page and total: the GitLab and Gitea headers
 pub(crate) struct Page {
     pub items: Vec<serde_json::Value>,
     pub page: usize,
@@ -244,23 +243,11 @@ pub(crate) fn paginate(
 }
 
 impl Page {
-    /// An RFC 8288 `Link` header: `first`/`prev` when not on the first page,
-    /// `next`/`last` when more follow; None on a single page.
+    /// An RFC 8288 `Link` header as GitHub and Gitea send it: `next`/`last`
+    /// when more follow, `first`/`prev` when not on the first page; None on
+    /// a single page.
     pub fn link(&self, req: &CloudRequest, origin: &str, page_key: &str) -> Option<String> {
-        let path = req.path();
-        let others: Vec<&str> = req
-            .target
-            .split_once('?')
-            .map_or("", |(_, q)| q)
-            .split('&')
-            .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some(page_key))
-            .collect();
-        let url = |p: usize| {
-            let mut q = others.clone();
-            let page = format!("{page_key}={p}");
-            q.push(&page);
-            format!("<{origin}{path}?{}>", q.join("&"))
-        };
+        let url = self.url_for(req, origin, page_key);
         let mut rels = Vec::new();
         if self.page < self.total_pages {
             rels.push(format!("{}; rel=\"next\"", url(self.page + 1)));
@@ -274,6 +261,47 @@ impl Page {
             ));
         }
         (!rels.is_empty()).then(|| rels.join(", "))
+    }
+
+    /// GitLab's `Link`: `prev` and `next` when they exist, `first` and `last` always.
+    pub fn gitlab_link(&self, req: &CloudRequest, origin: &str) -> String {
+        let url = self.url_for(req, origin, "page");
+        let mut rels = Vec::new();
+        if self.page > 1 {
+            rels.push(format!(
+                "{}; rel=\"prev\"",
+                url((self.page - 1).min(self.total_pages))
+            ));
+        }
+        if self.page < self.total_pages {
+            rels.push(format!("{}; rel=\"next\"", url(self.page + 1)));
+        }
+        rels.push(format!("{}; rel=\"first\"", url(1)));
+        rels.push(format!("{}; rel=\"last\"", url(self.total_pages)));
+        rels.join(", ")
+    }
+
+    /// The request's URL with `page_key` set to a page (other parameters kept, in order).
+    fn url_for<'a>(
+        &self,
+        req: &'a CloudRequest,
+        origin: &'a str,
+        page_key: &'a str,
+    ) -> impl Fn(usize) -> String + 'a {
+        let path = req.path();
+        let others: Vec<&str> = req
+            .target
+            .split_once('?')
+            .map_or("", |(_, q)| q)
+            .split('&')
+            .filter(|kv| !kv.is_empty() && kv.split('=').next() != Some(page_key))
+            .collect();
+        move |p: usize| {
+            let mut q = others.clone();
+            let page = format!("{page_key}={p}");
+            q.push(&page);
+            format!("<{origin}{path}?{}>", q.join("&"))
+        }
     }
 }
 
@@ -317,4 +345,71 @@ pub(crate) fn is_write(req: &CloudRequest) -> bool {
 /// The branch `HEAD` names (the default branch), `main` when unreadable.
 pub(crate) fn head_branch(repo: &Path) -> String {
     git_out(repo, &["symbolic-ref", "--short", "HEAD"]).unwrap_or_else(|| "main".into())
+}
+
+/// The parameters of a request: its JSON body, or its form fields as an
+/// object (`k[]=a&k[]=b` as an array), or `{}` for an empty body; None
+/// when the body is neither.
+pub(crate) fn params(req: &CloudRequest) -> Option<serde_json::Value> {
+    let is_form = req
+        .header("content-type")
+        .is_some_and(|t| t.starts_with("application/x-www-form-urlencoded"));
+    if !is_form {
+        return json_body(req);
+    }
+    let mut obj = serde_json::Map::new();
+    for (k, v) in &req.form {
+        if let Some(k) = k.strip_suffix("[]") {
+            let e = obj
+                .entry(k.to_string())
+                .or_insert_with(|| serde_json::Value::Array(Vec::new()));
+            if let Some(a) = e.as_array_mut() {
+                a.push(v.clone().into());
+            }
+        } else {
+            obj.insert(k.clone(), v.clone().into());
+        }
+    }
+    Some(serde_json::Value::Object(obj))
+}
+
+/// A JSON boolean, or a form's `true`/`false`.
+pub(crate) fn truthy(v: &serde_json::Value) -> Option<bool> {
+    match v {
+        serde_json::Value::Bool(b) => Some(*b),
+        serde_json::Value::String(s) => match s.as_str() {
+            "true" | "1" => Some(true),
+            "false" | "0" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Numbers of a JSON array (or of numeric strings, or one number).
+pub(crate) fn id_list(v: &serde_json::Value) -> Vec<u64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64().into_iter().collect(),
+        other => string_list(other)
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .collect(),
+    }
+}
+
+/// Fast-forwards `base` to `head` when `base` is an ancestor of it.
+pub(crate) fn fast_forward(repo: &Path, base: &str, head: &str) -> bool {
+    let (Some(b), Some(h)) = (branch_sha(repo, base), branch_sha(repo, head)) else {
+        return false;
+    };
+    git_out(repo, &["merge-base", "--is-ancestor", &b, &h]).is_some()
+        && git_out(repo, &["update-ref", &format!("refs/heads/{base}"), &h, &b]).is_some()
+}
+
+pub(crate) fn no_content() -> Reply {
+    Reply {
+        status: 204,
+        headers: Vec::new(),
+        body: Vec::new(),
+    }
 }

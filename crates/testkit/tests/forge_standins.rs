@@ -4,7 +4,8 @@
 use serde_json::{Value, json};
 use std::process::Command;
 use tagwarden_testkit::{
-    BareRepo, GITHUB_APP_KEY, GitHubStandIn, OTHER_RSA_KEY, TempDir, git, github_app_jwt,
+    BareRepo, GITHUB_APP_KEY, GITLAB_PROJECT_ID, GitHubStandIn, GitLabStandIn, OTHER_RSA_KEY,
+    TempDir, git, github_app_jwt,
 };
 
 struct Resp {
@@ -738,4 +739,397 @@ fn github_app_refuses_bad_signature_expired_and_overlong_jwts() {
     );
     assert_eq!(r.status, 404);
     assert!(gh.issued_tokens().len() == 1);
+}
+
+const GL: &str = "PRIVATE-TOKEN: glpat-good";
+
+fn gitlab(branches: &[&str]) -> (BareRepo, GitLabStandIn) {
+    let repo = repo_with_branches(branches);
+    let gl = GitLabStandIn::start(repo.root(), "group/project");
+    gl.add_token("glpat-good");
+    (repo, gl)
+}
+
+#[test]
+fn gitlab_refuses_bad_tokens_and_unknown_projects() {
+    let (_repo, gl) = gitlab(&[]);
+    let mrs = format!("{}/projects/group%2Fproject/merge_requests", gl.api_url());
+    for auth in [
+        "PRIVATE-TOKEN: nope",
+        "Authorization: Bearer nope",
+        "X-None: 1",
+    ] {
+        let r = curl("GET", &mrs, &[auth], None);
+        assert_eq!(r.status, 401);
+        assert_eq!(r.body, r#"{"message":"401 Unauthorized"}"#);
+    }
+    assert_eq!(curl("GET", &mrs, &[GL], None).status, 200);
+    let r = curl("GET", &mrs, &["Authorization: Bearer glpat-good"], None);
+    assert_eq!((r.status, r.body.as_str()), (200, "[]"));
+    let by_id = format!(
+        "{}/projects/{GITLAB_PROJECT_ID}/merge_requests",
+        gl.api_url()
+    );
+    assert_eq!(curl("GET", &by_id, &[GL], None).status, 200);
+    let r = curl(
+        "GET",
+        &format!("{}/projects/group%2Fother/merge_requests", gl.api_url()),
+        &[GL],
+        None,
+    );
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (404, r#"{"message":"404 Project Not Found"}"#)
+    );
+}
+
+#[test]
+fn gitlab_creates_lists_and_updates_merge_requests() {
+    let (repo, gl) = gitlab(&["image-updates/podinfo"]);
+    let alice = gl.add_user("alice");
+    let bob = gl.add_user("bob");
+    let api = gl.api_url();
+    let r = curl("GET", &format!("{api}/users?username=alice"), &[GL], None);
+    assert_eq!(r.json()[0]["id"], alice);
+    assert_eq!(r.json()[0]["username"], "alice");
+    assert_eq!(
+        curl("GET", &format!("{api}/users?username=nobody"), &[GL], None).body,
+        "[]"
+    );
+    let mrs = format!("{api}/projects/group%2Fproject/merge_requests");
+    let create = json!({
+        "source_branch": "image-updates/podinfo",
+        "target_branch": "main",
+        "title": "Draft: Update podinfo",
+        "description": "| file |",
+        "labels": "image-update,auto",
+        "assignee_ids": [alice],
+        "reviewer_ids": [bob],
+        "remove_source_branch": true,
+    });
+    let r = curl("POST", &mrs, &[GL], Some(&create.to_string()));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mr = r.json();
+    assert_eq!(mr["iid"], 1);
+    assert_eq!(mr["state"], "opened");
+    assert_eq!(mr["draft"], true);
+    assert_eq!(mr["sha"], rev(&repo, "image-updates/podinfo"));
+    assert_eq!(mr["labels"], json!(["image-update", "auto"]));
+    assert_eq!(mr["assignees"][0]["username"], "alice");
+    assert_eq!(mr["reviewers"][0]["username"], "bob");
+    assert_eq!(mr["force_remove_source_branch"], true);
+    assert_eq!(
+        mr["web_url"],
+        format!(
+            "http://127.0.0.1:{}/group/project/-/merge_requests/1",
+            gl.port()
+        )
+    );
+    let r = curl("POST", &mrs, &[GL], Some(&create.to_string()));
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.body,
+        r#"{"message":["Another open merge request already exists for this source branch: !1"]}"#
+    );
+    let r = curl(
+        "GET",
+        &format!("{mrs}?state=opened&source_branch=image-updates/podinfo&target_branch=main"),
+        &[GL],
+        None,
+    );
+    assert_eq!(r.json().as_array().map(Vec::len), Some(1));
+    assert_eq!(r.header("X-Total"), Some("1"));
+    assert_eq!(r.header("X-Next-Page"), Some(""));
+    let r = curl(
+        "GET",
+        &format!("{mrs}?state=opened&source_branch=other"),
+        &[GL],
+        None,
+    );
+    assert_eq!(r.body, "[]");
+    let r = curl(
+        "PUT",
+        &format!("{mrs}/1"),
+        &[GL],
+        Some(r#"{"title":"Update podinfo to 6.2.0","description":"new","labels":"image-update"}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["draft"], false);
+    assert_eq!(r.json()["labels"], json!(["image-update"]));
+    let r = curl(
+        "PUT",
+        &format!("{mrs}/1"),
+        &[GL],
+        Some(r#"{"state_event":"close"}"#),
+    );
+    assert_eq!(r.json()["state"], "closed");
+    assert!(r.json()["closed_at"].is_string());
+    let state = &gl.pulls()[0];
+    assert_eq!(
+        (state.state.as_str(), state.title.as_str()),
+        ("closed", "Update podinfo to 6.2.0")
+    );
+    assert_eq!(state.assignees, ["alice"]);
+    assert_eq!(state.reviewers, ["bob"]);
+    let r = curl("GET", &format!("{mrs}?state=opened"), &[GL], None);
+    assert_eq!(r.body, "[]");
+    // A closed MR does not block a new one.
+    let r = curl("POST", &mrs, &[GL], Some(&create.to_string()));
+    assert_eq!(r.json()["iid"], 2);
+    let r = curl(
+        "PUT",
+        &format!("{mrs}/1"),
+        &[GL],
+        Some(r#"{"state_event":"reopen"}"#),
+    );
+    assert_eq!(r.status, 409);
+    let r = curl("GET", &format!("{mrs}/7"), &[GL], None);
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn gitlab_refuses_missing_branches_titles_and_empty_updates() {
+    let (_repo, gl) = gitlab(&["b1"]);
+    let mrs = format!("{}/projects/group%2Fproject/merge_requests", gl.api_url());
+    let r = curl(
+        "POST",
+        &mrs,
+        &[GL],
+        Some(r#"{"source_branch":"b1","target_branch":"main"}"#),
+    );
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, r#"{"error":"title is missing"}"#)
+    );
+    let r = curl("POST", &mrs, &[GL], Some("{}"));
+    assert_eq!(
+        r.body,
+        r#"{"error":"title is missing, source_branch is missing, target_branch is missing"}"#
+    );
+    let r = curl(
+        "POST",
+        &mrs,
+        &[GL],
+        Some(r#"{"source_branch":"nope","target_branch":"main","title":"t"}"#),
+    );
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (400, r#"{"message":{"source_branch":["does not exist"]}}"#)
+    );
+    let r = curl(
+        "POST",
+        &mrs,
+        &[GL],
+        Some(r#"{"source_branch":"b1","target_branch":"nope","title":"t"}"#),
+    );
+    assert_eq!(
+        r.body,
+        r#"{"message":{"target_branch":["does not exist"]}}"#
+    );
+    let r = curl(
+        "POST",
+        &mrs,
+        &[GL],
+        Some(r#"{"source_branch":"main","target_branch":"main","title":"t"}"#),
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.body,
+        r#"{"message":["You can't use same project/branch for source and target"]}"#
+    );
+    let r = curl(
+        "POST",
+        &mrs,
+        &[GL],
+        Some(r#"{"source_branch":"b1","target_branch":"main","title":"  "}"#),
+    );
+    assert_eq!(r.body, r#"{"error":"title is empty"}"#);
+    // Form bodies work as well as JSON.
+    let out = Command::new("curl")
+        .args([
+            "-s",
+            "-H",
+            GL,
+            "-d",
+            "source_branch=b1",
+            "-d",
+            "target_branch=main",
+            "-d",
+            "title=form",
+            "-d",
+            "labels=x,y",
+        ])
+        .arg(&mrs)
+        .output()
+        .expect("run curl");
+    let mr: Value = serde_json::from_slice(&out.stdout).expect("MR JSON");
+    assert_eq!(
+        (mr["title"].as_str(), mr["labels"].clone()),
+        (Some("form"), json!(["x", "y"]))
+    );
+    let r = curl("PUT", &format!("{mrs}/1"), &[GL], Some("{}"));
+    assert_eq!(r.status, 400);
+    assert!(
+        r.json()["error"]
+            .as_str()
+            .is_some_and(|e| e.ends_with("at least one parameter must be provided"))
+    );
+    let r = curl(
+        "PUT",
+        &format!("{mrs}/1"),
+        &[GL],
+        Some(r#"{"state_event":"shut"}"#),
+    );
+    assert_eq!(
+        r.body,
+        r#"{"error":"state_event does not have a valid value"}"#
+    );
+}
+
+#[test]
+fn gitlab_paginates_with_x_headers_and_link() {
+    let (_repo, gl) = gitlab(&["b1", "b2", "b3"]);
+    let mrs = format!("{}/projects/group%2Fproject/merge_requests", gl.api_url());
+    for b in ["b1", "b2", "b3"] {
+        let body = json!({"source_branch": b, "target_branch": "main", "title": b}).to_string();
+        assert_eq!(curl("POST", &mrs, &[GL], Some(&body)).status, 201);
+    }
+    let r = curl(
+        "GET",
+        &format!("{mrs}?state=opened&per_page=2"),
+        &[GL],
+        None,
+    );
+    assert_eq!(strings(&r.json(), "title"), ["b3", "b2"]);
+    let h = |k: &str| r.header(k).map(String::from);
+    assert_eq!(
+        (
+            h("X-Page"),
+            h("X-Per-Page"),
+            h("X-Next-Page"),
+            h("X-Prev-Page"),
+            h("X-Total"),
+            h("X-Total-Pages")
+        ),
+        (
+            Some("1".into()),
+            Some("2".into()),
+            Some("2".into()),
+            Some(String::new()),
+            Some("3".into()),
+            Some("2".into())
+        )
+    );
+    assert_eq!(
+        h("Link"),
+        Some(format!(
+            "<{mrs}?state=opened&per_page=2&page=2>; rel=\"next\", <{mrs}?state=opened&per_page=2&page=1>; rel=\"first\", <{mrs}?state=opened&per_page=2&page=2>; rel=\"last\""
+        ))
+    );
+    let r = curl(
+        "GET",
+        &format!("{mrs}?state=opened&per_page=2&page=2"),
+        &[GL],
+        None,
+    );
+    assert_eq!(strings(&r.json(), "title"), ["b1"]);
+    assert_eq!(r.header("X-Next-Page"), Some(""));
+    assert_eq!(r.header("X-Prev-Page"), Some("1"));
+}
+
+#[test]
+fn gitlab_auto_merge_branch_delete_git_push_and_faults() {
+    let (repo, gl) = gitlab(&["image-updates/podinfo"]);
+    let api = gl.api_url();
+    let mrs = format!("{api}/projects/group%2Fproject/merge_requests");
+    let body = r#"{"source_branch":"image-updates/podinfo","target_branch":"main","title":"t"}"#;
+    assert_eq!(curl("POST", &mrs, &[GL], Some(body)).status, 201);
+    let r = curl(
+        "PUT",
+        &format!("{mrs}/1/merge"),
+        &[GL],
+        Some(r#"{"merge_when_pipeline_succeeds":true}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["merge_when_pipeline_succeeds"], true);
+    assert_eq!(r.json()["state"], "opened");
+    assert_eq!(
+        gl.pulls()[0].auto_merge.as_deref(),
+        Some("merge_when_pipeline_succeeds")
+    );
+
+    // Git as oauth2 with the token; the MR follows a force-push.
+    let work = TempDir::new("gl-work");
+    let url = gl.git_url().replace("http://", "http://oauth2:glpat-good@");
+    git(work.path(), &["clone", "-q", &url, "w"]);
+    let w = work.path().join("w");
+    git(
+        &w,
+        &[
+            "checkout",
+            "-q",
+            "-B",
+            "image-updates/podinfo",
+            "origin/main",
+        ],
+    );
+    std::fs::write(w.join("apps/podinfo.yaml"), "image: podinfo:6.3.0\n").expect("write");
+    git(&w, &["commit", "-qam", "podinfo 6.3.0"]);
+    git(
+        &w,
+        &["push", "-q", "--force", "origin", "image-updates/podinfo"],
+    );
+    let r = curl("GET", &format!("{mrs}/1"), &[GL], None);
+    assert_eq!(r.json()["sha"], git(&w, &["rev-parse", "HEAD"]));
+
+    let branch =
+        format!("{api}/projects/group%2Fproject/repository/branches/image-updates%2Fpodinfo");
+    assert_eq!(
+        curl("GET", &branch, &[GL], None).json()["name"],
+        "image-updates/podinfo"
+    );
+    let r = curl("DELETE", &branch, &[GL], None);
+    assert_eq!(r.status, 204, "{}", r.body);
+    assert_eq!(
+        git(&repo.path(), &["branch", "--list", "image-updates/*"]),
+        ""
+    );
+    let r = curl("DELETE", &branch, &[GL], None);
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (404, r#"{"message":"404 Branch Not Found"}"#)
+    );
+
+    gl.fail_next(
+        2,
+        503,
+        vec![("Retry-After".into(), "3".into())],
+        r#"{"message":"503"}"#,
+    );
+    assert_eq!(
+        curl("GET", &mrs, &[GL], None).header("Retry-After"),
+        Some("3")
+    );
+    assert_eq!(
+        curl("PUT", &format!("{mrs}/1"), &[GL], Some(r#"{"title":"x"}"#)).status,
+        503
+    );
+    assert_eq!(gl.pulls()[0].title, "t");
+    assert_eq!(curl("GET", &mrs, &[GL], None).status, 200);
+    let writes: Vec<String> = gl
+        .writes()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.target))
+        .collect();
+    assert_eq!(
+        writes,
+        [
+            "POST /api/v4/projects/group%2Fproject/merge_requests",
+            "PUT /api/v4/projects/group%2Fproject/merge_requests/1/merge",
+            "DELETE /api/v4/projects/group%2Fproject/repository/branches/image-updates%2Fpodinfo",
+            "DELETE /api/v4/projects/group%2Fproject/repository/branches/image-updates%2Fpodinfo",
+            "PUT /api/v4/projects/group%2Fproject/merge_requests/1",
+        ]
+    );
+    assert!(!gl.git_requests().is_empty());
 }
