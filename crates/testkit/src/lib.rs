@@ -7,6 +7,7 @@ mod azure;
 mod forge;
 mod gcp;
 mod git;
+mod gitea;
 mod github;
 mod gitlab;
 mod moto;
@@ -21,6 +22,7 @@ pub use azure::{ACR_USER, AcrFront, AzureEntra, AzureImds, EntraConfig, IMDS_DEF
 pub use forge::ForgePull;
 pub use gcp::{GcpMetadata, GcpSts, GcpStsConfig};
 pub use git::GitHttpServer;
+pub use gitea::GiteaStandIn;
 pub use github::{GitHubStandIn, github_app_jwt};
 pub use gitlab::{GITLAB_PROJECT_ID, GitLabStandIn};
 pub use moto::{AwsKeys, Moto};

@@ -4,8 +4,8 @@
 use serde_json::{Value, json};
 use std::process::Command;
 use tagwarden_testkit::{
-    BareRepo, GITHUB_APP_KEY, GITLAB_PROJECT_ID, GitHubStandIn, GitLabStandIn, OTHER_RSA_KEY,
-    TempDir, git, github_app_jwt,
+    BareRepo, GITHUB_APP_KEY, GITLAB_PROJECT_ID, GitHubStandIn, GitLabStandIn, GiteaStandIn,
+    OTHER_RSA_KEY, TempDir, git, github_app_jwt,
 };
 
 struct Resp {
@@ -1132,4 +1132,272 @@ fn gitlab_auto_merge_branch_delete_git_push_and_faults() {
         ]
     );
     assert!(!gl.git_requests().is_empty());
+}
+
+const GT: &str = "Authorization: token gitea-good";
+
+fn gitea(branches: &[&str]) -> (BareRepo, GiteaStandIn) {
+    let repo = repo_with_branches(branches);
+    let gt = GiteaStandIn::start(repo.root(), "acme", "podinfo");
+    gt.add_token("gitea-good");
+    (repo, gt)
+}
+
+#[test]
+fn gitea_refuses_bad_tokens() {
+    let (_repo, gt) = gitea(&[]);
+    let pulls = format!("{}/repos/acme/podinfo/pulls", gt.api_url());
+    for auth in ["Authorization: token nope", "X-None: 1"] {
+        let r = curl("GET", &pulls, &[auth], None);
+        assert_eq!(r.status, 401);
+        assert_eq!(r.json()["message"], "token is required");
+        assert_eq!(
+            r.json()["url"],
+            format!("http://127.0.0.1:{}/api/swagger", gt.port())
+        );
+    }
+    assert_eq!(curl("GET", &pulls, &[GT], None).body, "[]");
+    assert_eq!(
+        curl("GET", &pulls, &["Authorization: Bearer gitea-good"], None).status,
+        200
+    );
+    let r = curl(
+        "GET",
+        &format!("{}/repos/acme/other/pulls", gt.api_url()),
+        &[GT],
+        None,
+    );
+    assert_eq!(
+        (r.status, r.json()["message"].as_str()),
+        (404, Some("The target couldn't be found."))
+    );
+}
+
+#[test]
+fn gitea_creates_lists_and_edits_pull_requests_with_label_ids() {
+    let (repo, gt) = gitea(&["image-updates/podinfo"]);
+    let auto = gt.add_label("auto");
+    let upd = gt.add_label("image-update");
+    let api = gt.api_url();
+    let r = curl(
+        "GET",
+        &format!("{api}/repos/acme/podinfo/labels"),
+        &[GT],
+        None,
+    );
+    assert_eq!(strings(&r.json(), "name"), ["auto", "image-update"]);
+    assert_eq!(r.json()[0]["id"], auto);
+    assert_eq!(r.header("X-Total-Count"), Some("2"));
+    let pulls = format!("{api}/repos/acme/podinfo/pulls");
+    let create = json!({
+        "head": "image-updates/podinfo", "base": "main", "title": "Update podinfo",
+        "body": "| file |", "labels": [upd, 999], "assignees": ["alice"],
+    });
+    let r = curl("POST", &pulls, &[GT], Some(&create.to_string()));
+    assert_eq!(r.status, 201, "{}", r.body);
+    let pr = r.json();
+    assert_eq!(pr["number"], 1);
+    assert_eq!(pr["state"], "open");
+    assert_eq!(pr["head"]["ref"], "image-updates/podinfo");
+    assert_eq!(pr["head"]["sha"], rev(&repo, "image-updates/podinfo"));
+    assert_eq!(pr["base"]["ref"], "main");
+    assert_eq!(
+        pr["labels"],
+        json!([{"id": upd, "name": "image-update", "exclusive": false, "is_archived": false, "color": "ededed", "description": "", "url": format!("{api}/repos/acme/podinfo/labels/{upd}")}])
+    );
+    assert_eq!(pr["assignees"][0]["login"], "alice");
+    assert_eq!(
+        pr["html_url"],
+        format!("http://127.0.0.1:{}/acme/podinfo/pulls/1", gt.port())
+    );
+    let r = curl("POST", &pulls, &[GT], Some(&create.to_string()));
+    assert_eq!(r.status, 409);
+    assert_eq!(
+        r.json()["message"],
+        "pull request already exists for these targets [id: 3001, issue_id: 1, head_repo_id: 1, base_repo_id: 1, head_branch: image-updates/podinfo, base_branch: main]"
+    );
+    let r = curl(
+        "GET",
+        &format!("{pulls}/main/image-updates/podinfo"),
+        &[GT],
+        None,
+    );
+    assert_eq!(r.json()["number"], 1);
+    let r = curl(
+        "POST",
+        &format!("{pulls}/1/requested_reviewers"),
+        &[GT],
+        Some(r#"{"reviewers":["bob"]}"#),
+    );
+    assert_eq!(r.status, 201);
+    assert_eq!(r.json()[0]["state"], "REQUEST_REVIEW");
+    assert_eq!(r.json()[0]["user"]["login"], "bob");
+    let r = curl(
+        "PATCH",
+        &format!("{pulls}/1"),
+        &[GT],
+        Some(
+            &json!({"title": "Update podinfo to 6.2.0", "body": "new", "labels": [auto, upd]})
+                .to_string(),
+        ),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(
+        strings(&r.json()["labels"], "name"),
+        ["auto", "image-update"]
+    );
+    let r = curl(
+        "PUT",
+        &format!("{api}/repos/acme/podinfo/issues/1/labels"),
+        &[GT],
+        Some(r#"{"labels":["image-update"]}"#),
+    );
+    assert_eq!(strings(&r.json(), "name"), ["image-update"]);
+    let r = curl(
+        "PATCH",
+        &format!("{pulls}/1"),
+        &[GT],
+        Some(r#"{"state":"closed"}"#),
+    );
+    assert_eq!(r.json()["state"], "closed");
+    let state = &gt.pulls()[0];
+    assert_eq!(state.labels, ["image-update"]);
+    assert_eq!(state.reviewers, ["bob"]);
+    assert_eq!(
+        (state.state.as_str(), state.title.as_str()),
+        ("closed", "Update podinfo to 6.2.0")
+    );
+    assert_eq!(curl("GET", &pulls, &[GT], None).body, "[]");
+    let r = curl("GET", &format!("{pulls}?state=closed"), &[GT], None);
+    assert_eq!(r.json()[0]["number"], 1);
+}
+
+#[test]
+fn gitea_refuses_missing_branches_titles_and_empty_heads() {
+    let (_repo, gt) = gitea(&["b1"]);
+    let pulls = format!("{}/repos/acme/podinfo/pulls", gt.api_url());
+    let r = curl(
+        "POST",
+        &pulls,
+        &[GT],
+        Some(r#"{"head":"nope","base":"main","title":"t"}"#),
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(r.json()["message"], "The target couldn't be found.");
+    let r = curl(
+        "POST",
+        &pulls,
+        &[GT],
+        Some(r#"{"head":"b1","base":"nope","title":"t"}"#),
+    );
+    assert_eq!(r.status, 404);
+    let r = curl(
+        "POST",
+        &pulls,
+        &[GT],
+        Some(r#"{"head":"b1","base":"main"}"#),
+    );
+    assert_eq!(
+        (r.status, r.json()["message"].as_str()),
+        (422, Some("[Title]: Required"))
+    );
+    let r = curl(
+        "POST",
+        &pulls,
+        &[GT],
+        Some(r#"{"head":"main","base":"main","title":"t"}"#),
+    );
+    assert_eq!(r.status, 422);
+    assert_eq!(
+        r.json()["message"],
+        "Invalid PullRequest: There are no changes between the head and the base"
+    );
+    assert!(gt.pulls().is_empty());
+}
+
+#[test]
+fn gitea_paginates_deletes_branches_serves_git_and_faults() {
+    let (repo, gt) = gitea(&["b1", "b2", "b3"]);
+    let api = gt.api_url();
+    let pulls = format!("{api}/repos/acme/podinfo/pulls");
+    for b in ["b1", "b2", "b3"] {
+        let body = json!({"head": b, "base": "main", "title": b}).to_string();
+        assert_eq!(curl("POST", &pulls, &[GT], Some(&body)).status, 201);
+    }
+    let r = curl("GET", &format!("{pulls}?state=open&limit=2"), &[GT], None);
+    assert_eq!(strings(&r.json(), "title"), ["b3", "b2"]);
+    assert_eq!(r.header("X-Total-Count"), Some("3"));
+    assert_eq!(
+        r.header("Link"),
+        Some(
+            format!("<{pulls}?state=open&limit=2&page=2>; rel=\"next\", <{pulls}?state=open&limit=2&page=2>; rel=\"last\"")
+                .as_str()
+        )
+    );
+    let r = curl(
+        "GET",
+        &format!("{pulls}?state=open&limit=2&page=2"),
+        &[GT],
+        None,
+    );
+    assert_eq!(strings(&r.json(), "title"), ["b1"]);
+
+    // Git with the token as password; the PR follows a force-push.
+    let work = TempDir::new("gt-work");
+    let url = gt
+        .git_url()
+        .replace("http://", "http://tagwarden:gitea-good@");
+    git(work.path(), &["clone", "-q", &url, "w"]);
+    let w = work.path().join("w");
+    git(&w, &["checkout", "-q", "-B", "b1", "origin/main"]);
+    std::fs::write(w.join("apps/podinfo.yaml"), "image: podinfo:7.0.0\n").expect("write");
+    git(&w, &["commit", "-qam", "podinfo 7.0.0"]);
+    git(&w, &["push", "-q", "--force", "origin", "b1"]);
+    let r = curl("GET", &format!("{pulls}/1"), &[GT], None);
+    assert_eq!(r.json()["head"]["sha"], git(&w, &["rev-parse", "HEAD"]));
+
+    let r = curl(
+        "POST",
+        &format!("{pulls}/2/merge"),
+        &[GT],
+        Some(r#"{"Do":"squash","merge_when_checks_succeed":true}"#),
+    );
+    assert_eq!((r.status, r.body.as_str()), (201, ""));
+    assert_eq!(gt.pulls()[1].auto_merge.as_deref(), Some("squash"));
+
+    let del = format!("{api}/repos/acme/podinfo/branches/b1");
+    assert_eq!(curl("DELETE", &del, &[GT], None).status, 204);
+    assert_eq!(git(&repo.path(), &["branch", "--list", "b1"]), "");
+    assert_eq!(gt.pulls()[0].state, "closed");
+    let r = curl("DELETE", &del, &[GT], None);
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.json()["errors"],
+        json!(["branch does not exist [name: b1]"])
+    );
+
+    gt.fail_next(1, 500, vec![], r#"{"message":"internal"}"#);
+    assert_eq!(
+        curl(
+            "PATCH",
+            &format!("{pulls}/3"),
+            &[GT],
+            Some(r#"{"title":"x"}"#)
+        )
+        .status,
+        500
+    );
+    assert_eq!(gt.pulls()[2].title, "b3");
+    gt.fail_next(1, 429, vec![("Retry-After".into(), "5".into())], "{}");
+    assert_eq!(
+        curl("GET", &pulls, &[GT], None).header("Retry-After"),
+        Some("5")
+    );
+    assert_eq!(curl("GET", &pulls, &[GT], None).status, 200);
+    assert_eq!(gt.writes().len(), 7);
+    assert!(
+        gt.requests()
+            .iter()
+            .all(|r| r.path().starts_with("/api/v1/"))
+    );
 }
