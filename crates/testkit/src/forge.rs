@@ -17,6 +17,8 @@ pub struct ForgePull {
     /// As the forge spells it: `open`/`closed` (GitHub, Gitea),
     /// `opened`/`closed` (GitLab).
     pub state: String,
+    /// Merged (GitHub `merged`, GitLab state `merged`, Gitea `merged`).
+    pub merged: bool,
     pub title: String,
     pub body: String,
     pub draft: bool,

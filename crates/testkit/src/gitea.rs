@@ -162,6 +162,27 @@ impl GiteaStandIn {
             .collect()
     }
 
+    /// Merges PR `number` as a person would: the base fast-forwarded to the
+    /// head, the PR closed and `merged`. False when not open or not a fast-forward.
+    pub fn merge_pull(&self, number: u64) -> bool {
+        let mut s = lock(&self.state);
+        s.refresh();
+        let Some(i) = s.pulls.iter().position(|p| p.number == number && p.open) else {
+            return false;
+        };
+        let (base, head) = (s.pulls[i].base.clone(), s.pulls[i].head.clone());
+        if !fast_forward(&s.repo, &base, &head) {
+            return false;
+        }
+        let now = now_secs();
+        let p = &mut s.pulls[i];
+        p.open = false;
+        p.merged = true;
+        p.closed = Some(now);
+        p.updated = now;
+        true
+    }
+
     /// The pull requests, oldest first (labels by name; `state` `open`/`closed`).
     pub fn pulls(&self) -> Vec<ForgePull> {
         let mut s = lock(&self.state);
@@ -172,6 +193,7 @@ impl GiteaStandIn {
                 number: p.number,
                 id: 3000 + p.number,
                 state: if p.open { "open" } else { "closed" }.into(),
+                merged: p.merged,
                 title: p.title.clone(),
                 body: p.body.clone(),
                 draft: is_wip(&p.title),

@@ -82,6 +82,7 @@ struct Pr {
     base: String,
     sha: String,
     open: bool,
+    merged: bool,
     labels: Vec<String>,
     reviewers: Vec<String>,
     assignees: Vec<String>,
@@ -227,6 +228,28 @@ impl GitHubStandIn {
             .collect()
     }
 
+    /// Merges PR `number` as a person would on GitHub: the base branch is
+    /// fast-forwarded to the head, the PR closed and `merged`. False when
+    /// it is not open or not a fast-forward.
+    pub fn merge_pull(&self, number: u64) -> bool {
+        let mut s = lock(&self.state);
+        s.refresh();
+        let Some(i) = s.pulls.iter().position(|p| p.number == number && p.open) else {
+            return false;
+        };
+        let (base, head) = (s.pulls[i].base.clone(), s.pulls[i].head.clone());
+        if !crate::forge::fast_forward(&s.repo, &base, &head) {
+            return false;
+        }
+        let now = now_secs();
+        let p = &mut s.pulls[i];
+        p.open = false;
+        p.merged = true;
+        p.closed = Some(now);
+        p.updated = now;
+        true
+    }
+
     /// The pull requests, oldest first, as an API read would show them now.
     pub fn pulls(&self) -> Vec<ForgePull> {
         let mut s = lock(&self.state);
@@ -237,6 +260,7 @@ impl GitHubStandIn {
                 number: p.number,
                 id: p.id,
                 state: if p.open { "open" } else { "closed" }.into(),
+                merged: p.merged,
                 title: p.title.clone(),
                 body: p.body.clone().unwrap_or_default(),
                 draft: p.draft,
@@ -353,8 +377,8 @@ impl State {
             "requested_teams": [],
             "assignees": p.assignees.iter().map(|l| self.user(l)).collect::<Vec<_>>(),
             "assignee": p.assignees.first().map(|l| self.user(l)),
-            "merged": false,
-            "merged_at": null,
+            "merged": p.merged,
+            "merged_at": if p.merged { p.closed.map(rfc3339) } else { None },
             "merge_commit_sha": null,
             "auto_merge": p.auto_merge.as_ref().map(|m| json!({
                 "enabled_by": self.user("tagwarden"),
@@ -476,14 +500,14 @@ fn api(s: &mut State, req: &CloudRequest, path: &str) -> Reply {
 }
 
 fn authenticate(s: &State, req: &CloudRequest, app_route: bool) -> Result<Caller, Reply> {
-    let token = scheme_token(req, &["bearer", "token"]);
     if app_route {
-        let Some(jwt) = token else {
+        // GitHub takes app JWTs as `Bearer` only.
+        let Some(jwt) = scheme_token(req, &["bearer"]) else {
             return Err(error(401, JWT_UNDECODABLE, DOCS));
         };
         return verify_jwt(s, &jwt).map(Caller::App);
     }
-    match token {
+    match scheme_token(req, &["bearer", "token"]) {
         Some(t) if s.token_ok(&t) => Ok(Caller::Token),
         _ => Err(error(401, "Bad credentials", DOCS)),
     }
@@ -709,10 +733,13 @@ fn list_pulls(s: &State, req: &CloudRequest) -> Reply {
             .map(|(o, b)| (o.to_string(), b.to_string()))
     });
     let base = req.query("base").filter(|b| !b.is_empty());
-    let items: Vec<Value> = s
-        .pulls
-        .iter()
-        .rev()
+    let oldest_first = req.query("direction").as_deref() == Some("asc");
+    let mut ordered: Vec<&Pr> = s.pulls.iter().collect();
+    if !oldest_first {
+        ordered.reverse();
+    }
+    let items: Vec<Value> = ordered
+        .into_iter()
         .filter(|p| state == "all" || (state == "open") == p.open)
         .filter(|p| {
             head.as_ref()
@@ -796,6 +823,7 @@ fn create_pull(s: &mut State, req: &CloudRequest) -> Reply {
         base,
         sha,
         open: true,
+        merged: false,
         labels: Vec::new(),
         reviewers: Vec::new(),
         assignees: Vec::new(),

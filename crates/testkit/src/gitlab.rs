@@ -168,6 +168,30 @@ impl GitLabStandIn {
             .collect()
     }
 
+    /// Merges MR `iid` as a person would: the target fast-forwarded to the
+    /// source, the MR `merged`. False when not open or not a fast-forward.
+    pub fn merge_pull(&self, iid: u64) -> bool {
+        let mut s = lock(&self.state);
+        s.refresh();
+        let Some(i) = s
+            .mrs
+            .iter()
+            .position(|m| m.iid == iid && m.state == "opened")
+        else {
+            return false;
+        };
+        let (target, source) = (s.mrs[i].target.clone(), s.mrs[i].source.clone());
+        if !fast_forward(&s.repo, &target, &source) {
+            return false;
+        }
+        let now = now_secs();
+        let m = &mut s.mrs[i];
+        m.state = "merged";
+        m.closed = Some(now);
+        m.updated = now;
+        true
+    }
+
     /// The merge requests, oldest first (`number` is the `iid`, reviewers
     /// and assignees as usernames, `auto_merge` `merge_when_pipeline_succeeds`).
     pub fn pulls(&self) -> Vec<ForgePull> {
@@ -182,6 +206,7 @@ impl GitLabStandIn {
                 number: m.iid,
                 id: 5000 + m.iid,
                 state: m.state.into(),
+                merged: m.state == "merged",
                 title: m.title.clone(),
                 body: m.description.clone(),
                 draft: is_draft(&m.title),

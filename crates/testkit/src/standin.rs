@@ -20,6 +20,8 @@ pub struct CloudRequest {
     pub body: String,
     /// The decoded fields of an `application/x-www-form-urlencoded` body, in order.
     pub form: Vec<(String, String)>,
+    /// When the request was read, for asserting back-off between retries.
+    pub at: std::time::Instant,
 }
 
 impl CloudRequest {
@@ -253,6 +255,7 @@ fn read_request<S: Read>(conn: &mut S) -> Option<(CloudRequest, Vec<u8>)> {
             headers,
             body: text,
             form,
+            at: std::time::Instant::now(),
         },
         body,
     ))
@@ -294,7 +297,9 @@ fn reason(status: u16) -> &'static str {
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
         409 => "Conflict",
+        412 => "Precondition Failed",
         415 => "Unsupported Media Type",
         422 => "Unprocessable Entity",
         429 => "Too Many Requests",

@@ -62,6 +62,8 @@ fn curl(method: &str, url: &str, headers: &[&str], body: Option<&str>) -> Resp {
 fn repo_with_branches(branches: &[&str]) -> BareRepo {
     let repo = BareRepo::new("main", &[("apps/podinfo.yaml", "image: podinfo:6.0.0\n")]);
     for b in branches {
+        // From main, as the engine builds head branches.
+        git(&repo.path(), &["branch", b, "main"]);
         repo.commit_files(
             b,
             &[(
@@ -188,6 +190,9 @@ fn github_creates_lists_and_updates_a_pull_request() {
     assert_eq!(r.header("Link"), None);
     let r = curl("GET", &format!("{pulls}?head=acme:other"), &[AUTH], None);
     assert_eq!(r.json(), json!([]));
+    // Without `owner:` GitHub ignores the filter: every PR comes back.
+    let r = curl("GET", &format!("{pulls}?head=other"), &[AUTH], None);
+    assert_eq!(r.json().as_array().map(Vec::len), Some(1));
     let r = curl("GET", &format!("{pulls}?state=closed"), &[AUTH], None);
     assert_eq!(r.json(), json!([]));
 
@@ -333,6 +338,13 @@ fn github_paginates_pull_requests_with_link_headers() {
         None,
     );
     assert_eq!(r.json()[0]["title"], "b1");
+    let asc = curl(
+        "GET",
+        &format!("{pulls}?per_page=2&direction=asc"),
+        &[AUTH],
+        None,
+    );
+    assert_eq!(strings(&asc.json(), "title"), ["b1", "b2"]);
     assert_eq!(
         r.header("Link"),
         Some(
@@ -686,6 +698,15 @@ fn github_app_refuses_bad_signature_expired_and_overlong_jwts() {
         "A JSON web token could not be decoded"
     );
     assert_eq!(refused("ghp_good"), "A JSON web token could not be decoded");
+    // An app JWT goes as `Bearer`, not `token`.
+    let good = github_app_jwt(GITHUB_APP_KEY.private_pem, 4242, t - 60, t + 500);
+    let r = curl(
+        "POST",
+        &url,
+        &[&format!("Authorization: token {good}")],
+        None,
+    );
+    assert_eq!(r.status, 401);
     assert_eq!(
         refused(&github_app_jwt(
             GITHUB_APP_KEY.private_pem,
@@ -1399,5 +1420,49 @@ fn gitea_paginates_deletes_branches_serves_git_and_faults() {
         gt.requests()
             .iter()
             .all(|r| r.path().starts_with("/api/v1/"))
+    );
+}
+
+#[test]
+fn forges_merge_by_hand_fast_forwards_the_base_and_marks_the_pr_merged() {
+    let (repo, gh) = github(&["b1"]);
+    let pulls = format!("{}/repos/acme/podinfo/pulls", gh.api_url());
+    let r = curl(
+        "POST",
+        &pulls,
+        &[AUTH],
+        Some(r#"{"title":"t","head":"b1","base":"main"}"#),
+    );
+    assert_eq!(r.status, 201);
+    assert!(gh.merge_pull(1));
+    assert!(!gh.merge_pull(1), "already merged");
+    assert_eq!(rev(&repo, "main"), rev(&repo, "b1"));
+    let r = curl("GET", &format!("{pulls}/1"), &[AUTH], None);
+    assert_eq!(
+        (r.json()["state"].as_str(), r.json()["merged"].as_bool()),
+        (Some("closed"), Some(true))
+    );
+    assert!(r.json()["merged_at"].is_string());
+    assert!(gh.pulls()[0].merged);
+
+    let (repo, gl) = gitlab(&["b1"]);
+    let mrs = format!("{}/projects/group%2Fproject/merge_requests", gl.api_url());
+    let body = r#"{"source_branch":"b1","target_branch":"main","title":"t"}"#;
+    assert_eq!(curl("POST", &mrs, &[GL], Some(body)).status, 201);
+    assert!(gl.merge_pull(1));
+    assert_eq!(rev(&repo, "main"), rev(&repo, "b1"));
+    let r = curl("GET", &format!("{mrs}?state=merged"), &[GL], None);
+    assert_eq!(r.json()[0]["state"], "merged");
+
+    let (repo, gt) = gitea(&["b1"]);
+    let pulls = format!("{}/repos/acme/podinfo/pulls", gt.api_url());
+    let body = r#"{"head":"b1","base":"main","title":"t"}"#;
+    assert_eq!(curl("POST", &pulls, &[GT], Some(body)).status, 201);
+    assert!(gt.merge_pull(1));
+    assert_eq!(rev(&repo, "main"), rev(&repo, "b1"));
+    let r = curl("GET", &format!("{pulls}/1"), &[GT], None);
+    assert_eq!(
+        (r.json()["state"].as_str(), r.json()["merged"].as_bool()),
+        (Some("closed"), Some(true))
     );
 }
