@@ -41,10 +41,18 @@ pub struct ForgePull {
     pub remove_source_branch: bool,
 }
 
-/// Answers queued by `fail_next`.
+/// Answers queued by `fail_next` and `fail_matching`, first queued first.
 #[derive(Default)]
 pub(crate) struct Faults {
+    rules: Vec<Fault>,
+}
+
+struct Fault {
     left: usize,
+    /// Only requests with this method (any when None)...
+    method: Option<String>,
+    /// ...and a path starting with this.
+    path_prefix: String,
     status: u16,
     headers: Vec<(String, String)>,
     body: String,
@@ -52,22 +60,38 @@ pub(crate) struct Faults {
 
 impl Faults {
     pub fn set(&mut self, n: usize, status: u16, headers: Vec<(String, String)>, body: &str) {
-        *self = Faults {
+        self.push(None, "", n, status, headers, body);
+    }
+
+    pub fn push(
+        &mut self,
+        method: Option<&str>,
+        path_prefix: &str,
+        n: usize,
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: &str,
+    ) {
+        self.rules.push(Fault {
             left: n,
+            method: method.map(str::to_ascii_uppercase),
+            path_prefix: path_prefix.to_string(),
             status,
             headers,
             body: body.to_string(),
-        };
+        });
     }
 
-    /// The injected answer for this request, if one is still queued.
-    pub fn take(&mut self) -> Option<Reply> {
-        if self.left == 0 {
-            return None;
-        }
-        self.left -= 1;
-        let mut r = Reply::text(self.status, "application/json; charset=utf-8", &self.body);
-        for (k, v) in &self.headers {
+    /// The injected answer for this request, if a queued fault matches it.
+    pub fn take(&mut self, req: &CloudRequest) -> Option<Reply> {
+        self.rules.retain(|f| f.left > 0);
+        let f = self.rules.iter_mut().find(|f| {
+            f.method.as_ref().is_none_or(|m| *m == req.method)
+                && req.path().starts_with(&f.path_prefix)
+        })?;
+        f.left -= 1;
+        let mut r = Reply::text(f.status, "application/json; charset=utf-8", &f.body);
+        for (k, v) in &f.headers {
             if k.eq_ignore_ascii_case("content-type") {
                 r.headers
                     .retain(|(n, _)| !n.eq_ignore_ascii_case("content-type"));
@@ -76,6 +100,11 @@ impl Faults {
         }
         Some(r)
     }
+}
+
+/// A path segment decoded (`%2F` → `/`; a `+` stays a plus, as in paths).
+pub(crate) fn path_decode(seg: &str) -> String {
+    crate::pki::percent_decode(&seg.replace('+', "%2B"))
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

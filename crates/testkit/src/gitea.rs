@@ -139,6 +139,23 @@ impl GiteaStandIn {
         lock(&self.state).faults.set(n, status, headers, body);
     }
 
+    /// Like `fail_next`, for requests with this method (`None`: any) whose
+    /// path starts with `path_prefix` (the full path, e.g.
+    /// `/api/v1/repos/o/r/pulls`): the GET before a failing POST still works.
+    pub fn fail_matching(
+        &self,
+        method: Option<&str>,
+        path_prefix: &str,
+        n: usize,
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: &str,
+    ) {
+        lock(&self.state)
+            .faults
+            .push(method, path_prefix, n, status, headers, body);
+    }
+
     /// Every API request received (not Git), in order.
     pub fn requests(&self) -> Vec<CloudRequest> {
         self.server
@@ -344,7 +361,7 @@ fn handle(s: &mut State, req: &CloudRequest, body: &[u8]) -> Reply {
     let Some(api_path) = path.strip_prefix("/api/v1/") else {
         return handle_git(s, req, body, &path);
     };
-    if let Some(fault) = s.faults.take() {
+    if let Some(fault) = s.faults.take(req) {
         return fault;
     }
     let token = scheme_token(req, &["token", "bearer"])
@@ -353,10 +370,7 @@ fn handle(s: &mut State, req: &CloudRequest, body: &[u8]) -> Reply {
     if !token.is_some_and(|t| s.tokens.contains(&t)) {
         return s.error(401, "token is required");
     }
-    let segs: Vec<String> = api_path
-        .split('/')
-        .map(crate::pki::percent_decode)
-        .collect();
+    let segs: Vec<String> = api_path.split('/').map(crate::forge::path_decode).collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     match &segs[..] {
         ["repos", o, r, rest @ ..]

@@ -52,6 +52,7 @@ const JWT_UNDECODABLE: &str = "A JSON web token could not be decoded";
 ///
 /// GitHub App ([`GitHubStandIn::add_app`]): `GET /api/v3/repos/{o}/{r}/installation` and
 /// `POST /api/v3/app/installations/{id}/access_tokens` (201 `{token:"ghs_…", expires_at}`)
+/// (also `GET /api/v3/orgs/{o}/installation`, `/users/{o}/installation`)
 /// want `Authorization: Bearer JWT`, RS256 signed by the app's key, `iss` the app id (string
 /// or number), `iat` not in the future (60 s skew), `exp` in the future and at most 600 s
 /// after `iat`; otherwise 401 with GitHub's message. `GET /api/v3/app` too.
@@ -199,6 +200,23 @@ impl GitHubStandIn {
     /// `X-RateLimit-Remaining: 0` with `X-RateLimit-Reset`).
     pub fn fail_next(&self, n: usize, status: u16, headers: Vec<(String, String)>, body: &str) {
         lock(&self.state).faults.set(n, status, headers, body);
+    }
+
+    /// Like `fail_next`, for requests with this method (`None`: any) whose
+    /// path starts with `path_prefix` (the full path, e.g.
+    /// `/api/v3/repos/o/r/pulls`): the GET before a failing POST still works.
+    pub fn fail_matching(
+        &self,
+        method: Option<&str>,
+        path_prefix: &str,
+        n: usize,
+        status: u16,
+        headers: Vec<(String, String)>,
+        body: &str,
+    ) {
+        lock(&self.state)
+            .faults
+            .push(method, path_prefix, n, status, headers, body);
     }
 
     /// Every API request received (REST and GraphQL; not Git), in order.
@@ -440,7 +458,7 @@ fn handle(s: &mut State, req: &CloudRequest, body: &[u8]) -> Reply {
     if !path.starts_with("/api/") {
         return handle_git(s, req, body, &path);
     }
-    if let Some(fault) = s.faults.take() {
+    if let Some(fault) = s.faults.take(req) {
         return fault;
     }
     s.served += 1;
@@ -470,16 +488,16 @@ fn api(s: &mut State, req: &CloudRequest, path: &str) -> Reply {
     let segs: Vec<String> = path
         .trim_start_matches("/api/")
         .split('/')
-        .map(crate::pki::percent_decode)
+        .map(crate::forge::path_decode)
         .collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let is_app_route = matches!(
         segs[..],
-        ["v3", "app"] | ["v3", "app", "installations", _, "access_tokens"]
-    ) || (segs.len() == 5
-        && segs[0] == "v3"
-        && segs[1] == "repos"
-        && segs[4] == "installation");
+        ["v3", "app"]
+            | ["v3", "app", "installations", _, "access_tokens"]
+            | ["v3", "repos", _, _, "installation"]
+            | ["v3", "orgs" | "users", _, "installation"]
+    );
     let caller = match authenticate(s, req, is_app_route) {
         Ok(c) => c,
         Err(r) => return r,
@@ -587,7 +605,6 @@ fn verify_jwt(s: &State, jwt: &str) -> Result<u64, Reply> {
 
 fn app_api(s: &mut State, req: &CloudRequest, segs: &[&str], app_id: u64) -> Reply {
     let installation = s.apps.get(&app_id).map_or(0, |a| a.installation);
-    let origin = s.origin();
     match (req.method.as_str(), segs) {
         ("GET", ["v3", "app"]) => Reply::json(
             200,
@@ -596,18 +613,12 @@ fn app_api(s: &mut State, req: &CloudRequest, segs: &[&str], app_id: u64) -> Rep
         ("GET", ["v3", "repos", o, r, "installation"])
             if o.eq_ignore_ascii_case(&s.owner) && r.eq_ignore_ascii_case(&s.name) =>
         {
-            Reply::json(
-                200,
-                &json!({
-                    "id": installation,
-                    "app_id": app_id,
-                    "account": s.user(&s.owner),
-                    "target_type": "Organization",
-                    "repository_selection": "all",
-                    "access_tokens_url": format!("{origin}/api/v3/app/installations/{installation}/access_tokens"),
-                    "permissions": {"contents": "write", "pull_requests": "write", "metadata": "read"},
-                }),
-            )
+            installation_json(s, app_id, installation)
+        }
+        ("GET", ["v3", "orgs" | "users", o, "installation"])
+            if o.eq_ignore_ascii_case(&s.owner) =>
+        {
+            installation_json(s, app_id, installation)
         }
         ("POST", ["v3", "app", "installations", id, "access_tokens"])
             if id.parse::<u64>().ok() == Some(installation) =>
@@ -628,6 +639,22 @@ fn app_api(s: &mut State, req: &CloudRequest, segs: &[&str], app_id: u64) -> Rep
         }
         _ => not_found(),
     }
+}
+
+fn installation_json(s: &State, app_id: u64, installation: u64) -> Reply {
+    let origin = s.origin();
+    Reply::json(
+        200,
+        &json!({
+            "id": installation,
+            "app_id": app_id,
+            "account": s.user(&s.owner),
+            "target_type": "Organization",
+            "repository_selection": "all",
+            "access_tokens_url": format!("{origin}/api/v3/app/installations/{installation}/access_tokens"),
+            "permissions": {"contents": "write", "pull_requests": "write", "metadata": "read"},
+        }),
+    )
 }
 
 fn repo_api(s: &mut State, req: &CloudRequest, rest: &[&str]) -> Reply {

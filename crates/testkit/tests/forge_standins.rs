@@ -486,14 +486,36 @@ fn github_answers_injected_faults_then_recovers_and_logs_writes() {
         Some(r#"{"title":"t","head":"b1","base":"main"}"#),
     );
     assert_eq!(r.status, 201);
+    // Only the write fails: the list before it is answered.
+    gh.fail_matching(
+        Some("PATCH"),
+        "/api/v3/repos/acme/podinfo/pulls",
+        1,
+        502,
+        vec![],
+        "{}",
+    );
+    assert_eq!(curl("GET", &pulls, &[AUTH], None).status, 200);
+    let patch = format!("{pulls}/1");
+    assert_eq!(
+        curl("PATCH", &patch, &[AUTH], Some(r#"{"title":"u"}"#)).status,
+        502
+    );
+    assert_eq!(gh.pulls()[0].title, "t");
+    assert_eq!(
+        curl("PATCH", &patch, &[AUTH], Some(r#"{"title":"u"}"#)).status,
+        200
+    );
     let log = gh.requests();
-    assert_eq!(log.len(), 6);
+    assert_eq!(log.len(), 9);
+    assert!(log.windows(2).all(|w| w[0].at <= w[1].at));
     assert_eq!(log[0].method, "GET");
     assert_eq!(log[0].target, "/api/v3/repos/acme/podinfo/pulls");
     assert_eq!(log[0].header("authorization"), Some("Bearer ghp_good"));
     let writes = gh.writes();
-    assert_eq!(writes.len(), 2);
+    assert_eq!(writes.len(), 4);
     assert_eq!(writes[1].body, r#"{"title":"t","head":"b1","base":"main"}"#);
+    assert_eq!(writes[3].method, "PATCH");
 }
 
 #[test]
@@ -596,6 +618,13 @@ fn github_app_jwt_becomes_an_installation_token_for_api_and_git() {
         None,
     );
     assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["id"], installation);
+    let r = curl(
+        "GET",
+        &format!("{api}/orgs/acme/installation"),
+        &[&bearer],
+        None,
+    );
     assert_eq!(r.json()["id"], installation);
     assert_eq!(
         r.json()["access_tokens_url"],
