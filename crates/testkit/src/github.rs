@@ -40,6 +40,7 @@ const JWT_UNDECODABLE: &str = "A JSON web token could not be decoded";
 ///   request already exists for o:b.` for a second open PR on one head; `custom` `No commits
 ///   between BASE and HEAD` when the head adds nothing. 400 `Problems parsing JSON`.
 /// - `GET`/`PATCH /repos/{o}/{r}/pulls/{n}` (`title`, `body`, `base`, `state`: `open`|`closed`).
+/// - `PATCH /repos/{o}/{r}/issues/{n}` (`labels`, `assignees` replace; `title`, `body`, `state`).
 /// - `PUT`/`POST /repos/{o}/{r}/issues/{n}/labels` `{labels:[..]}` (replace/add; unknown labels
 ///   are created) → 200 label array; `DELETE …/labels/{name}`.
 /// - `POST`/`DELETE /repos/{o}/{r}/pulls/{n}/requested_reviewers` `{reviewers:[..]}` → 201/200 PR.
@@ -682,6 +683,10 @@ fn repo_api(s: &mut State, req: &CloudRequest, rest: &[&str]) -> Reply {
             Some(i) => update_pull(s, req, i),
             None => not_found(),
         },
+        ("PATCH", ["issues", n]) => match s.pull_index(n) {
+            Some(i) => update_issue(s, req, i),
+            None => not_found(),
+        },
         (_, ["issues", n, "labels", name @ ..]) => match s.pull_index(n) {
             Some(i) => labels(s, req, i, &name.join("/")),
             None => not_found(),
@@ -930,6 +935,41 @@ fn update_pull(s: &mut State, req: &CloudRequest, i: usize) -> Reply {
     }
     p.updated = now;
     Reply::json(200, &s.pr_json(&s.pulls[i]))
+}
+
+/// `PATCH /issues/{n}` on a PR: `labels` and `assignees` replace, `title`,
+/// `body`, `state` as on the pull; answers the issue.
+fn update_issue(s: &mut State, req: &CloudRequest, i: usize) -> Reply {
+    let Some(b) = json_body(req) else {
+        return error(400, "Problems parsing JSON", DOCS);
+    };
+    let state = b["state"].as_str();
+    if state.is_some_and(|st| st != "open" && st != "closed") {
+        return validation(
+            json!([{"resource": "Issue", "field": "state", "code": "invalid"}]),
+            "https://docs.github.com/rest/issues/issues#update-an-issue",
+        );
+    }
+    if b.get("title").is_some() || b.get("body").is_some() || state.is_some() {
+        let r = update_pull(s, req, i);
+        if r.status != 200 {
+            return r;
+        }
+    }
+    if b.get("labels").is_some_and(|l| !l.is_null()) {
+        let wanted = string_list(&b["labels"]);
+        for l in &wanted {
+            if !s.labels.contains(l) {
+                s.labels.push(l.clone());
+            }
+        }
+        s.pulls[i].labels = wanted;
+    }
+    if b.get("assignees").is_some_and(|a| !a.is_null()) {
+        s.pulls[i].assignees = string_list(&b["assignees"]);
+    }
+    s.pulls[i].updated = now_secs();
+    Reply::json(200, &s.issue_json(&s.pulls[i]))
 }
 
 fn labels(s: &mut State, req: &CloudRequest, i: usize, name: &str) -> Reply {

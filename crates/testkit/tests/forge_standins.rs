@@ -238,6 +238,26 @@ fn github_creates_lists_and_updates_a_pull_request() {
     assert_eq!(r.json()["assignees"][0]["login"], "bob");
     let r = curl("GET", &format!("{pulls}/1"), &[AUTH], None);
     assert_eq!(r.json()["labels"][1]["name"], "auto");
+    let issue = format!("{api}/repos/acme/podinfo/issues/1");
+    let r = curl(
+        "PATCH",
+        &issue,
+        &[AUTH],
+        Some(r#"{"labels":["x"],"assignees":["carol"]}"#),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(strings(&r.json()["labels"], "name"), ["x"]);
+    assert_eq!(strings(&r.json()["assignees"], "login"), ["carol"]);
+    let r = curl(
+        "PATCH",
+        &issue,
+        &[AUTH],
+        Some(r#"{"labels":["image-update","auto"],"assignees":["bob"]}"#),
+    );
+    assert_eq!(
+        r.json()["pull_request"]["url"],
+        format!("{api}/repos/acme/podinfo/pulls/1")
+    );
     let r = curl(
         "PATCH",
         &format!("{pulls}/1"),
