@@ -168,61 +168,13 @@ fn serve_cgi<S: Read + Write>(conn: S, root: &Path, auth: &Auth) {
             continue;
         }
         let (path, query) = target.split_once('?').unwrap_or((&target, ""));
-        let mut child = Command::new("git")
-            .arg("http-backend")
-            .env_clear()
-            .env("GIT_PROJECT_ROOT", root)
-            .env("GIT_HTTP_EXPORT_ALL", "1")
-            .env("REQUEST_METHOD", &method)
-            .env("PATH_INFO", path)
-            .env("QUERY_STRING", query)
-            .env("CONTENT_TYPE", header("content-type").unwrap_or_default())
-            .env("CONTENT_LENGTH", body.len().to_string())
-            .env(
-                "HTTP_CONTENT_ENCODING",
-                header("content-encoding").unwrap_or_default(),
-            )
-            .env("GIT_PROTOCOL", header("git-protocol").unwrap_or_default())
-            .env("REMOTE_USER", "tester")
-            .env("REMOTE_ADDR", "127.0.0.1")
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn git http-backend");
-        {
-            let mut stdin = child.stdin.take().expect("cgi stdin");
-            let _ = stdin.write_all(&body);
+        let reply = run_cgi(root, &method, path, query, &headers, &body);
+        let mut head = format!("HTTP/1.1 {} CGI\r\n", reply.status);
+        for (k, v) in &reply.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
         }
-        let output = child.wait_with_output().expect("cgi output");
-        let raw = output.stdout;
-        let split = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .map(|i| (i, 4))
-            .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
-        let Some((end, sep)) = split else {
-            let _ = out.write_all(b"HTTP/1.1 500 CGI\r\nContent-Length: 0\r\n\r\n");
-            let _ = out.flush();
-            continue;
-        };
-        let head = String::from_utf8_lossy(&raw[..end]).into_owned();
-        let cgi_body = &raw[end + sep..];
-        let mut status = "200 OK".to_string();
-        let mut resp = String::new();
-        for l in head.lines() {
-            if let Some(s) = l.strip_prefix("Status:") {
-                status = s.trim().to_string();
-            } else if !l.is_empty() {
-                resp.push_str(l);
-                resp.push_str("\r\n");
-            }
-        }
-        let head = format!(
-            "HTTP/1.1 {status}\r\n{resp}Content-Length: {}\r\n\r\n",
-            cgi_body.len()
-        );
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", reply.body.len()));
+        let cgi_body = &reply.body;
         // TLS buffers records: flush or the client waits forever.
         if out.write_all(head.as_bytes()).is_err()
             || out.write_all(cgi_body).is_err()
@@ -231,4 +183,83 @@ fn serve_cgi<S: Read + Write>(conn: S, root: &Path, auth: &Auth) {
             return;
         }
     }
+}
+
+/// Runs `git http-backend` for one request on the repositories under
+/// `root` (`path` is `/NAME.git/...`) and parses its CGI answer. Pushes are
+/// allowed: REMOTE_USER is set, as after a successful login.
+pub(crate) fn run_cgi(
+    root: &Path,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> crate::standin::Reply {
+    let header = |k: &str| {
+        headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(k))
+            .map(|(_, v)| v.clone())
+            .unwrap_or_default()
+    };
+    let failed = |why: &str| crate::standin::Reply::text(500, "text/plain", why);
+    let child = Command::new("git")
+        .arg("http-backend")
+        .env_clear()
+        .env("GIT_PROJECT_ROOT", root)
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("REQUEST_METHOD", method)
+        .env("PATH_INFO", path)
+        .env("QUERY_STRING", query)
+        .env("CONTENT_TYPE", header("content-type"))
+        .env("CONTENT_LENGTH", body.len().to_string())
+        .env("HTTP_CONTENT_ENCODING", header("content-encoding"))
+        .env("GIT_PROTOCOL", header("git-protocol"))
+        .env("REMOTE_USER", "tester")
+        .env("REMOTE_ADDR", "127.0.0.1")
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else {
+        return failed("cannot run git http-backend");
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        let _ = stdin.write_all(body);
+    }
+    let Ok(output) = child.wait_with_output() else {
+        return failed("git http-backend did not finish");
+    };
+    let raw = output.stdout;
+    let split = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4))
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2)));
+    let Some((end, sep)) = split else {
+        return failed("git http-backend answered no CGI head");
+    };
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let mut reply = crate::standin::Reply {
+        status: 200,
+        headers: Vec::new(),
+        body: raw[end + sep..].to_vec(),
+    };
+    for l in head.lines() {
+        if let Some(s) = l.strip_prefix("Status:") {
+            reply.status = s
+                .trim()
+                .split(' ')
+                .next()
+                .and_then(|c| c.parse().ok())
+                .unwrap_or(500);
+        } else if let Some((k, v)) = l.split_once(':') {
+            reply
+                .headers
+                .push((k.trim().to_string(), v.trim().to_string()));
+        }
+    }
+    reply
 }

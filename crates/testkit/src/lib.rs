@@ -4,21 +4,31 @@
 
 mod apiserver;
 mod azure;
+mod forge;
 mod gcp;
 mod git;
+mod gitea;
+mod github;
+mod gitlab;
 mod moto;
 mod pki;
 mod proxy;
+mod rsa_keys;
 mod ssh;
 mod standin;
 
 pub use apiserver::{ApiServer, IssuedToken, Recorded, Resource};
 pub use azure::{ACR_USER, AcrFront, AzureEntra, AzureImds, EntraConfig, IMDS_DEFAULT_CLIENT_ID};
+pub use forge::ForgePull;
 pub use gcp::{GcpMetadata, GcpSts, GcpStsConfig};
 pub use git::GitHttpServer;
+pub use gitea::GiteaStandIn;
+pub use github::{GitHubStandIn, github_app_jwt};
+pub use gitlab::{GITLAB_PROJECT_ID, GitLabStandIn};
 pub use moto::{AwsKeys, Moto};
 pub use pki::{Pki, TokenServer};
 pub use proxy::{Action, FaultProxy, Request, hostile_tags, serve_tags, tag_page};
+pub use rsa_keys::{GITHUB_APP_KEY, OTHER_RSA_KEY, RsaTestKey};
 pub use ssh::{SshKeyPair, SshServer, current_user, ssh_keygen};
 pub use standin::{CloudRequest, Federated, jwt_shaped};
 

@@ -20,6 +20,8 @@ pub struct CloudRequest {
     pub body: String,
     /// The decoded fields of an `application/x-www-form-urlencoded` body, in order.
     pub form: Vec<(String, String)>,
+    /// When the request was read, for asserting back-off between retries.
+    pub at: std::time::Instant,
 }
 
 impl CloudRequest {
@@ -89,7 +91,8 @@ impl Reply {
     }
 }
 
-type Handler = dyn Fn(&CloudRequest) -> Outcome + Send + Sync;
+/// Handlers see the raw body too (Git packs are not text).
+type Handler = dyn Fn(&CloudRequest, &[u8]) -> Outcome + Send + Sync;
 
 /// A running server; stops accepting when dropped.
 pub(crate) struct Server {
@@ -102,6 +105,14 @@ impl Server {
     pub fn start(
         tls: Option<Arc<rustls::ServerConfig>>,
         handler: impl Fn(&CloudRequest) -> Outcome + Send + Sync + 'static,
+    ) -> Server {
+        Self::start_raw(tls, move |req, _| handler(req))
+    }
+
+    /// Like [`Server::start`], the handler also getting the body's bytes.
+    pub fn start_raw(
+        tls: Option<Arc<rustls::ServerConfig>>,
+        handler: impl Fn(&CloudRequest, &[u8]) -> Outcome + Send + Sync + 'static,
     ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind stand-in");
         let port = listener.local_addr().expect("stand-in addr").port();
@@ -159,7 +170,7 @@ fn serve<S: Read + Write>(conn: &mut S, log: &Mutex<Vec<CloudRequest>>, handler:
     log.lock()
         .unwrap_or_else(|p| p.into_inner())
         .push(req.clone());
-    let bytes = match handler(&req) {
+    let bytes = match handler(&req, &body) {
         Outcome::Reply(r) => response(&r),
         Outcome::Forward(port) => forward(port, &req, &body).unwrap_or_else(|| {
             response(&Reply::text(
@@ -244,6 +255,7 @@ fn read_request<S: Read>(conn: &mut S) -> Option<(CloudRequest, Vec<u8>)> {
             headers,
             body: text,
             form,
+            at: std::time::Instant::now(),
         },
         body,
     ))
@@ -278,13 +290,22 @@ pub(crate) fn parse_pairs(s: &str) -> Vec<(String, String)> {
 fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
+        201 => "Created",
+        204 => "No Content",
         400 => "Bad Request",
         401 => "Unauthorized",
         403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
+        406 => "Not Acceptable",
+        409 => "Conflict",
+        412 => "Precondition Failed",
         415 => "Unsupported Media Type",
+        422 => "Unprocessable Entity",
+        429 => "Too Many Requests",
+        500 => "Internal Server Error",
         502 => "Bad Gateway",
+        503 => "Service Unavailable",
         _ => "Status",
     }
 }
