@@ -112,6 +112,27 @@ fn github_first_pr_update_idempotence_and_superseded_close() {
     );
     let main_before = bare.log("main", "%H");
 
+    // A dry run first: the plan, and nothing written anywhere.
+    let out = Command::new(env!("CARGO_BIN_EXE_tagwarden"))
+        .args(["run", "--once", "--dry-run", "-f"])
+        .arg(&file)
+        .output()
+        .expect("dry run");
+    let stdout = ok(&out);
+    assert!(
+        stdout.contains(&format!(
+            "would open a pull request 'Update {image} to 1.1.0' from 'tagwarden/apps' into 'main'"
+        )),
+        "{stdout}"
+    );
+    assert!(stdout.contains("+          image: "), "{stdout}");
+    assert!(gh.writes().is_empty() && gh.pulls().is_empty());
+    assert!(
+        tagwarden_testkit::git(&bare.path(), &["branch", "--list", "tagwarden/apps"])
+            .trim()
+            .is_empty()
+    );
+
     // First run: the head branch is pushed, one PR opened into main.
     let stdout = ok(&run(&file));
     assert!(stdout.contains("pull request #1 opened: "), "{stdout}");
@@ -211,7 +232,7 @@ fn per_policy_branches_and_a_github_app() {
         .collect();
     let secret = format!("stringData:\n  githubAppID: \"4242\"\n  githubAppPrivateKey: |\n{key}");
     let annotations = format!(
-        "    tagwarden.io/pull-request: \"true\"\n    tagwarden.io/forge: github\n    tagwarden.io/forge-api-url: \"{}\"\n    tagwarden.io/pull-request-branch: \"image-updates/{{{{ .Policy.Name }}}}\"\n",
+        "    tagwarden.io/pull-request: \"true\"\n    tagwarden.io/forge: github\n    tagwarden.io/forge-api-url: \"{}\"\n    tagwarden.io/pull-request-branch: \"image-updates/{{{{ .Policy.Name }}}}\"\n    tagwarden.io/pull-request-draft: \"true\"\n    tagwarden.io/pull-request-auto-merge: \"true\"\n",
         gh.api_url()
     );
     let file = write(
@@ -243,6 +264,11 @@ fn per_policy_branches_and_a_github_app() {
     assert!(
         !gh.issued_tokens().is_empty(),
         "an installation token was used"
+    );
+    assert!(
+        gh.pulls().iter().all(|p| p.draft && p.auto_merge.is_some()),
+        "{:?}",
+        gh.pulls()
     );
     // The installation token pushed (git as x-access-token) and the key never shows.
     assert!(!stdout.contains("PRIVATE KEY"), "{stdout}");
@@ -414,7 +440,8 @@ fn gitlab_and_gitea_merge_and_pull_requests() {
             _keep = Box::new(gt);
         }
         let annotations = format!(
-            "    tagwarden.io/pull-request: \"true\"\n    tagwarden.io/forge: {forge}\n    tagwarden.io/forge-api-url: \"{api}\"\n    tagwarden.io/pull-request-labels: images\n"
+            "    tagwarden.io/pull-request: \"true\"\n    tagwarden.io/forge: {forge}\n    tagwarden.io/forge-api-url: \"{api}\"\n    tagwarden.io/pull-request-labels: images\n    tagwarden.io/pull-request-draft: \"{}\"\n",
+            forge == "gitlab"
         );
         let file = write(
             dir.path(),
@@ -443,6 +470,13 @@ fn gitlab_and_gitea_merge_and_pull_requests() {
             "{forge}"
         );
         assert_eq!(p[0].labels, ["images"], "{forge}");
+        if forge == "gitlab" {
+            assert!(
+                p[0].draft && p[0].title.starts_with("Draft: "),
+                "{:?}",
+                p[0]
+            );
+        }
         let before = writes();
         let stdout = ok(&run(&file));
         assert!(
@@ -458,7 +492,7 @@ fn gitlab_and_gitea_merge_and_pull_requests() {
         );
         assert_eq!(pulls().len(), 1, "{forge}: still one");
         assert_eq!(
-            pulls()[0].title,
+            pulls()[0].title.trim_start_matches("Draft: "),
             format!("Update {image} to {newer}"),
             "{forge}"
         );

@@ -240,4 +240,40 @@ mod tests {
             "{text}"
         );
     }
+
+    #[test]
+    fn pull_requests_are_counted_by_action() {
+        let m = Metrics::default();
+        let id = ObjectId::new(Kind::ImageUpdateAutomation, "flux-system", "apps");
+        let outcome = tagwarden_engine::Outcome {
+            id: id.clone(),
+            status: tagwarden_api::status::Status::ImageUpdateAutomation(Default::default()),
+            change: Some(tagwarden_engine::Change::PullRequest(
+                tagwarden_engine::PullRequestResult {
+                    action: tagwarden_engine::PullRequestAction::Opened,
+                    number: 7,
+                    url: "https://example.com/pr/7".into(),
+                    push: Some(tagwarden_engine::PushResult {
+                        commit: "abc".into(),
+                        branch: "tagwarden/apps".into(),
+                    }),
+                },
+            )),
+            requeue_after: None,
+            plan: None,
+            events: Vec::new(),
+            failure: None,
+            suspended: false,
+        };
+        m.record(&id, Some(&outcome), Duration::from_millis(5));
+        let text = m.render();
+        assert!(
+            text.contains("tagwarden_pull_requests_total{namespace=\"flux-system\",name=\"apps\",action=\"opened\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("tagwarden_pushes_total{namespace=\"flux-system\",name=\"apps\"} 1"),
+            "{text}"
+        );
+    }
 }

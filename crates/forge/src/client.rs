@@ -389,10 +389,17 @@ fn pr_of(kind: ForgeKind, v: &Value) -> Option<PullRequest> {
         ForgeKind::GitLab => (v.get("iid")?.as_u64()?, s("web_url"), s("description")),
         _ => (v.get("number")?.as_u64()?, s("html_url"), s("body")),
     };
+    let mut title = s("title");
+    // GitLab marks drafts in the title; compare what we wrote.
+    if kind == ForgeKind::GitLab
+        && let Some(t) = title.strip_prefix("Draft:")
+    {
+        title = t.trim_start().to_string();
+    }
     Some(PullRequest {
         number,
         url,
-        title: s("title"),
+        title,
         body,
         labels,
     })

@@ -89,6 +89,14 @@ impl Target {
             )));
         }
         let host_only = host.split(':').next().unwrap_or(&host).to_ascii_lowercase();
+        // Over HTTP(S) the API shares the Git URL's scheme and port; an SSH
+        // port says nothing about where the API listens.
+        let web = match url.split_once("://") {
+            Some((scheme @ ("http" | "https"), _)) => {
+                format!("{scheme}://{}", host.to_ascii_lowercase())
+            }
+            _ => format!("https://{host_only}"),
+        };
         let kind = match kind {
             Some(k) => k,
             None if host_only == "github.com" => ForgeKind::GitHub,
@@ -113,9 +121,9 @@ impl Target {
             }
             None => match (kind, host_only.as_str()) {
                 (ForgeKind::GitHub, "github.com") => "https://api.github.com".into(),
-                (ForgeKind::GitHub, h) => format!("https://{h}/api/v3"),
-                (ForgeKind::GitLab, h) => format!("https://{h}/api/v4"),
-                (ForgeKind::Gitea, h) => format!("https://{h}/api/v1"),
+                (ForgeKind::GitHub, _) => format!("{web}/api/v3"),
+                (ForgeKind::GitLab, _) => format!("{web}/api/v4"),
+                (ForgeKind::Gitea, _) => format!("{web}/api/v1"),
             },
         };
         Ok(Target { kind, api, project })
@@ -358,7 +366,14 @@ mod tests {
             None,
         )
         .expect("gitea");
-        assert_eq!(t.api, "https://git.example.com:2222/api/v1");
+        assert_eq!(t.api, "https://git.example.com/api/v1", "not the SSH port");
+        let t = Target::from_git_url(
+            "http://127.0.0.1:3000/team/app.git",
+            Some(ForgeKind::Gitea),
+            None,
+        )
+        .expect("gitea over http");
+        assert_eq!(t.api, "http://127.0.0.1:3000/api/v1");
         let t = Target::from_git_url(
             "https://ghe.example.com/org/repo",
             Some(ForgeKind::GitHub),
