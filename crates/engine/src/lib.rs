@@ -12,6 +12,7 @@
 mod automation;
 mod catalog;
 mod deps;
+mod guards;
 pub mod listing;
 mod message;
 mod outcome;
@@ -23,6 +24,7 @@ mod workdir;
 
 pub use catalog::Catalog;
 pub use deps::{dependencies, dependents, selected_policies};
+pub use guards::forget_repository;
 pub use outcome::{
     Backoff, Change, Event, EventType, Failure, Outcome, PullRequestAction, PullRequestResult,
     PushResult,

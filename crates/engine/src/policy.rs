@@ -31,9 +31,11 @@ pub(crate) async fn reconcile(policy: &ImagePolicy, ctx: &Context) -> Result<Out
         // The last good selection stays on failure: automations keep a sound value.
         ..previous.clone()
     };
+    let mut recheck = None;
     let (change, failure) = match resolve(policy, ctx, previous.latest_ref.as_ref()).await? {
-        Ok(latest) => {
-            let message = match &previous.latest_ref {
+        Ok((latest, held)) => {
+            recheck = held.recheck;
+            let mut message = match &previous.latest_ref {
                 Some(old) if old.tag != latest.tag => format!(
                     "Latest image tag for '{}' updated from {} to {}",
                     latest.name, old.tag, latest.tag
@@ -43,6 +45,10 @@ pub(crate) async fn reconcile(policy: &ImagePolicy, ctx: &Context) -> Result<Out
                     latest.name, latest.tag
                 ),
             };
+            for n in &held.notes {
+                message.push_str("; ");
+                message.push_str(n);
+            }
             tracing::info!(kind = Kind::ImagePolicy.as_str(), namespace = %policy.meta.namespace, name = %policy.meta.name, tag = %latest.tag, "resolved");
             status.conditions = success_conditions(&previous.conditions, &message, generation, now);
             let change = (previous.latest_ref.as_ref() != Some(&latest)).then(|| {
@@ -68,7 +74,11 @@ pub(crate) async fn reconcile(policy: &ImagePolicy, ctx: &Context) -> Result<Out
         change,
         // A policy runs when its repository's tags change; digest
         // reflection (`Always`) gives it an interval of its own.
-        requeue_after: policy.interval.filter(|d| !d.is_zero()),
+        // A tag held back by the minimum age is looked at again when it is old enough.
+        requeue_after: match (policy.interval.filter(|d| !d.is_zero()), recheck) {
+            (Some(i), Some(r)) => Some(i.min(r)),
+            (i, r) => i.or(r),
+        },
         plan: None,
         failure,
         suspended: false,
@@ -102,7 +112,7 @@ async fn resolve(
     policy: &ImagePolicy,
     ctx: &Context,
     previous: Option<&LatestRef>,
-) -> Result<Result<LatestRef, Failure>, EngineError> {
+) -> Result<Result<(LatestRef, crate::guards::Held), Failure>, EngineError> {
     let repo_ns = policy
         .image_repository_ref
         .namespace
@@ -131,16 +141,99 @@ async fn resolve(
         Ok(p) => p,
         Err(e) => return Ok(Err(Failure::new("InvalidPolicy", e.to_string(), true))),
     };
-    let tag = match compiled.select(&tags) {
-        Ok(s) => s.tag.to_string(),
-        Err(e) => {
-            return Ok(Err(Failure::new(
-                "ReconciliationFailed",
-                e.to_string(),
+    let guards = match crate::guards::Guards::of(policy) {
+        Ok(g) => g,
+        Err(f) => return Ok(Err(f)),
+    };
+    let mut held = crate::guards::Held::default();
+    let mut tags = tags;
+    if let Some(min) = guards.minimum_age {
+        let fs = crate::guards::load_first_seen(&*ctx.db, &repo_ns, repo_name)?;
+        let best = compiled.select(&tags).ok().map(|s| s.tag.to_string());
+        let all = tags.len();
+        tags = crate::guards::old_enough(
+            &tags,
+            fs.as_ref(),
+            min,
+            best.as_deref(),
+            ctx.clock.now(),
+            &mut held,
+        );
+        if tags.is_empty() && all > 0 {
+            let mut f = Failure::new(
+                "DependencyNotReady",
+                format!(
+                    "no tag of '{}' is old enough yet: {}",
+                    repo.image,
+                    held.notes.join("; ")
+                ),
                 false,
-            )));
+            );
+            f.retry_after = held.recheck;
+            return Ok(Err(f));
+        }
+    }
+    let mut skipped: Vec<String> = Vec::new();
+    let mut tries = 0;
+    let tag = loop {
+        let tag = match compiled.select(&tags) {
+            Ok(s) => s.tag.to_string(),
+            Err(e) => {
+                let mut message = e.to_string();
+                if !skipped.is_empty() {
+                    message = format!(
+                        "no tag has the platforms of {}: skipped {}",
+                        crate::guards::PLATFORMS,
+                        skipped.join(", ")
+                    );
+                }
+                return Ok(Err(Failure::new("ReconciliationFailed", message, false)));
+            }
+        };
+        if guards.platforms.is_empty() {
+            break tag;
+        }
+        tries += 1;
+        let checked = match crate::repository::settings(&repo, ctx) {
+            Ok(s) => crate::guards::has_platforms(ctx, &s, &tag, &guards.platforms).await,
+            Err(e) => Err(e),
+        };
+        match checked {
+            Ok(Ok(())) => break tag,
+            Ok(Err(missing)) => {
+                skipped.push(format!("{tag} (lacks {})", missing.join(", ")));
+                tags.retain(|t| *t != tag);
+                if tries >= crate::guards::platform_tries() {
+                    return Ok(Err(Failure::new(
+                        "ReconciliationFailed",
+                        format!(
+                            "none of the {tries} best tags has the platforms of {}: skipped {}",
+                            crate::guards::PLATFORMS,
+                            skipped.join(", ")
+                        ),
+                        false,
+                    )));
+                }
+            }
+            Err(e) => {
+                return Ok(Err(Failure::new(
+                    e.reason(),
+                    format!(
+                        "failed to read the platforms of '{}:{tag}': {e}",
+                        repo.image
+                    ),
+                    false,
+                )));
+            }
         }
     };
+    if !skipped.is_empty() {
+        held.notes.push(format!(
+            "skipped for {}: {}",
+            crate::guards::PLATFORMS,
+            skipped.join(", ")
+        ));
+    }
     let reuse = previous
         .filter(|p| p.tag == tag)
         .and_then(|p| p.digest.clone());
@@ -164,9 +257,12 @@ async fn resolve(
             }
         }
     };
-    Ok(Ok(LatestRef {
-        name: repo.image.clone(),
-        tag,
-        digest,
-    }))
+    Ok(Ok((
+        LatestRef {
+            name: repo.image.clone(),
+            tag,
+            digest,
+        },
+        held,
+    )))
 }

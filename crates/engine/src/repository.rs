@@ -123,11 +123,31 @@ pub(crate) async fn reconcile(
     let (change, failure) = match scanned {
         Ok(r) => {
             tracing::info!(kind = Kind::ImageRepository.as_str(), namespace = %repo.meta.namespace, name = %repo.meta.name, image = %r.canonical_image_name, tags = r.tag_count, invalid_tags = r.invalid_tag_count, "scanned");
-            state::save_tags(&*ctx.db, &repo.meta.namespace, &repo.meta.name, &r.tags)?;
             let moved = previous
                 .last_scan_result
                 .as_ref()
                 .is_none_or(|p| p.revision != r.revision);
+            let (ns, name) = (&repo.meta.namespace, &repo.meta.name);
+            // First-seen times for `tagwarden.io/minimum-age`: a repository
+            // without a record (first scan, or an older tagwarden) starts one
+            // in which today's tags count as old.
+            let known = crate::guards::load_first_seen(&*ctx.db, ns, name)?.is_some();
+            if !known || moved {
+                let before = if known {
+                    state::load_tags(&*ctx.db, ns, name)?
+                } else {
+                    None
+                };
+                crate::guards::record_first_seen(
+                    &*ctx.db,
+                    ns,
+                    name,
+                    before.as_deref(),
+                    &r.tags,
+                    now,
+                )?;
+            }
+            state::save_tags(&*ctx.db, ns, name, &r.tags)?;
             status.conditions =
                 success_conditions(&previous.conditions, &r.message(), generation, now);
             status.canonical_image_name = Some(r.canonical_image_name.clone());

@@ -15,7 +15,7 @@ fn status_key(id: &ObjectId) -> String {
     format!("{STATUS}{}/{}/{}", id.kind, id.namespace, id.name)
 }
 
-fn tags_key(namespace: &str, name: &str) -> String {
+pub(crate) fn tags_key(namespace: &str, name: &str) -> String {
     format!("{TAGS}{namespace}/{name}")
 }
 

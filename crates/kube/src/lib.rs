@@ -679,11 +679,11 @@ impl Driver {
 
     /// Drops what we kept of a deleted object (a repository's tags).
     fn forget(&self, id: &ObjectId) {
-        if id.kind == Kind::ImageRepository {
-            let key = format!("tags/{}/{}", id.namespace, id.name);
-            if let Err(e) = self.ctx.db.delete(&key) {
-                tracing::warn!(namespace = %id.namespace, name = %id.name, error = %e, "stored tags not dropped");
-            }
+        if id.kind == Kind::ImageRepository
+            && let Err(e) =
+                tagwarden_engine::forget_repository(&*self.ctx.db, &id.namespace, &id.name)
+        {
+            tracing::warn!(namespace = %id.namespace, name = %id.name, error = %e, "stored tags not dropped");
         }
     }
 

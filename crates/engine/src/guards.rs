@@ -1,0 +1,247 @@
+//! Opt-in guards on what an ImagePolicy may select, configured through
+//! annotations so the manifest stays valid under Flux's CRD schema:
+//!
+//! - `tagwarden.io/minimum-age: 24h`: a tag is eligible only that long
+//!   after tagwarden first saw it in a scan. Tags already listed at the
+//!   repository's first scan count as old (their age is unknown, and a fresh
+//!   install must not freeze every policy). Until a newer tag is eligible
+//!   the best eligible one stands, and the status says when the newer one
+//!   becomes eligible.
+//! - `tagwarden.io/platforms: linux/amd64,linux/arm64`: the selected tag
+//!   must be an index (or image) holding every listed platform; otherwise
+//!   the next best tag that does is chosen, and the skipped ones are named.
+//!   Platforms are cached by manifest digest.
+
+use crate::{Context, EngineError, Failure};
+use std::collections::BTreeMap;
+use std::time::{Duration, SystemTime};
+use tagwarden_api::ImagePolicy;
+use tagwarden_store::Store;
+
+pub(crate) const MINIMUM_AGE: &str = "tagwarden.io/minimum-age";
+pub(crate) const PLATFORMS: &str = "tagwarden.io/platforms";
+
+/// Candidates checked for platforms before giving up (each costs a HEAD,
+/// and a GET on a cache miss).
+const PLATFORM_TRIES: usize = 10;
+
+/// The guards one policy asks for.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Guards {
+    pub minimum_age: Option<Duration>,
+    /// `os/arch[/variant]`, as written.
+    pub platforms: Vec<String>,
+}
+
+impl Guards {
+    pub fn of(policy: &ImagePolicy) -> Result<Guards, Failure> {
+        let a = &policy.meta.annotations;
+        let invalid = |m: String| Failure::new("InvalidConfiguration", m, true);
+        let minimum_age = match a.get(MINIMUM_AGE) {
+            None => None,
+            Some(v) => Some(tagwarden_api::duration::parse(v.trim()).ok_or_else(|| {
+                invalid(format!(
+                    "annotation {MINIMUM_AGE}: '{}' is not a duration (e.g. 24h, 90m)",
+                    tagwarden_api::text::escape(v, false)
+                ))
+            })?),
+        };
+        let mut platforms = Vec::new();
+        if let Some(v) = a.get(PLATFORMS) {
+            for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let parts: Vec<&str> = p.split('/').collect();
+                let ok = (2..=3).contains(&parts.len())
+                    && parts.iter().all(|s| {
+                        !s.is_empty()
+                            && s.bytes()
+                                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                    });
+                if !ok {
+                    return Err(invalid(format!(
+                        "annotation {PLATFORMS}: '{}' is not os/arch[/variant]",
+                        tagwarden_api::text::escape(p, false)
+                    )));
+                }
+                platforms.push(p.to_string());
+            }
+        }
+        Ok(Guards {
+            minimum_age,
+            platforms,
+        })
+    }
+}
+
+fn first_seen_key(namespace: &str, name: &str) -> String {
+    format!("firstseen/{namespace}/{name}")
+}
+
+fn platforms_key(digest: &str) -> String {
+    format!("platforms/{digest}")
+}
+
+/// When tags were first seen. Tags of the first scan are not in `seen`
+/// (they count as old); later ones are, until they leave the list.
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+pub(crate) struct FirstSeen {
+    /// Unix seconds by tag.
+    pub seen: BTreeMap<String, u64>,
+}
+
+fn secs(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+pub(crate) fn load_first_seen(
+    db: &dyn Store,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<FirstSeen>, EngineError> {
+    let key = first_seen_key(namespace, name);
+    match db.get(&key)? {
+        None => Ok(None),
+        Some(b) => serde_json::from_slice(&b)
+            .map(Some)
+            .map_err(|e| EngineError::State {
+                key,
+                message: e.to_string(),
+            }),
+    }
+}
+
+/// After a scan that changed the list: new tags get `now`, gone ones are
+/// dropped. The first scan of a repository records none.
+pub(crate) fn record_first_seen(
+    db: &dyn Store,
+    namespace: &str,
+    name: &str,
+    previous: Option<&[String]>,
+    tags: &[String],
+    now: SystemTime,
+) -> Result<(), EngineError> {
+    let Some(previous) = previous else {
+        return Ok(db.put(&first_seen_key(namespace, name), b"{\"seen\":{}}")?);
+    };
+    let mut fs = load_first_seen(db, namespace, name)?.unwrap_or_default();
+    let before: std::collections::HashSet<&str> = previous.iter().map(String::as_str).collect();
+    let listed: std::collections::HashSet<&str> = tags.iter().map(String::as_str).collect();
+    fs.seen.retain(|t, _| listed.contains(t.as_str()));
+    for t in tags {
+        if !before.contains(t.as_str()) {
+            fs.seen.entry(t.clone()).or_insert(secs(now));
+        }
+    }
+    let bytes = serde_json::to_vec(&fs).map_err(|e| EngineError::State {
+        key: first_seen_key(namespace, name),
+        message: e.to_string(),
+    })?;
+    Ok(db.put(&first_seen_key(namespace, name), &bytes)?)
+}
+
+/// Drops what is kept for a repository that is gone.
+pub fn forget_repository(db: &dyn Store, namespace: &str, name: &str) -> Result<(), EngineError> {
+    db.delete(&crate::state::tags_key(namespace, name))?;
+    db.delete(&first_seen_key(namespace, name))?;
+    Ok(())
+}
+
+/// What the guards did to a selection, for the status.
+#[derive(Debug, Default)]
+pub(crate) struct Held {
+    /// Said after the Ready message.
+    pub notes: Vec<String>,
+    /// Run again then (a held-back tag becomes eligible).
+    pub recheck: Option<Duration>,
+}
+
+/// The tags old enough under `min`: returns them, and the note and
+/// re-check time for the best one held back (`best` is the policy's pick
+/// over all tags).
+pub(crate) fn old_enough(
+    tags: &[String],
+    fs: Option<&FirstSeen>,
+    min: Duration,
+    best: Option<&str>,
+    now: SystemTime,
+    held: &mut Held,
+) -> Vec<String> {
+    let Some(fs) = fs else {
+        return tags.to_vec();
+    };
+    let eligible_at = |t: &str| {
+        fs.seen
+            .get(t)
+            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(*s) + min)
+    };
+    if let Some(b) = best
+        && let Some(at) = eligible_at(b)
+        && at > now
+    {
+        let wait = at.duration_since(now).unwrap_or_default();
+        held.notes.push(format!(
+            "{b} held back by {MINIMUM_AGE} {}: eligible at {}",
+            tagwarden_api::duration::format(min),
+            tagwarden_api::time::Time::from_system(at)
+        ));
+        held.recheck = Some(held.recheck.map_or(wait, |r| r.min(wait)));
+    }
+    tags.iter()
+        .filter(|t| eligible_at(t).is_none_or(|at| at <= now))
+        .cloned()
+        .collect()
+}
+
+/// Whether `tag` is published for every platform required; cached by
+/// digest in the store.
+pub(crate) async fn has_platforms(
+    ctx: &Context,
+    settings: &tagwarden_registry::ScanSettings,
+    tag: &str,
+    required: &[String],
+) -> Result<Result<(), Vec<String>>, tagwarden_registry::RegistryError> {
+    let digest = ctx.registry.digest(settings, tag).await?;
+    let key = platforms_key(&digest);
+    let cached: Option<Vec<String>> = ctx
+        .db
+        .get(&key)
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let have = match cached {
+        Some(p) => p,
+        None => {
+            let p: Vec<String> = ctx
+                .registry
+                .platforms(settings, &digest)
+                .await?
+                .iter()
+                .map(ToString::to_string)
+                .collect();
+            if let Ok(b) = serde_json::to_vec(&p) {
+                let _ = ctx.db.put(&key, &b);
+            }
+            p
+        }
+    };
+    // `linux/arm64` is met by `linux/arm64/v8`; a variant asked for must match.
+    let missing: Vec<String> = required
+        .iter()
+        .filter(|r| {
+            !have
+                .iter()
+                .any(|h| h == *r || h.starts_with(&format!("{r}/")))
+        })
+        .cloned()
+        .collect();
+    Ok(if missing.is_empty() {
+        Ok(())
+    } else {
+        Err(missing)
+    })
+}
+
+/// The number of candidates the platform walk tries.
+pub(crate) fn platform_tries() -> usize {
+    PLATFORM_TRIES
+}

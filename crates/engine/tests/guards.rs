@@ -1,0 +1,181 @@
+//! The selection guards against the real registry: a minimum age (first
+//! seen by tagwarden, on an injected clock) and required platforms (real
+//! OCI indexes and images made by the test).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tagwarden_api::status::{ConditionStatus, Status};
+use tagwarden_api::{Kind, LoadOptions, Manifests, ObjectId};
+use tagwarden_engine::{Catalog, Clock, Context, Outcome};
+use tagwarden_store::{MemoryStore, Store};
+use tagwarden_testkit::{Registry, RegistryAuth};
+
+struct TestClock(Mutex<SystemTime>);
+
+impl Clock for TestClock {
+    fn now(&self) -> SystemTime {
+        *self.0.lock().expect("clock")
+    }
+}
+
+fn context(yaml: &str, store: Arc<dyn Store>, clock: Arc<TestClock>) -> Context {
+    let m = Manifests::load_str(yaml, Path::new("flux.yaml"), &LoadOptions::default());
+    assert!(m.errors.is_empty(), "{:?}", m.errors);
+    let mut ctx = Context::new(
+        Arc::new(Catalog::new(m)),
+        store,
+        Arc::new(tagwarden_registry::Pool::new()),
+        Arc::new(tagwarden_git::Git2),
+    );
+    ctx.clock = clock;
+    ctx
+}
+
+async fn policy(ctx: &Context) -> Outcome {
+    let all = tagwarden_engine::reconcile_all(ctx).await;
+    all.into_iter()
+        .map(|r| r.expect("no engine error"))
+        .find(|o| o.id.kind == Kind::ImagePolicy)
+        .expect("a policy outcome")
+}
+
+fn latest(ctx: &Context) -> String {
+    match ctx
+        .status
+        .read(&ObjectId::new(Kind::ImagePolicy, "flux-system", "app"))
+        .expect("read")
+    {
+        Some(Status::ImagePolicy(s)) => s.latest_ref.map(|l| l.tag).unwrap_or_default(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn manifests(host: &str, annotation: &str) -> String {
+    format!(
+        r#"apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: app, namespace: flux-system}}
+spec: {{image: {host}/team/app, interval: 1m}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata:
+  name: app
+  namespace: flux-system
+  annotations: {{{annotation}}}
+spec:
+  imageRepositoryRef: {{name: app}}
+  policy: {{semver: {{range: ">=1.0.0"}}}}
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_new_tag_waits_for_its_minimum_age_then_goes_through() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0"], None);
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let clock = Arc::new(TestClock(Mutex::new(t0)));
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let ctx = context(
+        &manifests(&reg.host(), "tagwarden.io/minimum-age: 1h"),
+        store,
+        clock.clone(),
+    );
+    // Tags of the first scan count as old.
+    let o = policy(&ctx).await;
+    assert_eq!(o.ready().0, ConditionStatus::True, "{:?}", o.ready());
+    assert_eq!(latest(&ctx), "1.0.0");
+
+    // 1.1.0 appears: held back, and the status says until when.
+    reg.publish("team/app", &["1.1.0"], None);
+    *clock.0.lock().expect("clock") = t0 + Duration::from_secs(600);
+    let o = policy(&ctx).await;
+    assert_eq!(latest(&ctx), "1.0.0");
+    let eligible = tagwarden_api::time::Time::from_system(t0 + Duration::from_secs(600 + 3600));
+    assert_eq!(
+        o.ready().1,
+        format!(
+            "Latest image tag for '{}/team/app' resolved to 1.0.0; 1.1.0 held back by tagwarden.io/minimum-age 1h0m0s: eligible at {eligible}",
+            reg.host()
+        )
+    );
+    assert_eq!(
+        o.requeue_after,
+        Some(Duration::from_secs(3600)),
+        "looked at again when eligible"
+    );
+
+    // Still young after 59 minutes; through after an hour.
+    *clock.0.lock().expect("clock") = t0 + Duration::from_secs(600 + 3599);
+    policy(&ctx).await;
+    assert_eq!(latest(&ctx), "1.0.0");
+    *clock.0.lock().expect("clock") = t0 + Duration::from_secs(600 + 3600);
+    let o = policy(&ctx).await;
+    assert_eq!(latest(&ctx), "1.1.0");
+    assert_eq!(
+        o.ready().1,
+        format!(
+            "Latest image tag for '{}/team/app' updated from 1.0.0 to 1.1.0",
+            reg.host()
+        )
+    );
+
+    // A bad duration is a stalled configuration error naming the annotation.
+    let ctx = context(
+        &manifests(&reg.host(), "tagwarden.io/minimum-age: soon"),
+        Arc::new(MemoryStore::default()),
+        clock,
+    );
+    let o = policy(&ctx).await;
+    assert_eq!(
+        o.ready().1,
+        "annotation tagwarden.io/minimum-age: 'soon' is not a duration (e.g. 24h, 90m)"
+    );
+    assert!(o.failure.as_ref().is_some_and(|f| f.stalled));
+}
+
+#[tokio::test]
+async fn only_tags_with_the_required_platforms_are_selected() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish_index(
+        "team/app",
+        "1.0.0",
+        &[("linux", "amd64", None), ("linux", "arm64", Some("v8"))],
+    );
+    reg.publish_image("team/app", "1.1.0", "linux", "amd64", None);
+    reg.publish_index("team/app", "1.2.0", &[("linux", "amd64", None)]);
+    let clock = Arc::new(TestClock(Mutex::new(SystemTime::now())));
+    let store: Arc<dyn Store> = Arc::new(MemoryStore::default());
+    let ctx = context(
+        &manifests(
+            &reg.host(),
+            "tagwarden.io/platforms: \"linux/amd64,linux/arm64\"",
+        ),
+        store.clone(),
+        clock.clone(),
+    );
+    let o = policy(&ctx).await;
+    assert_eq!(latest(&ctx), "1.0.0");
+    assert_eq!(
+        o.ready().1,
+        format!(
+            "Latest image tag for '{}/team/app' resolved to 1.0.0; skipped for tagwarden.io/platforms: 1.2.0 (lacks linux/arm64), 1.1.0 (lacks linux/arm64)",
+            reg.host()
+        )
+    );
+    assert!(
+        store.keys("platforms/sha256:").expect("list").len() >= 3,
+        "platforms cached by digest"
+    );
+
+    // Asking for amd64 only lets the newest through.
+    let ctx = context(
+        &manifests(&reg.host(), "tagwarden.io/platforms: linux/amd64"),
+        store,
+        clock,
+    );
+    policy(&ctx).await;
+    assert_eq!(latest(&ctx), "1.2.0");
+}
