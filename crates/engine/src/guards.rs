@@ -20,6 +20,7 @@ use tagwarden_store::Store;
 
 pub(crate) const MINIMUM_AGE: &str = "tagwarden.io/minimum-age";
 pub(crate) const PLATFORMS: &str = "tagwarden.io/platforms";
+pub(crate) const FLAP_WINDOW: &str = "tagwarden.io/flap-window";
 
 /// Candidates checked for platforms before giving up (each costs a HEAD,
 /// and a GET on a cache miss).
@@ -31,21 +32,27 @@ pub(crate) struct Guards {
     pub minimum_age: Option<Duration>,
     /// `os/arch[/variant]`, as written.
     pub platforms: Vec<String>,
+    /// A → B → A within this long: B stays until the window has passed.
+    pub flap_window: Option<Duration>,
 }
 
 impl Guards {
     pub fn of(policy: &ImagePolicy) -> Result<Guards, Failure> {
         let a = &policy.meta.annotations;
         let invalid = |m: String| Failure::new("InvalidConfiguration", m, true);
-        let minimum_age = match a.get(MINIMUM_AGE) {
-            None => None,
-            Some(v) => Some(tagwarden_api::duration::parse(v.trim()).ok_or_else(|| {
-                invalid(format!(
-                    "annotation {MINIMUM_AGE}: '{}' is not a duration (e.g. 24h, 90m)",
-                    tagwarden_api::text::escape(v, false)
-                ))
-            })?),
+        let duration = |key: &str| match a.get(key) {
+            None => Ok(None),
+            Some(v) => tagwarden_api::duration::parse(v.trim())
+                .map(Some)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "annotation {key}: '{}' is not a duration (e.g. 24h, 90m)",
+                        tagwarden_api::text::escape(v, false)
+                    ))
+                }),
         };
+        let minimum_age = duration(MINIMUM_AGE)?;
+        let flap_window = duration(FLAP_WINDOW)?;
         let mut platforms = Vec::new();
         if let Some(v) = a.get(PLATFORMS) {
             for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
@@ -68,6 +75,7 @@ impl Guards {
         Ok(Guards {
             minimum_age,
             platforms,
+            flap_window,
         })
     }
 }
@@ -239,6 +247,57 @@ pub(crate) async fn has_platforms(
     } else {
         Err(missing)
     })
+}
+
+fn selected_at_key(namespace: &str, name: &str) -> String {
+    format!("selectedat/{namespace}/{name}")
+}
+
+/// When the policy's current selection was made (Unix seconds).
+pub(crate) fn selected_at(db: &dyn Store, namespace: &str, name: &str) -> Option<SystemTime> {
+    let b = db.get(&selected_at_key(namespace, name)).ok().flatten()?;
+    let s: u64 = std::str::from_utf8(&b).ok()?.trim().parse().ok()?;
+    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(s))
+}
+
+pub(crate) fn set_selected_at(
+    db: &dyn Store,
+    namespace: &str,
+    name: &str,
+    at: SystemTime,
+) -> Result<(), EngineError> {
+    Ok(db.put(
+        &selected_at_key(namespace, name),
+        secs(at).to_string().as_bytes(),
+    )?)
+}
+
+/// The flap guard: going back to `previous` (the selection before the
+/// current one) less than `window` after the current one was made is held.
+/// The note, and when it goes through, or `None` to let it through.
+pub(crate) fn flap(
+    window: Duration,
+    current: &str,
+    previous: Option<&str>,
+    candidate: &str,
+    current_since: Option<SystemTime>,
+    now: SystemTime,
+) -> Option<(String, Duration)> {
+    if previous != Some(candidate) || candidate == current {
+        return None;
+    }
+    let since = current_since?;
+    let until = since + window;
+    let wait = until.duration_since(now).ok().filter(|w| !w.is_zero())?;
+    Some((
+        format!(
+            "{candidate} held back by {FLAP_WINDOW} {}: it was replaced by {current} at {}, going back is allowed from {}",
+            tagwarden_api::duration::format(window),
+            tagwarden_api::time::Time::from_system(since),
+            tagwarden_api::time::Time::from_system(until)
+        ),
+        wait,
+    ))
 }
 
 /// The number of candidates the platform walk tries.

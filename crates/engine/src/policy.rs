@@ -32,8 +32,33 @@ pub(crate) async fn reconcile(policy: &ImagePolicy, ctx: &Context) -> Result<Out
         ..previous.clone()
     };
     let mut recheck = None;
+    let (ns, name) = (&policy.meta.namespace, &policy.meta.name);
     let (change, failure) = match resolve(policy, ctx, previous.latest_ref.as_ref()).await? {
-        Ok((latest, held)) => {
+        Ok((mut latest, mut held)) => {
+            // The flap guard: A -> B -> A within the window keeps B.
+            if let (Ok(g), Some(current)) = (
+                crate::guards::Guards::of(policy),
+                previous.latest_ref.as_ref(),
+            ) && let Some(window) = g.flap_window
+                && let Some((note, wait)) = crate::guards::flap(
+                    window,
+                    &current.tag,
+                    previous
+                        .observed_previous_ref
+                        .as_ref()
+                        .map(|p| p.tag.as_str()),
+                    &latest.tag,
+                    crate::guards::selected_at(&*ctx.db, ns, name),
+                    now,
+                )
+            {
+                held.notes.push(note);
+                held.recheck = Some(held.recheck.map_or(wait, |r| r.min(wait)));
+                latest = current.clone();
+            }
+            if previous.latest_ref.as_ref().map(|l| &l.tag) != Some(&latest.tag) {
+                crate::guards::set_selected_at(&*ctx.db, ns, name, now)?;
+            }
             recheck = held.recheck;
             let mut message = match &previous.latest_ref {
                 Some(old) if old.tag != latest.tag => format!(

@@ -179,3 +179,58 @@ async fn only_tags_with_the_required_platforms_are_selected() {
     policy(&ctx).await;
     assert_eq!(latest(&ctx), "1.2.0");
 }
+
+/// A registry that briefly lists an older tag set (our fault proxy serves
+/// the list, the real registry the rest): A -> B -> A within the window
+/// keeps B and says why; after the window the change goes through.
+#[tokio::test]
+async fn the_flap_guard_holds_a_quick_return_and_lets_it_through_after_the_window() {
+    use tagwarden_testkit::{Action, FaultProxy, tag_page};
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0", "1.1.0"], None);
+    let listed = Arc::new(Mutex::new(vec!["1.0.0".to_string()]));
+    let rule_tags = listed.clone();
+    let proxy = FaultProxy::start(reg.port, move |r| {
+        if r.path().ends_with("/tags/list") {
+            tag_page(&rule_tags.lock().expect("tags"))
+        } else {
+            Action::Forward
+        }
+    });
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let clock = Arc::new(TestClock(Mutex::new(t0)));
+    let at = |secs: u64| *clock.0.lock().expect("clock") = t0 + Duration::from_secs(secs);
+    let ctx = context(
+        &manifests(&proxy.host(), "tagwarden.io/flap-window: 1h"),
+        Arc::new(MemoryStore::default()),
+        clock.clone(),
+    );
+    policy(&ctx).await;
+    assert_eq!(latest(&ctx), "1.0.0");
+    *listed.lock().expect("tags") = vec!["1.0.0".into(), "1.1.0".into()];
+    at(60);
+    policy(&ctx).await;
+    assert_eq!(latest(&ctx), "1.1.0");
+
+    // The outage: only 1.0.0 listed again, a minute later.
+    *listed.lock().expect("tags") = vec!["1.0.0".into()];
+    at(120);
+    let o = policy(&ctx).await;
+    assert_eq!(latest(&ctx), "1.1.0", "held");
+    let t = |s: u64| tagwarden_api::time::Time::from_system(t0 + Duration::from_secs(s));
+    assert_eq!(
+        o.ready().1,
+        format!(
+            "Latest image tag for '{}/team/app' resolved to 1.1.0; 1.0.0 held back by tagwarden.io/flap-window 1h0m0s: it was replaced by 1.1.0 at {}, going back is allowed from {}",
+            proxy.host(),
+            t(60),
+            t(3660)
+        )
+    );
+    assert_eq!(o.requeue_after, Some(Duration::from_secs(3540)));
+
+    // Still only 1.0.0 after the window: a deliberate change, let through.
+    at(3660);
+    policy(&ctx).await;
+    assert_eq!(latest(&ctx), "1.0.0");
+}
