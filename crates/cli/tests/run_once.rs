@@ -642,3 +642,69 @@ fn unknown_fields_warn_and_strict_refuses() {
         text(&out.stderr)
     );
 }
+
+/// `tagwarden.io/no-downgrade`: a marker already ahead of the selection
+/// (a hotfix, or a registry listing an older set) is held back and the
+/// status says so; narrowing the range to the older tag is a deliberate
+/// revert and goes through.
+#[test]
+fn no_downgrade_holds_a_marker_back_until_the_range_is_narrowed() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/web", &["1.0.0", "1.1.0"], None);
+    let image = format!("{}/team/web", reg.host());
+    let file = |tag: &str| {
+        format!(
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: web\nspec:\n  template:\n    spec:\n      containers:\n        - name: web\n          image: {image}:{tag} # {{\"$imagepolicy\": \"flux-system:web\"}}\n"
+        )
+    };
+    let bare = BareRepo::new("main", &[("apps/web.yaml", &file("1.2.0"))]);
+    let dir = TempDir::new("no-downgrade");
+    let manifests = |range: &str| {
+        git_repository(&bare.url())
+            + &format!(
+                r#"---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: web, namespace: flux-system}}
+spec: {{image: "{image}", interval: 1m}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata:
+  name: web
+  namespace: flux-system
+  annotations: {{tagwarden.io/no-downgrade: "true"}}
+spec: {{imageRepositoryRef: {{name: web}}, policy: {{semver: {{range: "{range}"}}}}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageUpdateAutomation
+metadata: {{name: apps, namespace: flux-system}}
+spec:
+  interval: 1h
+  sourceRef: {{kind: GitRepository, name: flux-system}}
+  git:
+    checkout: {{ref: {{branch: main}}}}
+    commit: {{author: {{name: bot, email: bot@example.com}}}}
+    push: {{branch: main}}
+  update: {{path: ./apps, strategy: Setters}}
+"#
+            )
+    };
+    let path = write(dir.path(), "flux.yaml", &manifests(">=1.0.0"));
+    let out = run(&["--once", "-f", &path]);
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(
+        stdout.contains(&format!(
+            "repository up-to-date; held back a downgrade of flux-system:web in web.yaml:10: {image}:1.2.0 -> {image}:1.1.0"
+        )),
+        "{stdout}"
+    );
+    assert_eq!(bare.show("main", "apps/web.yaml") + "\n", file("1.2.0"));
+
+    // The incident flow: narrow the range to the version to go back to.
+    let path = write(dir.path(), "flux.yaml", &manifests("1.0.0"));
+    let stdout = text(&run(&["--once", "-f", &path]).stdout);
+    assert!(stdout.contains("pushed commit"), "{stdout}");
+    assert_eq!(bare.show("main", "apps/web.yaml") + "\n", file("1.0.0"));
+}

@@ -35,11 +35,14 @@ impl Failure {
 pub(crate) enum Done {
     UpToDate {
         revision: String,
+        /// Markers held back (downgrades), as the status says them.
+        held: Vec<String>,
     },
     Pushed {
         push: PushResult,
         revision: String,
         data: Box<tagwarden_template::TemplateData>,
+        held: Vec<String>,
     },
     /// A rebuilt branch already held exactly this change: nothing pushed.
     Current {
@@ -152,8 +155,7 @@ pub(crate) async fn reconcile(
                     }
                     (result.map(Change::PullRequest), None)
                 }
-                Done::Current { revision, .. } | Done::UpToDate { revision } => {
-                    tracing::info!(kind = Kind::ImageUpdateAutomation.as_str(), namespace = %auto.meta.namespace, name = %auto.meta.name, "repository up-to-date");
+                Done::Current { revision, .. } => {
                     status.observed_source_revision = Some(revision);
                     status.conditions = success_conditions(
                         &previous.conditions,
@@ -163,9 +165,31 @@ pub(crate) async fn reconcile(
                     );
                     (None, None)
                 }
-                Done::Pushed { push, revision, .. } => {
+                Done::UpToDate { revision, held } => {
+                    tracing::info!(kind = Kind::ImageUpdateAutomation.as_str(), namespace = %auto.meta.namespace, name = %auto.meta.name, "repository up-to-date");
+                    status.observed_source_revision = Some(revision);
+                    let message = std::iter::once("repository up-to-date".to_string())
+                        .chain(held)
+                        .collect::<Vec<_>>()
+                        .join("; ");
+                    status.conditions =
+                        success_conditions(&previous.conditions, &message, generation, now);
+                    (None, None)
+                }
+                Done::Pushed {
+                    push,
+                    revision,
+                    held,
+                    ..
+                } => {
                     let short: String = push.commit.chars().take(7).collect();
-                    let message = format!("pushed commit '{short}' to branch '{}'", push.branch);
+                    let message = std::iter::once(format!(
+                        "pushed commit '{short}' to branch '{}'",
+                        push.branch
+                    ))
+                    .chain(held)
+                    .collect::<Vec<_>>()
+                    .join("; ");
                     tracing::info!(kind = Kind::ImageUpdateAutomation.as_str(), namespace = %auto.meta.namespace, name = %auto.meta.name, commit = %push.commit, branch = %push.branch, "pushed");
                     status.observed_source_revision = Some(revision);
                     status.conditions =
@@ -360,6 +384,14 @@ fn ready_policies(
         });
         match status.and_then(|s| s.latest_ref) {
             Some(latest) if ready => out.push(PolicyImage {
+                // On the policy, or on the automation for all its policies.
+                no_downgrade: [&p.meta.annotations, &auto.meta.annotations]
+                    .iter()
+                    .any(|a| {
+                        a.get(crate::guards::NO_DOWNGRADE)
+                            .is_some_and(|v| v.trim() == "true")
+                    })
+                    .then(|| p.policy_spec()),
                 namespace: p.meta.namespace.clone(),
                 name: p.meta.name.clone(),
                 labels: p.meta.labels.clone(),
@@ -459,9 +491,27 @@ fn update_and_push(
             for s in &result.skipped {
                 tracing::warn!(file = %s.path.display(), line = s.error.line, error = %s.error.message, "file skipped: not valid YAML");
             }
+            let held: Vec<String> = result
+                .held
+                .iter()
+                .map(|h| {
+                    format!(
+                        "held back a downgrade of {} in {}:{}: {} -> {}",
+                        h.setter,
+                        tagwarden_setters::slash_path(&h.path),
+                        h.line,
+                        h.old_value,
+                        h.new_value
+                    )
+                })
+                .collect();
+            for h in &held {
+                tracing::warn!(note = %h, "downgrade held back");
+            }
             if result.change_count() == 0 {
                 return Ok(Done::UpToDate {
                     revision: ws.revision(),
+                    held,
                 });
             }
             let data = crate::message::data(auto, &result, policies);
@@ -473,6 +523,7 @@ fn update_and_push(
             let Some(commit) = commit else {
                 return Ok(Done::UpToDate {
                     revision: ws.revision(),
+                    held,
                 });
             };
             tracing::debug!(ms = started.elapsed().as_millis() as u64, "committed");
@@ -503,6 +554,7 @@ fn update_and_push(
                         },
                         revision: ws.revision(),
                         data: Box::new(data),
+                        held,
                     });
                 }
                 // Only a lost race is retried; a refusal (GitError::Declined) is final.
@@ -572,6 +624,7 @@ mod tests {
 
     fn policies() -> Vec<PolicyImage> {
         vec![PolicyImage {
+            no_downgrade: None,
             namespace: "flux-system".into(),
             name: "podinfo".into(),
             labels: Default::default(),

@@ -21,6 +21,7 @@ use tagwarden_store::Store;
 pub(crate) const MINIMUM_AGE: &str = "tagwarden.io/minimum-age";
 pub(crate) const PLATFORMS: &str = "tagwarden.io/platforms";
 pub(crate) const FLAP_WINDOW: &str = "tagwarden.io/flap-window";
+pub(crate) const NO_DOWNGRADE: &str = "tagwarden.io/no-downgrade";
 
 /// Candidates checked for platforms before giving up (each costs a HEAD,
 /// and a GET on a cache miss).

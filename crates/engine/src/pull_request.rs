@@ -386,7 +386,7 @@ pub(crate) async fn run(
         )
         .await?;
         let (data, push) = match done {
-            Done::UpToDate { revision: r } => {
+            Done::UpToDate { revision: r, .. } => {
                 revision = checkout_revision(&r, &head, &base);
                 // The base holds the new values: an open request is stale.
                 let open = forge
@@ -422,6 +422,7 @@ pub(crate) async fn run(
                 push,
                 revision: r,
                 data,
+                ..
             } => {
                 revision = checkout_revision(&r, &head, &base);
                 (data, Some(push))

@@ -338,6 +338,55 @@ impl Policy {
         }
     }
 
+    /// The value the policy orders for `tag`: the extract when a filter is
+    /// set, `None` when the filter does not match.
+    fn value_of(&self, tag: &str) -> Option<String> {
+        match &self.filter {
+            None => Some(tag.to_string()),
+            Some(f) => f.apply(tag),
+        }
+    }
+
+    /// Whether `tag` is one this policy could select today: it passes the
+    /// filter, parses, and (semver) is in the range.
+    pub fn admits(&self, tag: &str) -> bool {
+        let Some(v) = self.value_of(tag) else {
+            return false;
+        };
+        match &self.choice {
+            Choice::SemVer(r) => parse_tag(&v).is_ok_and(|v| r.matches(&v)),
+            Choice::Numerical(_) => parse_go_float(&v).is_some(),
+            Choice::Alphabetical(_) => true,
+        }
+    }
+
+    /// How `a` ranks against `b` under this policy's own order: `Greater`
+    /// when the policy prefers `a`. `None` when either cannot be ordered.
+    pub fn compare(&self, a: &str, b: &str) -> Option<std::cmp::Ordering> {
+        let (va, vb) = (self.value_of(a)?, self.value_of(b)?);
+        match &self.choice {
+            Choice::SemVer(_) => Some(version::precedence(
+                &parse_tag(&va).ok()?,
+                &parse_tag(&vb).ok()?,
+            )),
+            Choice::Numerical(order) => {
+                let (x, y) = (parse_go_float(&va)?, parse_go_float(&vb)?);
+                let o = x.partial_cmp(&y)?;
+                Some(match order {
+                    Order::Asc => o,
+                    Order::Desc => o.reverse(),
+                })
+            }
+            Choice::Alphabetical(order) => {
+                let o = va.as_bytes().cmp(vb.as_bytes());
+                Some(match order {
+                    Order::Asc => o,
+                    Order::Desc => o.reverse(),
+                })
+            }
+        }
+    }
+
     /// Index of the winning candidate.
     fn pick(&self, candidates: &[Candidate<'_>]) -> Result<usize, SelectError> {
         match &self.choice {
@@ -400,5 +449,50 @@ impl Policy {
                 Ok(best)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod compare_tests {
+    use super::*;
+    use std::cmp::Ordering::{Greater, Less};
+
+    fn policy(
+        semver: Option<&str>,
+        numerical: Option<&str>,
+        pattern: Option<&str>,
+        extract: Option<&str>,
+    ) -> Policy {
+        Policy::new(&PolicySpec {
+            semver_range: semver.map(String::from),
+            numerical_order: numerical.map(String::from),
+            filter_pattern: pattern.map(String::from),
+            filter_extract: extract.map(String::from),
+            ..PolicySpec::default()
+        })
+        .expect("policy")
+    }
+
+    #[test]
+    fn tags_compare_under_the_policy_s_own_order() {
+        let p = policy(Some(">=1.0.0"), None, None, None);
+        assert_eq!(p.compare("1.0.0", "1.2.0"), Some(Less));
+        assert_eq!(p.compare("v1.10.0", "1.9.0"), Some(Greater));
+        assert_eq!(p.compare("latest", "1.0.0"), None);
+        assert!(p.admits("1.2.0") && !p.admits("0.9.0") && !p.admits("latest"));
+        let ts = policy(
+            None,
+            Some("asc"),
+            Some("^main-[a-f0-9]+-(?P<ts>[0-9]+)"),
+            Some("$ts"),
+        );
+        assert_eq!(ts.compare("main-abc-100", "main-def-99"), Some(Greater));
+        assert_eq!(ts.compare("main-abc-100", "other"), None);
+        let desc = policy(None, Some("desc"), None, None);
+        assert_eq!(
+            desc.compare("1", "2"),
+            Some(Greater),
+            "desc prefers the smaller"
+        );
     }
 }

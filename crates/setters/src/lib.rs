@@ -165,6 +165,20 @@ pub struct SkippedFile {
 pub struct UpdateResult {
     pub files: Vec<FileChanges>,
     pub skipped: Vec<SkippedFile>,
+    /// Markers left at their value: the new one ranks lower under the policy.
+    pub held: Vec<HeldChange>,
+}
+
+/// A downgrade held back (`tagwarden.io/no-downgrade`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HeldChange {
+    /// Relative to the update path.
+    pub path: PathBuf,
+    /// 1-based.
+    pub line: usize,
+    pub setter: String,
+    pub old_value: String,
+    pub new_value: String,
 }
 
 impl UpdateResult {
@@ -191,6 +205,9 @@ impl UpdateResult {
 /// A ready ImagePolicy: where it lives, its labels, what it selected.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PolicyImage {
+    /// The policy's rule when its markers must never move to a lower-ranked
+    /// tag (`tagwarden.io/no-downgrade`).
+    pub no_downgrade: Option<tagwarden_policy::PolicySpec>,
     pub namespace: String,
     pub name: String,
     pub labels: BTreeMap<String, String>,
@@ -214,6 +231,9 @@ pub enum IgnoreReason {
     /// it as a marker: block scalars, keys, string contents, comment blocks,
     /// a comment above `key: value` (the key's, as in Flux).
     Unattached,
+    /// The new tag ranks lower than the one the marker holds, under the
+    /// policy's own order, and downgrades are held back.
+    Downgrade,
 }
 
 /// A marker that changed nothing, and why.
@@ -234,6 +254,8 @@ pub struct Setters {
     /// Policies in the namespace, selected or not, for precise reasons.
     known: HashSet<String>,
     unselected: HashSet<String>,
+    /// Policies whose markers never move to a lower-ranked tag.
+    no_downgrade: HashMap<String, tagwarden_policy::Policy>,
 }
 
 impl Setters {
@@ -257,6 +279,11 @@ impl Setters {
                 continue;
             }
             s.known.insert(p.name.clone());
+            if let Some(spec) = &p.no_downgrade
+                && let Ok(policy) = tagwarden_policy::Policy::new(spec)
+            {
+                s.hold_downgrades(&p.name, policy);
+            }
             let l = &p.latest;
             let mut set = |field, value: String| {
                 s.values
@@ -274,6 +301,39 @@ impl Setters {
 
     pub fn namespace(&self) -> &str {
         &self.namespace
+    }
+
+    /// Markers of policy `name` are not moved to a tag that ranks lower
+    /// under `policy` than the one they hold, unless that one is no longer
+    /// admitted by the policy (a narrowed range: a deliberate revert).
+    pub fn hold_downgrades(&mut self, name: &str, policy: tagwarden_policy::Policy) {
+        self.no_downgrade.insert(name.to_string(), policy);
+    }
+
+    /// Whether moving `setter` from `old` to `new` is a held downgrade.
+    fn holds(&self, setter: &str, old: &str, new: &str) -> bool {
+        let Some(s) = Setter::parse(setter) else {
+            return false;
+        };
+        let Some(policy) = self.no_downgrade.get(s.name) else {
+            return false;
+        };
+        // The tag of `IMAGE:TAG[@DIGEST]`, or the value of a `:tag` marker.
+        let tag = |v: &str| -> Option<String> {
+            match s.field {
+                Field::Tag => Some(v.to_string()),
+                Field::Image => {
+                    let v = v.split('@').next().unwrap_or(v);
+                    let (_, t) = v.rsplit_once(':')?;
+                    (!t.contains('/')).then(|| t.to_string())
+                }
+                Field::Name | Field::Digest => None,
+            }
+        };
+        let (Some(old), Some(new)) = (tag(old), tag(new)) else {
+            return false;
+        };
+        policy.admits(&old) && policy.compare(&new, &old) == Some(std::cmp::Ordering::Less)
     }
 
     /// The value for a marker's setter string, or why there is none.
@@ -301,6 +361,8 @@ pub struct TextUpdate {
     pub text: Option<String>,
     pub objects: Vec<ObjectChanges>,
     pub ignored: Vec<IgnoredMarker>,
+    /// Downgrades held back: line, setter, old value, new value.
+    pub held: Vec<(usize, String, String, String)>,
 }
 
 /// Sets every marked value of `text` that `setters` knows, replacing only
@@ -337,6 +399,16 @@ pub(crate) fn rewrite(
             }
         };
         if new == m.value {
+            continue;
+        }
+        if setters.holds(&m.setter, &m.value, new) {
+            out.ignored.push(IgnoredMarker {
+                line: m.line,
+                setter: Some(m.setter.clone()),
+                reason: IgnoreReason::Downgrade,
+            });
+            out.held
+                .push((m.line, m.setter.clone(), m.value.clone(), new.to_string()));
             continue;
         }
         let mut rendered = render(new, m.style, m.flow);

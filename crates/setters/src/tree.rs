@@ -27,6 +27,7 @@ pub struct Plan {
     pub dir: PathBuf,
     pub files: Vec<PlannedFile>,
     pub skipped: Vec<SkippedFile>,
+    pub held: Vec<crate::HeldChange>,
 }
 
 impl Plan {
@@ -53,6 +54,7 @@ impl Plan {
                 })
                 .collect(),
             skipped: self.skipped.clone(),
+            held: self.held.clone(),
         }
     }
 
@@ -142,6 +144,15 @@ pub(crate) fn plan_with(
                 plan.skipped.push(SkippedFile { path: rel, error });
             }
             Ok(update) => {
+                for (line, setter, old, new) in &update.held {
+                    plan.held.push(crate::HeldChange {
+                        path: rel.clone(),
+                        line: *line,
+                        setter: setter.clone(),
+                        old_value: old.clone(),
+                        new_value: new.clone(),
+                    });
+                }
                 for m in &update.ignored {
                     match &m.setter {
                         Some(setter) => tracing::debug!(
@@ -212,6 +223,7 @@ mod tests {
 
     fn policy(name: &str, tag: &str) -> PolicyImage {
         PolicyImage {
+            no_downgrade: None,
             namespace: "flux-system".into(),
             name: name.into(),
             labels: BTreeMap::new(),

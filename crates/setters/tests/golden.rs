@@ -36,6 +36,7 @@ fn setters() -> Setters {
     ]
     .into_iter()
     .map(|(namespace, name, latest)| PolicyImage {
+        no_downgrade: None,
         namespace: namespace.into(),
         name: name.into(),
         labels: BTreeMap::new(),
@@ -53,6 +54,7 @@ fn setters() -> Setters {
         ]
         .into_iter()
         .map(|(name, tag)| PolicyImage {
+            no_downgrade: None,
             namespace: "flux-system".into(),
             name: name.into(),
             labels: BTreeMap::new(),

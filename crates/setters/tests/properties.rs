@@ -35,6 +35,7 @@ fn setters() -> Setters {
         .iter()
         .enumerate()
         .map(|(i, tag)| PolicyImage {
+            no_downgrade: None,
             namespace: "ns".into(),
             name: format!("p{i}"),
             labels: BTreeMap::new(),
@@ -564,6 +565,7 @@ proptest! {
         let marker = "# {\"$imagepolicy\": \"ns:p:tag\"}";
         let text = CONTEXTS[context].replace("M", marker);
         let setters = Setters::new("ns", None, &[PolicyImage {
+            no_downgrade: None,
             namespace: "ns".into(),
             name: "p".into(),
             labels: BTreeMap::new(),

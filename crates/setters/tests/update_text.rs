@@ -8,6 +8,7 @@ use tagwarden_setters::{
 
 fn policy(ns: &str, name: &str, latest: &str) -> PolicyImage {
     PolicyImage {
+        no_downgrade: None,
         namespace: ns.into(),
         name: name.into(),
         labels: BTreeMap::new(),
@@ -273,4 +274,51 @@ fn a_lone_carriage_return_breaks_lines_as_yaml_says() {
         .map(|m| m.line)
         .collect();
     assert_eq!(lines, [4, 5]);
+}
+
+/// `tagwarden.io/no-downgrade`: `IMAGE:TAG` and `:tag` markers keep a tag
+/// that ranks higher under the policy; a tag the policy no longer admits
+/// (a narrowed range) or cannot order is replaced as usual.
+#[test]
+fn downgrades_are_held_when_asked() {
+    use tagwarden_setters::{PolicyImage, Setters, update_text};
+    let spec = |range: &str| tagwarden_policy::PolicySpec {
+        semver_range: Some(range.into()),
+        ..Default::default()
+    };
+    let setters = |range: &str| {
+        Setters::new(
+            "flux-system",
+            None,
+            &[PolicyImage {
+                no_downgrade: Some(spec(range)),
+                namespace: "flux-system".into(),
+                name: "app".into(),
+                labels: Default::default(),
+                latest: tagwarden_api::LatestRef {
+                    name: "ghcr.io/org/app".into(),
+                    tag: "1.1.0".into(),
+                    digest: None,
+                },
+            }],
+        )
+    };
+    let text = "a: ghcr.io/org/app:1.2.0 # {\"$imagepolicy\": \"flux-system:app\"}\nb: 1.2.0 # {\"$imagepolicy\": \"flux-system:app:tag\"}\nc: 1.0.0 # {\"$imagepolicy\": \"flux-system:app:tag\"}\nd: latest # {\"$imagepolicy\": \"flux-system:app:tag\"}\n";
+    let u = update_text(text, &setters(">=1.0.0")).expect("update");
+    assert_eq!(
+        u.text.as_deref(),
+        Some(
+            "a: ghcr.io/org/app:1.2.0 # {\"$imagepolicy\": \"flux-system:app\"}\nb: 1.2.0 # {\"$imagepolicy\": \"flux-system:app:tag\"}\nc: 1.1.0 # {\"$imagepolicy\": \"flux-system:app:tag\"}\nd: 1.1.0 # {\"$imagepolicy\": \"flux-system:app:tag\"}\n"
+        )
+    );
+    let held: Vec<usize> = u.held.iter().map(|h| h.0).collect();
+    assert_eq!(held, [1, 2]);
+    // A range that no longer admits 1.2.0: a deliberate revert.
+    let u = update_text(text, &setters("<1.2.0")).expect("update");
+    assert!(u.held.is_empty());
+    assert!(
+        u.text
+            .expect("changed")
+            .starts_with("a: ghcr.io/org/app:1.1.0 #")
+    );
 }

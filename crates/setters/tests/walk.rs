@@ -16,6 +16,7 @@ fn setters() -> Setters {
         "flux-system",
         None,
         &[PolicyImage {
+            no_downgrade: None,
             namespace: "flux-system".into(),
             name: "podinfo".into(),
             labels: BTreeMap::new(),

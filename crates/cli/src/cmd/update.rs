@@ -44,6 +44,7 @@ fn parse_policy(s: &str) -> Result<PolicyImage, String> {
         _ => return Err(format!("'{id}': expected NS/NAME before '='")),
     };
     Ok(PolicyImage {
+        no_downgrade: None,
         namespace: namespace.into(),
         name: name.into(),
         labels: Default::default(),

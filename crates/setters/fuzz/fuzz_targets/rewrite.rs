@@ -26,6 +26,7 @@ fn setters() -> Setters {
         .iter()
         .enumerate()
         .map(|(i, tag)| PolicyImage {
+            no_downgrade: None,
             namespace: "ns".into(),
             name: format!("p{i}"),
             labels: BTreeMap::new(),
