@@ -57,6 +57,12 @@ pub(crate) enum Done {
         diff: String,
         data: Box<tagwarden_template::TemplateData>,
     },
+    /// `tagwarden.io/batch-window`: policy changes wait for others.
+    Batching {
+        until: std::time::SystemTime,
+        pending: usize,
+        window: Duration,
+    },
     /// Pull-request mode: what happened to the request(s).
     PullRequests {
         revision: String,
@@ -113,14 +119,38 @@ pub(crate) async fn reconcile(
         ..previous.clone()
     };
     let mut plan = None;
-    let (change, failure) = match run(auto, ctx).await? {
+    let mut requeue_after = Some(auto.interval);
+    let (change, failure) = match run(auto, ctx, &previous.observed_policies).await? {
+        Ok((
+            Done::Batching {
+                until,
+                pending,
+                window,
+            },
+            _,
+        )) => {
+            // observedPolicies stays: the changes are still to be applied.
+            let wait = until.duration_since(now).unwrap_or_default();
+            requeue_after = Some(wait.min(auto.interval));
+            let message = format!(
+                "waiting for more policy changes until {} ({} {}): {pending} pending",
+                Time::from_system(until),
+                crate::guards::BATCH_WINDOW,
+                tagwarden_api::duration::format(window)
+            );
+            status.conditions = success_conditions(&previous.conditions, &message, generation, now);
+            (None, None)
+        }
         Ok((done, policies)) => {
+            // The batch (if any) is applied.
+            crate::guards::clear_batch(&*ctx.db, &auto.meta.namespace, &auto.meta.name)?;
             // Flux's observedPolicies: by name, in the automation's namespace.
             status.observed_policies = policies
                 .iter()
                 .map(|p| (p.name.clone(), p.latest.clone()))
                 .collect::<BTreeMap<_, _>>();
             match done {
+                Done::Batching { .. } => (None, None),
                 Done::Planned {
                     revision,
                     branch,
@@ -222,7 +252,7 @@ pub(crate) async fn reconcile(
         events,
         status: Status::ImageUpdateAutomation(status),
         change,
-        requeue_after: Some(auto.interval),
+        requeue_after,
         plan,
         failure,
         suspended: false,
@@ -232,6 +262,7 @@ pub(crate) async fn reconcile(
 async fn run(
     auto: &ImageUpdateAutomation,
     ctx: &Context,
+    observed: &BTreeMap<String, tagwarden_api::LatestRef>,
 ) -> Result<Result<(Done, Vec<PolicyImage>), Failure>, EngineError> {
     let ns = &auto.meta.namespace;
     if auto.source_ref.kind != Kind::GitRepository.as_str() {
@@ -271,6 +302,38 @@ async fn run(
         Ok(p) => p,
         Err(f) => return Ok(Err(f)),
     };
+    // A batch window holds the first change back for the others to join.
+    let window = match crate::guards::batch_window(auto) {
+        Ok(w) => w,
+        Err(f) => return Ok(Err(f)),
+    };
+    if let Some(window) = window
+        && !observed.is_empty()
+        && !ctx.dry_run
+    {
+        let pending = policies
+            .iter()
+            .filter(|p| observed.get(&p.name) != Some(&p.latest))
+            .count();
+        let (ns, name) = (&auto.meta.namespace, &auto.meta.name);
+        if pending == 0 {
+            crate::guards::clear_batch(&*ctx.db, ns, name)?;
+        } else {
+            let now = ctx.clock.now();
+            let start = crate::guards::batch_start(&*ctx.db, ns, name, now)?;
+            let until = start + window;
+            if now < until {
+                return Ok(Ok((
+                    Done::Batching {
+                        until,
+                        pending,
+                        window,
+                    },
+                    policies,
+                )));
+            }
+        }
+    }
     if let Some(t) = &auto.message_template
         && let Err(e) = tagwarden_template::check(t)
     {

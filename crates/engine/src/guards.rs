@@ -22,6 +22,55 @@ pub(crate) const MINIMUM_AGE: &str = "tagwarden.io/minimum-age";
 pub(crate) const PLATFORMS: &str = "tagwarden.io/platforms";
 pub(crate) const FLAP_WINDOW: &str = "tagwarden.io/flap-window";
 pub(crate) const NO_DOWNGRADE: &str = "tagwarden.io/no-downgrade";
+pub(crate) const BATCH_WINDOW: &str = "tagwarden.io/batch-window";
+
+/// An automation's `tagwarden.io/batch-window`.
+pub(crate) fn batch_window(
+    auto: &tagwarden_api::ImageUpdateAutomation,
+) -> Result<Option<Duration>, Failure> {
+    match auto.meta.annotations.get(BATCH_WINDOW) {
+        None => Ok(None),
+        Some(v) => tagwarden_api::duration::parse(v.trim())
+            .map(Some)
+            .ok_or_else(|| {
+                Failure::new(
+                    "InvalidConfiguration",
+                    format!(
+                        "annotation {BATCH_WINDOW}: '{}' is not a duration (e.g. 5m)",
+                        tagwarden_api::text::escape(v, false)
+                    ),
+                    true,
+                )
+            }),
+    }
+}
+
+fn batch_key(namespace: &str, name: &str) -> String {
+    format!("batch/{namespace}/{name}")
+}
+
+/// When the pending batch started; starts it at `now` when none is.
+pub(crate) fn batch_start(
+    db: &dyn Store,
+    namespace: &str,
+    name: &str,
+    now: SystemTime,
+) -> Result<SystemTime, EngineError> {
+    let key = batch_key(namespace, name);
+    if let Some(b) = db.get(&key)?
+        && let Some(s) = std::str::from_utf8(&b)
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+    {
+        return Ok(SystemTime::UNIX_EPOCH + Duration::from_secs(s));
+    }
+    db.put(&key, secs(now).to_string().as_bytes())?;
+    Ok(now)
+}
+
+pub(crate) fn clear_batch(db: &dyn Store, namespace: &str, name: &str) -> Result<(), EngineError> {
+    Ok(db.delete(&batch_key(namespace, name))?)
+}
 
 /// Candidates checked for platforms before giving up (each costs a HEAD,
 /// and a GET on a cache miss).

@@ -461,7 +461,7 @@ pub(crate) async fn run(
                 ));
                 continue;
             }
-            Done::PullRequests { .. } => continue,
+            Done::PullRequests { .. } | Done::Batching { .. } => continue,
         };
         let after_push = push.as_ref().map(|_| head.as_str());
         let proposal = proposal(cfg, &data, &head, &base)?;

@@ -234,3 +234,106 @@ async fn the_flap_guard_holds_a_quick_return_and_lets_it_through_after_the_windo
     policy(&ctx).await;
     assert_eq!(latest(&ctx), "1.0.0");
 }
+
+/// `tagwarden.io/batch-window`: the first policy change waits for others,
+/// then one commit carries them all.
+#[tokio::test]
+async fn a_batch_window_makes_one_commit_of_several_policy_changes() {
+    use tagwarden_testkit::BareRepo;
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/web", &["1.0.0"], None);
+    reg.publish("team/api", &["1.0.0"], None);
+    let host = reg.host();
+    let file = |app: &str, tag: &str| {
+        format!("image: {host}/team/{app}:{tag} # {{\"$imagepolicy\": \"flux-system:{app}\"}}\n")
+    };
+    let bare = BareRepo::new(
+        "main",
+        &[
+            ("apps/web.yaml", &file("web", "1.0.0")),
+            ("apps/api.yaml", &file("api", "1.0.0")),
+        ],
+    );
+    let mut yaml = format!(
+        r#"apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {{name: repo, namespace: flux-system}}
+spec: {{interval: 1h, url: "{}", ref: {{branch: main}}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageUpdateAutomation
+metadata:
+  name: apps
+  namespace: flux-system
+  annotations: {{tagwarden.io/batch-window: 5m}}
+spec:
+  interval: 1h
+  sourceRef: {{kind: GitRepository, name: repo}}
+  git: {{commit: {{author: {{name: bot, email: bot@example.com}}}}, push: {{branch: main}}}}
+  update: {{path: ./apps, strategy: Setters}}
+"#,
+        bare.url()
+    );
+    for app in ["web", "api"] {
+        yaml.push_str(&format!(
+            "---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {{name: {app}, namespace: flux-system}}\nspec: {{image: {host}/team/{app}, interval: 1m}}\n---\napiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata: {{name: {app}, namespace: flux-system}}\nspec: {{imageRepositoryRef: {{name: {app}}}, policy: {{semver: {{range: \">=1.0.0\"}}}}}}\n"
+        ));
+    }
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let clock = Arc::new(TestClock(Mutex::new(t0)));
+    let at = |secs: u64| *clock.0.lock().expect("clock") = t0 + Duration::from_secs(secs);
+    let ctx = context(&yaml, Arc::new(MemoryStore::default()), clock.clone());
+    let automation = |all: Vec<Outcome>| {
+        all.into_iter()
+            .find(|o| o.id.kind == Kind::ImageUpdateAutomation)
+            .expect("automation outcome")
+    };
+    let run = || async {
+        automation(
+            tagwarden_engine::reconcile_all(&ctx)
+                .await
+                .into_iter()
+                .map(|r| r.expect("no engine error"))
+                .collect(),
+        )
+    };
+    assert_eq!(run().await.ready().1, "repository up-to-date");
+    let commits = bare.log("main", "%H").len();
+
+    reg.publish("team/web", &["1.1.0"], None);
+    at(60);
+    let until = tagwarden_api::time::Time::from_system(t0 + Duration::from_secs(360));
+    let o = run().await;
+    assert_eq!(
+        o.ready().1,
+        format!(
+            "waiting for more policy changes until {until} (tagwarden.io/batch-window 5m0s): 1 pending"
+        )
+    );
+    assert_eq!(o.requeue_after, Some(Duration::from_secs(300)));
+    reg.publish("team/api", &["1.1.0"], None);
+    at(180);
+    let o = run().await;
+    assert!(o.ready().1.ends_with(": 2 pending"), "{:?}", o.ready());
+    assert_eq!(bare.log("main", "%H").len(), commits, "nothing pushed yet");
+
+    at(360);
+    let o = run().await;
+    assert!(o.ready().1.starts_with("pushed commit"), "{:?}", o.ready());
+    assert_eq!(
+        bare.log("main", "%H").len(),
+        commits + 1,
+        "one commit for both"
+    );
+    assert_eq!(
+        bare.show("main", "apps/web.yaml") + "\n",
+        file("web", "1.1.0")
+    );
+    assert_eq!(
+        bare.show("main", "apps/api.yaml") + "\n",
+        file("api", "1.1.0")
+    );
+    // Nothing pending: the next run is a plain one.
+    at(400);
+    assert_eq!(run().await.ready().1, "repository up-to-date");
+}
