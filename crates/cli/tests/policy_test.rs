@@ -260,3 +260,73 @@ fn unknown_fields_warn_and_strict_fails() {
         format!("error: {f}: unknown fields (--strict):\n  {warning}\n")
     );
 }
+
+/// The guards, offline: a policy file's `tagwarden.io/no-downgrade` with
+/// `--current`, and `tagwarden.io/minimum-age` with `--first-seen`.
+#[test]
+fn guards_are_explained_offline() {
+    let policy = temp_file(
+        "guarded.yaml",
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImagePolicy\nmetadata:\n  name: web\n  namespace: flux-system\n  annotations:\n    tagwarden.io/no-downgrade: \"true\"\n    tagwarden.io/minimum-age: 24h\nspec:\n  imageRepositoryRef: {name: web}\n  policy: {semver: {range: '>=1.0.0'}}\n",
+    );
+    let p = policy.to_str().expect("utf-8");
+    // A marker at 1.3.0 while the registry lists up to 1.2.0: kept.
+    let out = run(
+        &[
+            "policy",
+            "test",
+            "-f",
+            p,
+            "--tags",
+            "-",
+            "--current",
+            "1.3.0",
+        ],
+        "1.0.0\n1.2.0\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "1.3.0\n");
+    assert_eq!(
+        text(&out.stderr),
+        "1.2.0\theld back by tagwarden.io/no-downgrade: ranks lower than the current '1.3.0'; narrow the range to revert on purpose\n"
+    );
+    // An older current tag is replaced as usual.
+    let out = run(
+        &[
+            "policy",
+            "test",
+            "-f",
+            p,
+            "--tags",
+            "-",
+            "--current",
+            "1.0.0",
+        ],
+        "1.0.0\n1.2.0\n",
+    );
+    assert_eq!(text(&out.stdout), "1.2.0\n");
+
+    // 1.2.0 was first seen an hour before --now: too young.
+    let seen = temp_file("first-seen.txt", "1.2.0 2026-12-01T09:00:00Z\n");
+    let out = run(
+        &[
+            "policy",
+            "test",
+            "-f",
+            p,
+            "--tags",
+            "-",
+            "--first-seen",
+            seen.to_str().expect("utf-8"),
+            "--now",
+            "2026-12-01T10:00:00Z",
+        ],
+        "1.0.0\n1.2.0\n",
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "1.0.0\n");
+    assert_eq!(
+        text(&out.stderr),
+        "1.2.0\ttoo young for tagwarden.io/minimum-age 24h0m0s: eligible at 2026-12-02T09:00:00Z\n"
+    );
+}

@@ -56,6 +56,24 @@ pub struct TestArgs {
     /// instead of warning.
     #[arg(long, requires = "file")]
     strict: bool,
+    /// The tag a marker holds now: with --no-downgrade (or the file's
+    /// tagwarden.io/no-downgrade), a selection ranking lower keeps it.
+    #[arg(long, value_name = "TAG")]
+    current: Option<String>,
+    /// Hold back downgrades of --current (tagwarden.io/no-downgrade).
+    #[arg(long, requires = "current")]
+    no_downgrade: bool,
+    /// Tags are eligible only this long after first seen (or the file's
+    /// tagwarden.io/minimum-age), e.g. 24h; needs --first-seen.
+    #[arg(long, value_name = "DURATION", requires = "first_seen")]
+    minimum_age: Option<String>,
+    /// When tags were first seen: lines 'TAG RFC3339'; tags not listed
+    /// count as old, as the first scan's do.
+    #[arg(long, value_name = "FILE")]
+    first_seen: Option<PathBuf>,
+    /// The time to judge ages at (RFC 3339); now by default.
+    #[arg(long, value_name = "TIME", requires = "first_seen")]
+    now: Option<String>,
 }
 
 pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
@@ -65,14 +83,71 @@ pub fn run(cmd: PolicyCommand) -> Result<ExitCode> {
 }
 
 fn test(args: TestArgs) -> Result<ExitCode> {
-    let spec = policy_spec(&args)?;
+    let (spec, annotations) = policy_spec(&args)?;
     let policy = Policy::new(&spec)?;
     let text = read_tags(&args.tags)?;
-    let tags: Vec<&str> = text
+    let mut tags: Vec<&str> = text
         .split('\n')
         .map(|l| l.strip_suffix('\r').unwrap_or(l))
         .filter(|l| !l.is_empty())
         .collect();
+
+    // tagwarden.io/minimum-age: tags too young leave the list, said on stderr.
+    let min_age =
+        match args.minimum_age.as_deref().or(annotations
+            .get("tagwarden.io/minimum-age")
+            .map(String::as_str))
+        {
+            Some(d) => Some(tagwarden_api::duration::parse(d.trim()).with_context(|| {
+                format!("minimum age '{d}': expected a duration like 24h or 90m")
+            })?),
+            None => None,
+        };
+    if let (Some(min), Some(file)) = (min_age, &args.first_seen) {
+        let now = match &args.now {
+            Some(t) => tagwarden_api::time::Time::parse(t)
+                .with_context(|| {
+                    format!("--now '{t}': expected RFC 3339, e.g. 2026-12-01T10:00:00Z")
+                })?
+                .system(),
+            None => std::time::SystemTime::now(),
+        };
+        let listed =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        let mut seen = std::collections::HashMap::new();
+        for (i, line) in listed
+            .lines()
+            .enumerate()
+            .filter(|(_, l)| !l.trim().is_empty())
+        {
+            let (tag, when) = line
+                .trim()
+                .split_once(char::is_whitespace)
+                .with_context(|| format!("{}:{}: expected 'TAG RFC3339'", file.display(), i + 1))?;
+            let t = tagwarden_api::time::Time::parse(when.trim()).with_context(|| {
+                format!(
+                    "{}:{}: '{}' is not RFC 3339",
+                    file.display(),
+                    i + 1,
+                    when.trim()
+                )
+            })?;
+            seen.insert(tag.to_string(), t.system());
+        }
+        let mut err = std::io::stderr().lock();
+        tags.retain(|t| match seen.get(*t) {
+            Some(at) if *at + min > now => {
+                let _ = writeln!(
+                    err,
+                    "{t}\ttoo young for tagwarden.io/minimum-age {}: eligible at {}",
+                    tagwarden_api::duration::format(min),
+                    tagwarden_api::time::Time::from_system(*at + min)
+                );
+                false
+            }
+            _ => true,
+        });
+    }
 
     if args.explain {
         let (verdicts, _) = policy.explain(&tags);
@@ -94,6 +169,23 @@ fn test(args: TestArgs) -> Result<ExitCode> {
 
     let selected = policy.select(&tags)?;
     let mut out = std::io::stdout().lock();
+    let no_downgrade = args.no_downgrade
+        || annotations
+            .get("tagwarden.io/no-downgrade")
+            .is_some_and(|v| v.trim() == "true");
+    if let Some(current) = &args.current
+        && no_downgrade
+        && policy.admits(current)
+        && policy.compare(selected.tag, current) == Some(std::cmp::Ordering::Less)
+    {
+        writeln!(
+            std::io::stderr().lock(),
+            "{}\theld back by tagwarden.io/no-downgrade: ranks lower than the current '{current}'; narrow the range to revert on purpose",
+            selected.tag
+        )?;
+        writeln!(out, "{current}")?;
+        return Ok(ExitCode::SUCCESS);
+    }
     writeln!(out, "{}", selected.tag)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -111,11 +203,14 @@ fn read_tags(path: &PathBuf) -> Result<String> {
     Ok(text)
 }
 
-/// The file's policy (if any) with the flags laid over it.
-fn policy_spec(args: &TestArgs) -> Result<PolicySpec> {
-    let mut spec = match &args.file {
+/// The file's policy (if any) with the flags laid over it, and the
+/// policy's annotations (the guards).
+fn policy_spec(
+    args: &TestArgs,
+) -> Result<(PolicySpec, std::collections::BTreeMap<String, String>)> {
+    let (mut spec, annotations) = match &args.file {
         Some(file) => policy_from_file(file, args.name.as_deref(), args.strict)?,
-        None => PolicySpec::default(),
+        None => (PolicySpec::default(), Default::default()),
     };
     let select = [
         &args.select_semver,
@@ -137,10 +232,14 @@ fn policy_spec(args: &TestArgs) -> Result<PolicySpec> {
     if let Some(tpl) = &args.filter_extract {
         spec.filter_extract = Some(tpl.clone());
     }
-    Ok(spec)
+    Ok((spec, annotations))
 }
 
-fn policy_from_file(file: &PathBuf, name: Option<&str>, strict: bool) -> Result<PolicySpec> {
+fn policy_from_file(
+    file: &PathBuf,
+    name: Option<&str>,
+    strict: bool,
+) -> Result<(PolicySpec, std::collections::BTreeMap<String, String>)> {
     let m = super::unknown_fields(
         Manifests::load_paths(std::slice::from_ref(file), &LoadOptions::default()),
         strict,
@@ -161,5 +260,5 @@ fn policy_from_file(file: &PathBuf, name: Option<&str>, strict: bool) -> Result<
         Object::ImagePolicy(p) => Some(p),
         _ => None,
     })?;
-    Ok(policy.policy_spec())
+    Ok((policy.policy_spec(), policy.meta.annotations.clone()))
 }
