@@ -80,6 +80,8 @@ pub(crate) struct Destination<'a> {
     pub rebuild: bool,
     /// Commit locally and report the diff; push nothing.
     pub dry_run: bool,
+    /// Setter → value this automation wrote lately (the flap guard).
+    pub contested: &'a std::collections::HashMap<String, String>,
 }
 
 /// A dry run's text: the branch, the message and the diff.
@@ -210,8 +212,20 @@ pub(crate) async fn reconcile(
                     push,
                     revision,
                     held,
-                    ..
+                    data,
                 } => {
+                    if let Ok(Some(window)) = crate::guards::automation_flap_window(auto) {
+                        crate::guards::record_writes(
+                            &*ctx.db,
+                            &auto.meta.namespace,
+                            &auto.meta.name,
+                            data.changes
+                                .iter()
+                                .map(|c| (c.setter.clone(), c.new_value.clone())),
+                            window,
+                            now,
+                        )?;
+                    }
                     let short: String = push.commit.chars().take(7).collect();
                     let message = std::iter::once(format!(
                         "pushed commit '{short}' to branch '{}'",
@@ -394,6 +408,17 @@ pub(crate) async fn blocking_update(
     push_branch: Option<String>,
     rebuild: bool,
 ) -> Result<Done, Failure> {
+    let contested = match crate::guards::automation_flap_window(auto) {
+        Ok(Some(w)) => crate::guards::recent_writes(
+            &*ctx.db,
+            &auto.meta.namespace,
+            &auto.meta.name,
+            w,
+            ctx.clock.now(),
+        ),
+        Ok(None) => Default::default(),
+        Err(f) => return Err(f),
+    };
     let auto = auto.clone();
     let git_repo = git_repo.clone();
     let git = ctx.git.clone();
@@ -412,6 +437,7 @@ pub(crate) async fn blocking_update(
                 push_branch: push_branch.as_deref(),
                 rebuild,
                 dry_run,
+                contested: &contested,
             },
         )
     })
@@ -542,11 +568,12 @@ fn update_and_push(
             })
             .map_err(Failure::git)?;
         tracing::debug!(url = %tagwarden_api::redact::url(&repo.url), ms = started.elapsed().as_millis() as u64, "checked out");
-        let setters = Setters::new(
+        let mut setters = Setters::new(
             &auto.meta.namespace,
             auto.policy_selector.as_ref(),
             policies,
         );
+        setters.hold_flaps(to.contested.clone());
         let mut backoff = Duration::from_millis(100);
         for attempt in 1..=PUSH_ATTEMPTS {
             let result = tagwarden_setters::apply(ws.workdir(), &auto.update_path, &setters)
@@ -558,14 +585,19 @@ fn update_and_push(
                 .held
                 .iter()
                 .map(|h| {
-                    format!(
-                        "held back a downgrade of {} in {}:{}: {} -> {}",
-                        h.setter,
-                        tagwarden_setters::slash_path(&h.path),
-                        h.line,
-                        h.old_value,
-                        h.new_value
-                    )
+                    let at = format!("{} in {}:{}", h.setter, tagwarden_setters::slash_path(&h.path), h.line);
+                    match h.hold {
+                        tagwarden_setters::Hold::Downgrade => format!(
+                            "held back a downgrade of {at}: {} -> {}",
+                            h.old_value, h.new_value
+                        ),
+                        tagwarden_setters::Hold::Flap => format!(
+                            "stopped a flap of {at} ({}): this automation set {} lately, someone set {} since",
+                            crate::guards::FLAP_WINDOW,
+                            h.new_value,
+                            h.old_value
+                        ),
+                    }
                 })
                 .collect();
             for h in &held {
@@ -760,6 +792,7 @@ mod tests {
                 push_branch: None,
                 rebuild: false,
                 dry_run: false,
+                contested: &Default::default(),
             },
         ) else {
             panic!("the hook refuses every push");
@@ -824,6 +857,7 @@ mod tests {
                 push_branch: None,
                 rebuild: false,
                 dry_run: false,
+                contested: &Default::default(),
             },
         ) {
             Ok(Done::Pushed { push, revision, .. }) => {

@@ -45,6 +45,80 @@ pub(crate) fn batch_window(
     }
 }
 
+fn writes_key(namespace: &str, name: &str) -> String {
+    format!("writes/{namespace}/{name}")
+}
+
+/// What an automation wrote lately: setter → (value, Unix seconds).
+type Writes = BTreeMap<String, (String, u64)>;
+
+fn load_writes(db: &dyn Store, namespace: &str, name: &str) -> Writes {
+    db.get(&writes_key(namespace, name))
+        .ok()
+        .flatten()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .unwrap_or_default()
+}
+
+/// The values this automation set less than `window` ago, by setter.
+pub(crate) fn recent_writes(
+    db: &dyn Store,
+    namespace: &str,
+    name: &str,
+    window: Duration,
+    now: SystemTime,
+) -> std::collections::HashMap<String, String> {
+    let since = secs(now).saturating_sub(window.as_secs());
+    load_writes(db, namespace, name)
+        .into_iter()
+        .filter(|(_, (_, at))| *at >= since)
+        .map(|(s, (v, _))| (s, v))
+        .collect()
+}
+
+/// Records the values a push set; entries older than `window` go.
+pub(crate) fn record_writes(
+    db: &dyn Store,
+    namespace: &str,
+    name: &str,
+    written: impl IntoIterator<Item = (String, String)>,
+    window: Duration,
+    now: SystemTime,
+) -> Result<(), EngineError> {
+    let since = secs(now).saturating_sub(window.as_secs());
+    let mut all = load_writes(db, namespace, name);
+    all.retain(|_, (_, at)| *at >= since);
+    for (setter, value) in written {
+        all.insert(setter, (value, secs(now)));
+    }
+    let bytes = serde_json::to_vec(&all).map_err(|e| EngineError::State {
+        key: writes_key(namespace, name),
+        message: e.to_string(),
+    })?;
+    Ok(db.put(&writes_key(namespace, name), &bytes)?)
+}
+
+/// An automation's `tagwarden.io/flap-window`.
+pub(crate) fn automation_flap_window(
+    auto: &tagwarden_api::ImageUpdateAutomation,
+) -> Result<Option<Duration>, Failure> {
+    match auto.meta.annotations.get(FLAP_WINDOW) {
+        None => Ok(None),
+        Some(v) => tagwarden_api::duration::parse(v.trim())
+            .map(Some)
+            .ok_or_else(|| {
+                Failure::new(
+                    "InvalidConfiguration",
+                    format!(
+                        "annotation {FLAP_WINDOW}: '{}' is not a duration (e.g. 1h)",
+                        tagwarden_api::text::escape(v, false)
+                    ),
+                    true,
+                )
+            }),
+    }
+}
+
 fn batch_key(namespace: &str, name: &str) -> String {
     format!("batch/{namespace}/{name}")
 }

@@ -337,3 +337,115 @@ spec:
     at(400);
     assert_eq!(run().await.ready().1, "repository up-to-date");
 }
+
+/// Two controllers fight over one branch: one sees the registry whole,
+/// the other an outage listing only the older tag. With
+/// `tagwarden.io/flap-window` the first does not set its value back after
+/// the other changed it; after the window it does.
+#[tokio::test]
+async fn the_flap_window_stops_two_automations_fighting_over_one_branch() {
+    use tagwarden_testkit::{Action, BareRepo, FaultProxy, tag_page};
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/web", &["1.0.0", "1.1.0"], None);
+    let whole = FaultProxy::start(reg.port, |_| Action::Forward);
+    let outage = FaultProxy::start(reg.port, |r| {
+        if r.path().ends_with("/tags/list") {
+            tag_page(&["1.0.0".to_string()])
+        } else {
+            Action::Forward
+        }
+    });
+    // One image name for both, reached through different proxies.
+    let image = "registry.tagwarden.test/team/web";
+    let file =
+        |tag: &str| format!("image: {image}:{tag} # {{\"$imagepolicy\": \"flux-system:web\"}}\n");
+    let bare = BareRepo::new("main", &[("apps/web.yaml", &file("1.0.0"))]);
+    let yaml = format!(
+        r#"apiVersion: source.toolkit.fluxcd.io/v1
+kind: GitRepository
+metadata: {{name: repo, namespace: flux-system}}
+spec: {{interval: 1h, url: "{}", ref: {{branch: main}}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageRepository
+metadata: {{name: web, namespace: flux-system}}
+spec: {{image: {image}, interval: 1m, insecure: true}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImagePolicy
+metadata: {{name: web, namespace: flux-system}}
+spec: {{imageRepositoryRef: {{name: web}}, policy: {{semver: {{range: ">=1.0.0"}}}}}}
+---
+apiVersion: image.toolkit.fluxcd.io/v1
+kind: ImageUpdateAutomation
+metadata:
+  name: apps
+  namespace: flux-system
+  annotations: {{tagwarden.io/flap-window: 1h}}
+spec:
+  interval: 1h
+  sourceRef: {{kind: GitRepository, name: repo}}
+  git: {{commit: {{author: {{name: bot, email: bot@example.com}}}}, push: {{branch: main}}}}
+  update: {{path: ./apps, strategy: Setters}}
+"#,
+        bare.url()
+    );
+    let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let clock = Arc::new(TestClock(Mutex::new(t0)));
+    let at = |secs: u64| *clock.0.lock().expect("clock") = t0 + Duration::from_secs(secs);
+    let controller = |proxy: &FaultProxy| {
+        let mut ctx = context(&yaml, Arc::new(MemoryStore::default()), clock.clone());
+        let network = tagwarden_registry::Network {
+            connect_to: vec![
+                tagwarden_registry::ConnectTo::parse(&format!(
+                    "registry.tagwarden.test:80:127.0.0.1:{}",
+                    proxy.port
+                ))
+                .expect("entry"),
+            ],
+            extra_roots_pem: None,
+        };
+        ctx.registry = Arc::new(tagwarden_registry::Pool::new().with_network(network));
+        ctx
+    };
+    let (x, y) = (controller(&whole), controller(&outage));
+    let run = |ctx: &Context| {
+        let ctx = ctx.clone();
+        async move {
+            tagwarden_engine::reconcile_all(&ctx)
+                .await
+                .into_iter()
+                .map(|r| r.expect("no engine error"))
+                .find(|o| o.id.kind == Kind::ImageUpdateAutomation)
+                .expect("automation")
+                .ready()
+                .1
+        }
+    };
+    assert!(run(&x).await.starts_with("pushed commit"));
+    assert_eq!(bare.show("main", "apps/web.yaml") + "\n", file("1.1.0"));
+    at(60);
+    assert!(
+        run(&y).await.starts_with("pushed commit"),
+        "the other sets it back"
+    );
+    assert_eq!(bare.show("main", "apps/web.yaml") + "\n", file("1.0.0"));
+    at(120);
+    assert_eq!(
+        run(&x).await,
+        format!(
+            "repository up-to-date; stopped a flap of flux-system:web in web.yaml:1 (tagwarden.io/flap-window): this automation set {image}:1.1.0 lately, someone set {image}:1.0.0 since"
+        )
+    );
+    assert_eq!(
+        bare.show("main", "apps/web.yaml") + "\n",
+        file("1.0.0"),
+        "no fight"
+    );
+    at(180);
+    assert_eq!(run(&y).await, "repository up-to-date");
+    // After the window, the value is set again.
+    at(3700);
+    assert!(run(&x).await.starts_with("pushed commit"));
+    assert_eq!(bare.show("main", "apps/web.yaml") + "\n", file("1.1.0"));
+}

@@ -169,9 +169,20 @@ pub struct UpdateResult {
     pub held: Vec<HeldChange>,
 }
 
-/// A downgrade held back (`tagwarden.io/no-downgrade`).
+/// Why a marker was held at its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hold {
+    /// `tagwarden.io/no-downgrade`: the new tag ranks lower.
+    Downgrade,
+    /// `tagwarden.io/flap-window`: we set this value lately, someone else
+    /// changed it since; setting it again would fight them.
+    Flap,
+}
+
+/// A change held back (`tagwarden.io/no-downgrade`, `tagwarden.io/flap-window`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeldChange {
+    pub hold: Hold,
     /// Relative to the update path.
     pub path: PathBuf,
     /// 1-based.
@@ -231,9 +242,9 @@ pub enum IgnoreReason {
     /// it as a marker: block scalars, keys, string contents, comment blocks,
     /// a comment above `key: value` (the key's, as in Flux).
     Unattached,
-    /// The new tag ranks lower than the one the marker holds, under the
-    /// policy's own order, and downgrades are held back.
-    Downgrade,
+    /// Held back by a guard (`tagwarden.io/no-downgrade`,
+    /// `tagwarden.io/flap-window`); see [`Hold`].
+    Held,
 }
 
 /// A marker that changed nothing, and why.
@@ -256,6 +267,8 @@ pub struct Setters {
     unselected: HashSet<String>,
     /// Policies whose markers never move to a lower-ranked tag.
     no_downgrade: HashMap<String, tagwarden_policy::Policy>,
+    /// Setter → the value this automation wrote lately (flap guard).
+    contested: HashMap<String, String>,
 }
 
 impl Setters {
@@ -310,6 +323,12 @@ impl Setters {
         self.no_downgrade.insert(name.to_string(), policy);
     }
 
+    /// Markers this automation set lately to these values: if someone
+    /// changed one since, it is not set back (that would be a fight).
+    pub fn hold_flaps(&mut self, written: HashMap<String, String>) {
+        self.contested = written;
+    }
+
     /// Whether moving `setter` from `old` to `new` is a held downgrade.
     fn holds(&self, setter: &str, old: &str, new: &str) -> bool {
         let Some(s) = Setter::parse(setter) else {
@@ -361,8 +380,8 @@ pub struct TextUpdate {
     pub text: Option<String>,
     pub objects: Vec<ObjectChanges>,
     pub ignored: Vec<IgnoredMarker>,
-    /// Downgrades held back: line, setter, old value, new value.
-    pub held: Vec<(usize, String, String, String)>,
+    /// Changes held back: why, line, setter, old value, new value.
+    pub held: Vec<(Hold, usize, String, String, String)>,
 }
 
 /// Sets every marked value of `text` that `setters` knows, replacing only
@@ -401,14 +420,26 @@ pub(crate) fn rewrite(
         if new == m.value {
             continue;
         }
-        if setters.holds(&m.setter, &m.value, new) {
+        let hold = if setters.contested.get(&m.setter).map(String::as_str) == Some(new) {
+            Some(Hold::Flap)
+        } else if setters.holds(&m.setter, &m.value, new) {
+            Some(Hold::Downgrade)
+        } else {
+            None
+        };
+        if let Some(hold) = hold {
             out.ignored.push(IgnoredMarker {
                 line: m.line,
                 setter: Some(m.setter.clone()),
-                reason: IgnoreReason::Downgrade,
+                reason: IgnoreReason::Held,
             });
-            out.held
-                .push((m.line, m.setter.clone(), m.value.clone(), new.to_string()));
+            out.held.push((
+                hold,
+                m.line,
+                m.setter.clone(),
+                m.value.clone(),
+                new.to_string(),
+            ));
             continue;
         }
         let mut rendered = render(new, m.style, m.flow);

@@ -144,8 +144,9 @@ pub(crate) fn plan_with(
                 plan.skipped.push(SkippedFile { path: rel, error });
             }
             Ok(update) => {
-                for (line, setter, old, new) in &update.held {
+                for (hold, line, setter, old, new) in &update.held {
                     plan.held.push(crate::HeldChange {
+                        hold: *hold,
                         path: rel.clone(),
                         line: *line,
                         setter: setter.clone(),

@@ -311,7 +311,7 @@ fn downgrades_are_held_when_asked() {
             "a: ghcr.io/org/app:1.2.0 # {\"$imagepolicy\": \"flux-system:app\"}\nb: 1.2.0 # {\"$imagepolicy\": \"flux-system:app:tag\"}\nc: 1.1.0 # {\"$imagepolicy\": \"flux-system:app:tag\"}\nd: 1.1.0 # {\"$imagepolicy\": \"flux-system:app:tag\"}\n"
         )
     );
-    let held: Vec<usize> = u.held.iter().map(|h| h.0).collect();
+    let held: Vec<usize> = u.held.iter().map(|h| h.1).collect();
     assert_eq!(held, [1, 2]);
     // A range that no longer admits 1.2.0: a deliberate revert.
     let u = update_text(text, &setters("<1.2.0")).expect("update");
