@@ -19,6 +19,7 @@ use tagwarden_api::ImagePolicy;
 use tagwarden_store::Store;
 
 pub(crate) const MINIMUM_AGE: &str = "tagwarden.io/minimum-age";
+pub(crate) const MINIMUM_AGE_FROM: &str = "tagwarden.io/minimum-age-from";
 pub(crate) const PLATFORMS: &str = "tagwarden.io/platforms";
 pub(crate) const FLAP_WINDOW: &str = "tagwarden.io/flap-window";
 pub(crate) const NO_DOWNGRADE: &str = "tagwarden.io/no-downgrade";
@@ -158,6 +159,9 @@ pub(crate) struct Guards {
     pub platforms: Vec<String>,
     /// A → B → A within this long: B stays until the window has passed.
     pub flap_window: Option<Duration>,
+    /// `tagwarden.io/minimum-age-from: created`: age from the image
+    /// config's `created` time instead of first seen.
+    pub age_from_created: bool,
 }
 
 impl Guards {
@@ -176,6 +180,16 @@ impl Guards {
                 }),
         };
         let minimum_age = duration(MINIMUM_AGE)?;
+        let age_from_created = match a.get(MINIMUM_AGE_FROM).map(|v| v.trim()) {
+            None | Some("first-seen") => false,
+            Some("created") => true,
+            Some(v) => {
+                return Err(invalid(format!(
+                    "annotation {MINIMUM_AGE_FROM}: '{}' is not first-seen or created",
+                    tagwarden_api::text::escape(v, false)
+                )));
+            }
+        };
         let flap_window = duration(FLAP_WINDOW)?;
         let mut platforms = Vec::new();
         if let Some(v) = a.get(PLATFORMS) {
@@ -200,6 +214,7 @@ impl Guards {
             minimum_age,
             platforms,
             flap_window,
+            age_from_created,
         })
     }
 }
@@ -422,6 +437,36 @@ pub(crate) fn flap(
         ),
         wait,
     ))
+}
+
+/// The image config's `created` time of `tag`, cached by digest (a
+/// config without one counts as old: its age cannot be known).
+pub(crate) async fn created(
+    ctx: &Context,
+    settings: &tagwarden_registry::ScanSettings,
+    tag: &str,
+) -> Result<Option<SystemTime>, tagwarden_registry::RegistryError> {
+    let digest = ctx.registry.digest(settings, tag).await?;
+    let key = format!("created/{digest}");
+    if let Some(b) = ctx.db.get(&key).ok().flatten()
+        && let Some(s) = std::str::from_utf8(&b).ok()
+    {
+        return Ok(s
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .map(|s| SystemTime::UNIX_EPOCH + Duration::from_secs(s)));
+    }
+    let created = ctx.registry.created(settings, &digest).await?;
+    let _ = ctx.db.put(
+        &key,
+        created
+            .map(secs)
+            .map(|s| s.to_string())
+            .unwrap_or_default()
+            .as_bytes(),
+    );
+    Ok(created)
 }
 
 /// The number of candidates the platform walk tries.

@@ -172,7 +172,7 @@ async fn resolve(
     };
     let mut held = crate::guards::Held::default();
     let mut tags = tags;
-    if let Some(min) = guards.minimum_age {
+    if let Some(min) = guards.minimum_age.filter(|_| !guards.age_from_created) {
         let fs = crate::guards::load_first_seen(&*ctx.db, &repo_ns, repo_name)?;
         let best = compiled.select(&tags).ok().map(|s| s.tag.to_string());
         let all = tags.len();
@@ -215,10 +215,62 @@ async fn resolve(
                 return Ok(Err(Failure::new("ReconciliationFailed", message, false)));
             }
         };
-        if guards.platforms.is_empty() {
+        if guards.platforms.is_empty() && !(guards.age_from_created && guards.minimum_age.is_some())
+        {
             break tag;
         }
         tries += 1;
+        // The minimum age from the image config's `created` time.
+        if let (Some(min), true) = (guards.minimum_age, guards.age_from_created) {
+            let created = match crate::repository::settings(&repo, ctx) {
+                Ok(s) => crate::guards::created(ctx, &s, &tag).await,
+                Err(e) => Err(e),
+            };
+            let created = match created {
+                Ok(c) => c,
+                Err(e) => {
+                    return Ok(Err(Failure::new(
+                        e.reason(),
+                        format!(
+                            "failed to read the created time of '{}:{tag}': {e}",
+                            repo.image
+                        ),
+                        false,
+                    )));
+                }
+            };
+            let now = ctx.clock.now();
+            if let Some(at) = created.map(|c| c + min).filter(|at| *at > now) {
+                if held.recheck.is_none() {
+                    held.notes.push(format!(
+                        "{tag} held back by {} {} (image created {}): eligible at {}",
+                        crate::guards::MINIMUM_AGE,
+                        tagwarden_api::duration::format(min),
+                        tagwarden_api::time::Time::from_system(at - min),
+                        tagwarden_api::time::Time::from_system(at)
+                    ));
+                    held.recheck = at.duration_since(now).ok();
+                }
+                tags.retain(|t| *t != tag);
+                if tries >= crate::guards::platform_tries() || tags.is_empty() {
+                    let mut f = Failure::new(
+                        "DependencyNotReady",
+                        format!(
+                            "no tag of '{}' is old enough yet: {}",
+                            repo.image,
+                            held.notes.join("; ")
+                        ),
+                        false,
+                    );
+                    f.retry_after = held.recheck;
+                    return Ok(Err(f));
+                }
+                continue;
+            }
+        }
+        if guards.platforms.is_empty() {
+            break tag;
+        }
         let checked = match crate::repository::settings(&repo, ctx) {
             Ok(s) => crate::guards::has_platforms(ctx, &s, &tag, &guards.platforms).await,
             Err(e) => Err(e),

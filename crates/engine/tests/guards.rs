@@ -449,3 +449,40 @@ spec:
     assert!(run(&x).await.starts_with("pushed commit"));
     assert_eq!(bare.show("main", "apps/web.yaml") + "\n", file("1.1.0"));
 }
+
+/// `tagwarden.io/minimum-age-from: created`: the age is the image
+/// config's `created` time, so a tag built long ago is eligible at once
+/// and one built a minute ago waits.
+#[tokio::test]
+async fn the_minimum_age_can_count_from_the_image_created_time() {
+    let reg = Registry::start(RegistryAuth::None);
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+    let t =
+        |s: u64| tagwarden_api::time::Time::from_system(now - Duration::from_secs(s)).to_string();
+    reg.publish_image_created("team/app", "1.0.0", &t(86_400 * 30));
+    reg.publish_image_created("team/app", "1.1.0", &t(60));
+    let clock = Arc::new(TestClock(Mutex::new(now)));
+    let ctx = context(
+        &manifests(
+            &reg.host(),
+            "tagwarden.io/minimum-age: 1h, tagwarden.io/minimum-age-from: created",
+        ),
+        Arc::new(MemoryStore::default()),
+        clock.clone(),
+    );
+    let o = policy(&ctx).await;
+    assert_eq!(latest(&ctx), "1.0.0");
+    assert_eq!(
+        o.ready().1,
+        format!(
+            "Latest image tag for '{}/team/app' resolved to 1.0.0; 1.1.0 held back by tagwarden.io/minimum-age 1h0m0s (image created {}): eligible at {}",
+            reg.host(),
+            t(60),
+            tagwarden_api::time::Time::from_system(now + Duration::from_secs(3540))
+        )
+    );
+    assert_eq!(o.requeue_after, Some(Duration::from_secs(3540)));
+    *clock.0.lock().expect("clock") = now + Duration::from_secs(3540);
+    policy(&ctx).await;
+    assert_eq!(latest(&ctx), "1.1.0");
+}

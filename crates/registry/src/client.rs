@@ -410,7 +410,7 @@ impl Client {
             let config = match manifest::parse_manifest(&resp.body, content_type)
                 .map_err(|m| malformed(&url, m))?
             {
-                manifest::Manifest::Index(platforms) => return Ok(platforms),
+                manifest::Manifest::Index { platforms, .. } => return Ok(platforms),
                 manifest::Manifest::Image { config } => config,
             };
             let blob_url = format!("{base}/v2/{}/blobs/{config}", image.repository);
@@ -438,6 +438,82 @@ impl Client {
             Ok(vec![platform])
         };
         self.within(image, "platform lookup", deadline, op).await
+    }
+
+    /// The `created` time of `reference`'s image config: of the image, or
+    /// of an index's first platform image. `None` when it states none.
+    pub async fn created(
+        &self,
+        image: &ImageRef,
+        reference: &str,
+        creds: Option<&Credentials>,
+    ) -> Result<Option<std::time::SystemTime>, RegistryError> {
+        if !(is_valid_tag(reference) || manifest::is_valid_digest(reference)) {
+            return Err(RegistryError::Config(format!(
+                "'{}' is neither a tag nor a digest",
+                printable(reference)
+            )));
+        }
+        let deadline = tokio::time::Instant::now() + self.opts.timeout;
+        let op = async {
+            let base = self.base(image).await?;
+            let malformed = |url: &str, message: String| RegistryError::Malformed {
+                registry: image.registry.clone(),
+                url: url.to_string(),
+                message,
+            };
+            let mut reference = reference.to_string();
+            // An index, then its first image: one level, as registries nest.
+            for _ in 0..2 {
+                let url = format!("{base}/v2/{}/manifests/{reference}", image.repository);
+                let resp = self
+                    .get(
+                        image,
+                        creds,
+                        Method::GET,
+                        &url,
+                        Some(MANIFEST_TYPES),
+                        self.opts.max_body,
+                        deadline,
+                    )
+                    .await
+                    .map_err(|e| match e {
+                        RegistryError::NotFound { .. } => RegistryError::ManifestNotFound {
+                            registry: image.registry.clone(),
+                            repository: image.repository.clone(),
+                            reference: reference.clone(),
+                        },
+                        e => e,
+                    })?;
+                let content_type = resp.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+                let config = match manifest::parse_manifest(&resp.body, content_type)
+                    .map_err(|m| malformed(&url, m))?
+                {
+                    manifest::Manifest::Index { first: Some(d), .. } => {
+                        reference = d;
+                        continue;
+                    }
+                    manifest::Manifest::Index { first: None, .. } => return Ok(None),
+                    manifest::Manifest::Image { config } => config,
+                };
+                let blob_url = format!("{base}/v2/{}/blobs/{config}", image.repository);
+                let blob = self
+                    .get(
+                        image,
+                        creds,
+                        Method::GET,
+                        &blob_url,
+                        None,
+                        self.opts.max_body,
+                        deadline,
+                    )
+                    .await?;
+                manifest::check_digest(&config, &blob.body).map_err(|m| malformed(&blob_url, m))?;
+                return manifest::parse_created(&blob.body).map_err(|m| malformed(&blob_url, m));
+            }
+            Ok(None)
+        };
+        self.within(image, "created lookup", deadline, op).await
     }
 
     /// The digest of `tag`'s manifest (index or image), by HEAD.

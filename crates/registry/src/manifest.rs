@@ -19,8 +19,12 @@ const IMAGE_CONFIGS: &[&str] = &[
 /// What a manifest says about platforms.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Manifest {
-    /// An index: the platforms of its entries, attestations left out.
-    Index(Vec<Platform>),
+    /// An index: the platforms of its entries, attestations left out, and
+    /// the digest of the first such entry.
+    Index {
+        platforms: Vec<Platform>,
+        first: Option<String>,
+    },
     /// One image: its platform is in the config blob with this digest.
     Image { config: String },
 }
@@ -117,6 +121,7 @@ pub(crate) fn parse_manifest(body: &[u8], content_type: Option<&str>) -> Result<
             return Err("image index has no 'manifests' list".into());
         };
         let mut out = Vec::new();
+        let mut first = None;
         for (i, entry) in entries.iter().enumerate() {
             // An entry without a platform (an artifact, a nested index) runs on nothing in particular.
             let Some(p) = entry.get("platform") else {
@@ -130,9 +135,18 @@ pub(crate) fn parse_manifest(body: &[u8], content_type: Option<&str>) -> Result<
             if platform.os == "unknown" && platform.architecture == "unknown" {
                 continue;
             }
+            if first.is_none()
+                && let Some(d) = entry.get("digest").and_then(Value::as_str)
+                && is_valid_digest(d)
+            {
+                first = Some(d.to_string());
+            }
             out.push(platform);
         }
-        return Ok(Manifest::Index(out));
+        return Ok(Manifest::Index {
+            platforms: out,
+            first,
+        });
     }
     let Some(Value::Object(config)) = m.get("config") else {
         return Err("image manifest has no 'config' descriptor".into());
@@ -158,6 +172,23 @@ pub(crate) fn parse_manifest(body: &[u8], content_type: Option<&str>) -> Result<
     Ok(Manifest::Image {
         config: digest.clone(),
     })
+}
+
+/// The `created` time an image config blob states, if any (RFC 3339).
+pub(crate) fn parse_created(body: &[u8]) -> Result<Option<std::time::SystemTime>, String> {
+    let c = json(body, "image config")?;
+    match c.get("created") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => tagwarden_api::time::Time::parse(s)
+            .map(|t| Some(t.system()))
+            .ok_or_else(|| {
+                format!(
+                    "image config 'created' '{}' is not RFC 3339",
+                    printable(&s.chars().take(80).collect::<String>())
+                )
+            }),
+        Some(_) => Err("image config 'created' is not a string".into()),
+    }
 }
 
 /// The platform an image config blob names.
@@ -246,22 +277,31 @@ mod tests {
             {"digest":"sha256:e","artifactType":"application/example"}]}"#;
         assert_eq!(
             parse_manifest(index, None),
-            Ok(Manifest::Index(vec![
-                p("linux", "amd64", None),
-                p("linux", "arm64", Some("v8")),
-                p("windows", "amd64", None),
-            ]))
+            Ok(Manifest::Index {
+                platforms: vec![
+                    p("linux", "amd64", None),
+                    p("linux", "arm64", Some("v8")),
+                    p("windows", "amd64", None),
+                ],
+                first: None,
+            })
         );
         // No mediaType in the body: the header or the shape decides.
         let bare =
             br#"{"manifests":[{"platform":{"os":"linux","architecture":"s390x","variant":""}}]}"#;
         assert_eq!(
             parse_manifest(bare, Some(&format!("{OCI_INDEX}; charset=utf-8"))),
-            Ok(Manifest::Index(vec![p("linux", "s390x", None)]))
+            Ok(Manifest::Index {
+                platforms: vec![p("linux", "s390x", None)],
+                first: None,
+            })
         );
         assert_eq!(
             parse_manifest(bare, None),
-            Ok(Manifest::Index(vec![p("linux", "s390x", None)]))
+            Ok(Manifest::Index {
+                platforms: vec![p("linux", "s390x", None)],
+                first: None,
+            })
         );
     }
 

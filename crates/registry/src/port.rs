@@ -50,6 +50,14 @@ pub trait Registry: Send + Sync {
         settings: &'a ScanSettings,
         tag: &'a str,
     ) -> BoxFuture<'a, Result<Vec<Platform>, RegistryError>>;
+
+    /// The `created` time the image config of `tag` states (for an index,
+    /// its first platform image's).
+    fn created<'a>(
+        &'a self,
+        settings: &'a ScanSettings,
+        tag: &'a str,
+    ) -> BoxFuture<'a, Result<Option<std::time::SystemTime>, RegistryError>>;
 }
 
 #[cfg(feature = "http")]
@@ -242,6 +250,16 @@ impl Registry for Pool {
     ) -> BoxFuture<'a, Result<Vec<Platform>, RegistryError>> {
         Box::pin(self.authenticated(s, move |c, creds| async move {
             c.platforms(&s.image, tag, creds.as_ref()).await
+        }))
+    }
+
+    fn created<'a>(
+        &'a self,
+        s: &'a ScanSettings,
+        tag: &'a str,
+    ) -> BoxFuture<'a, Result<Option<std::time::SystemTime>, RegistryError>> {
+        Box::pin(self.authenticated(s, move |c, creds| async move {
+            c.created(&s.image, tag, creds.as_ref()).await
         }))
     }
 }

@@ -150,7 +150,14 @@ impl Registry {
         arch: &str,
         variant: Option<&str>,
     ) -> String {
-        let (manifest, _) = self.oci_image(repo, os, arch, variant);
+        let (manifest, _) = self.oci_image(repo, os, arch, variant, None);
+        self.put_manifest(repo, tag, OCI_MANIFEST, &manifest)
+    }
+
+    /// Publishes `repo:tag` as a linux/amd64 OCI image whose config says it
+    /// was `created` then (RFC 3339).
+    pub fn publish_image_created(&self, repo: &str, tag: &str, created: &str) -> String {
+        let (manifest, _) = self.oci_image(repo, "linux", "amd64", None, Some(created));
         self.put_manifest(repo, tag, OCI_MANIFEST, &manifest)
     }
 
@@ -167,7 +174,7 @@ impl Registry {
     ) -> String {
         let mut entries = Vec::new();
         for (os, arch, variant) in platforms {
-            let (manifest, mut platform) = self.oci_image(repo, os, arch, *variant);
+            let (manifest, mut platform) = self.oci_image(repo, os, arch, *variant, None);
             let digest = format!("sha256:{:x}", sha2::Sha256::digest(&manifest));
             self.put_manifest(repo, &digest, OCI_MANIFEST, &manifest);
             let mut entry = serde_json::json!({
@@ -200,12 +207,16 @@ impl Registry {
         os: &str,
         arch: &str,
         variant: Option<&str>,
+        created: Option<&str>,
     ) -> (Vec<u8>, serde_json::Value) {
         let mut platform = serde_json::json!({"os": os, "architecture": arch});
         if let Some(v) = variant {
             platform["variant"] = v.into();
         }
         let mut config = platform.clone();
+        if let Some(c) = created {
+            config["created"] = c.into();
+        }
         config["rootfs"] = serde_json::json!({"type": "layers", "diff_ids": []});
         let config = config.to_string().into_bytes();
         let layer = format!("tagwarden test layer for {platform}").into_bytes();
