@@ -29,21 +29,7 @@ pub(crate) const BATCH_WINDOW: &str = "tagwarden.io/batch-window";
 pub(crate) fn batch_window(
     auto: &tagwarden_api::ImageUpdateAutomation,
 ) -> Result<Option<Duration>, Failure> {
-    match auto.meta.annotations.get(BATCH_WINDOW) {
-        None => Ok(None),
-        Some(v) => tagwarden_api::duration::parse(v.trim())
-            .map(Some)
-            .ok_or_else(|| {
-                Failure::new(
-                    "InvalidConfiguration",
-                    format!(
-                        "annotation {BATCH_WINDOW}: '{}' is not a duration (e.g. 5m)",
-                        tagwarden_api::text::escape(v, false)
-                    ),
-                    true,
-                )
-            }),
-    }
+    duration_annotation(&auto.meta.annotations, BATCH_WINDOW)
 }
 
 fn writes_key(namespace: &str, name: &str) -> String {
@@ -103,21 +89,7 @@ pub(crate) fn record_writes(
 pub(crate) fn automation_flap_window(
     auto: &tagwarden_api::ImageUpdateAutomation,
 ) -> Result<Option<Duration>, Failure> {
-    match auto.meta.annotations.get(FLAP_WINDOW) {
-        None => Ok(None),
-        Some(v) => tagwarden_api::duration::parse(v.trim())
-            .map(Some)
-            .ok_or_else(|| {
-                Failure::new(
-                    "InvalidConfiguration",
-                    format!(
-                        "annotation {FLAP_WINDOW}: '{}' is not a duration (e.g. 1h)",
-                        tagwarden_api::text::escape(v, false)
-                    ),
-                    true,
-                )
-            }),
-    }
+    duration_annotation(&auto.meta.annotations, FLAP_WINDOW)
 }
 
 fn batch_key(namespace: &str, name: &str) -> String {
@@ -168,17 +140,7 @@ impl Guards {
     pub fn of(policy: &ImagePolicy) -> Result<Guards, Failure> {
         let a = &policy.meta.annotations;
         let invalid = |m: String| Failure::new("InvalidConfiguration", m, true);
-        let duration = |key: &str| match a.get(key) {
-            None => Ok(None),
-            Some(v) => tagwarden_api::duration::parse(v.trim())
-                .map(Some)
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "annotation {key}: '{}' is not a duration (e.g. 24h, 90m)",
-                        tagwarden_api::text::escape(v, false)
-                    ))
-                }),
-        };
+        let duration = |key: &str| duration_annotation(a, key);
         let minimum_age = duration(MINIMUM_AGE)?;
         let age_from_created = match a.get(MINIMUM_AGE_FROM).map(|v| v.trim()) {
             None | Some("first-seen") => false,
@@ -216,6 +178,29 @@ impl Guards {
             flap_window,
             age_from_created,
         })
+    }
+}
+
+/// A duration annotation; a value that is not one is a stalled error
+/// naming it.
+fn duration_annotation(
+    a: &BTreeMap<String, String>,
+    key: &str,
+) -> Result<Option<Duration>, Failure> {
+    match a.get(key) {
+        None => Ok(None),
+        Some(v) => tagwarden_api::duration::parse(v.trim())
+            .map(Some)
+            .ok_or_else(|| {
+                Failure::new(
+                    "InvalidConfiguration",
+                    format!(
+                        "annotation {key}: '{}' is not a duration (e.g. 24h, 90m)",
+                        tagwarden_api::text::escape(v, false)
+                    ),
+                    true,
+                )
+            }),
     }
 }
 
