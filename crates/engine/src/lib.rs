@@ -217,24 +217,58 @@ pub fn abandoned(object: &Object, ctx: &Context, message: &str) -> Result<Outcom
 /// outcome's status written before the next runs. One object's failure
 /// never stops the others; an engine error becomes that object's failure.
 pub async fn reconcile_all(ctx: &Context) -> Vec<Result<Outcome, (ObjectId, EngineError)>> {
-    let mut order = Vec::new();
+    let mut out = Vec::new();
     for kind in Kind::RECONCILED {
+        let mut order = Vec::new();
         ctx.objects.each(kind, None, &mut |o| order.push(o.clone()));
-    }
-    let mut out = Vec::with_capacity(order.len());
-    for o in &order {
-        let id = o.id();
-        let done = match reconcile(o, ctx).await {
-            Ok(outcome) => match ctx.status.write(&id, &outcome.status) {
-                Ok(()) => Ok(outcome),
-                Err(e) => Err((id, e)),
-            },
-            Err(e) => Err((id, e)),
+        // Scans and policy lookups of independent objects overlap (the
+        // registry pool bounds requests per host); automations run one after
+        // another, as they may push to the same branch.
+        let in_flight = if kind == Kind::ImageUpdateAutomation {
+            1
+        } else {
+            ONCE_IN_FLIGHT
         };
-        if let Err((id, e)) = &done {
-            tracing::error!(kind = %id.kind, namespace = %id.namespace, name = %id.name, error = %e, "reconcile failed");
+        let gate = Arc::new(tokio::sync::Semaphore::new(in_flight));
+        let mut tasks = tokio::task::JoinSet::new();
+        for (i, o) in order.into_iter().enumerate() {
+            let (ctx, gate) = (ctx.clone(), gate.clone());
+            tasks.spawn(async move {
+                let _permit = gate.acquire_owned().await;
+                (i, reconcile_and_record(&o, &ctx).await)
+            });
         }
-        out.push(done);
+        let mut done: Vec<(usize, Result<Outcome, (ObjectId, EngineError)>)> = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            match joined {
+                Ok(r) => done.push(r),
+                Err(e) => tracing::error!(error = %e, "reconcile task failed"),
+            }
+        }
+        // Reported in the order the objects were listed.
+        done.sort_by_key(|(i, _)| *i);
+        out.extend(done.into_iter().map(|(_, r)| r));
     }
     out
+}
+
+/// Objects of one kind reconciled at once by [`reconcile_all`].
+const ONCE_IN_FLIGHT: usize = 32;
+
+async fn reconcile_and_record(
+    o: &Object,
+    ctx: &Context,
+) -> Result<Outcome, (ObjectId, EngineError)> {
+    let id = o.id();
+    let done = match reconcile(o, ctx).await {
+        Ok(outcome) => match ctx.status.write(&id, &outcome.status) {
+            Ok(()) => Ok(outcome),
+            Err(e) => Err((id, e)),
+        },
+        Err(e) => Err((id, e)),
+    };
+    if let Err((id, e)) = &done {
+        tracing::error!(kind = %id.kind, namespace = %id.namespace, name = %id.name, error = %e, "reconcile failed");
+    }
+    done
 }

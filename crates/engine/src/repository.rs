@@ -147,7 +147,11 @@ pub(crate) async fn reconcile(
                     now,
                 )?;
             }
-            state::save_tags(&*ctx.db, ns, name, &r.tags)?;
+            // An unchanged list is not written again (unless the store lost
+            // it: a controller restarted on an in-memory store).
+            if moved || ctx.db.get(&state::tags_key(ns, name))?.is_none() {
+                state::save_tags(&*ctx.db, ns, name, &r.tags)?;
+            }
             status.conditions =
                 success_conditions(&previous.conditions, &r.message(), generation, now);
             status.canonical_image_name = Some(r.canonical_image_name.clone());

@@ -594,3 +594,50 @@ spec: {{imageRepositoryRef: {{name: app}}, policy: {{semver: {{range: 1.x}}}}, s
         "the last selection stands"
     );
 }
+
+/// The real store, counting writes of tag lists.
+struct Counting(MemoryStore, std::sync::atomic::AtomicUsize);
+
+impl Store for Counting {
+    fn get(&self, key: &str) -> Result<Option<Vec<u8>>, tagwarden_store::StoreError> {
+        self.0.get(key)
+    }
+    fn put(&self, key: &str, value: &[u8]) -> Result<(), tagwarden_store::StoreError> {
+        if key.starts_with("tags/") {
+            self.1.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+        self.0.put(key, value)
+    }
+    fn keys(&self, prefix: &str) -> Result<Vec<String>, tagwarden_store::StoreError> {
+        self.0.keys(prefix)
+    }
+    fn delete(&self, key: &str) -> Result<(), tagwarden_store::StoreError> {
+        self.0.delete(key)
+    }
+}
+
+/// A scan whose revision did not change writes no tag list; one the store
+/// lost (a restart on memory) is written again.
+#[tokio::test]
+async fn an_unchanged_scan_writes_no_tag_list() {
+    let reg = Registry::start(RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0"], None);
+    let yaml = format!(
+        "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\nmetadata: {{name: app, namespace: flux-system}}\nspec: {{image: {}/team/app, interval: 1m}}\n",
+        reg.host()
+    );
+    let store = Arc::new(Counting(MemoryStore::default(), Default::default()));
+    let ctx = context(&yaml, store.clone());
+    let writes = || store.1.load(std::sync::atomic::Ordering::SeqCst);
+    reconcile_all(&ctx).await;
+    assert_eq!(writes(), 1);
+    reconcile_all(&ctx).await;
+    reconcile_all(&ctx).await;
+    assert_eq!(writes(), 1, "same revision: nothing written");
+    store.0.delete("tags/flux-system/app").expect("delete");
+    reconcile_all(&ctx).await;
+    assert_eq!(writes(), 2, "a lost list is written again");
+    reg.publish("team/app", &["1.1.0"], None);
+    reconcile_all(&ctx).await;
+    assert_eq!(writes(), 3);
+}
