@@ -213,10 +213,15 @@ pub fn abandoned(object: &Object, ctx: &Context, message: &str) -> Result<Outcom
     })
 }
 
-/// `run --once`: every image object once, in dependency order, each
-/// outcome's status written before the next runs. One object's failure
-/// never stops the others; an engine error becomes that object's failure.
-pub async fn reconcile_all(ctx: &Context) -> Vec<Result<Outcome, (ObjectId, EngineError)>> {
+/// One object's reconcile, recorded: its outcome, or its engine error.
+pub type Reconciled = Result<Outcome, (ObjectId, EngineError)>;
+
+/// `run --once`: every image object once, kind by kind in dependency order
+/// (repositories, policies, automations), each kind's statuses written
+/// before the next kind runs; within a kind, independent objects overlap.
+/// One object's failure never stops the others; an engine error becomes
+/// that object's failure.
+pub async fn reconcile_all(ctx: &Context) -> Vec<Reconciled> {
     let mut out = Vec::new();
     for kind in Kind::RECONCILED {
         let mut order = Vec::new();
@@ -238,7 +243,7 @@ pub async fn reconcile_all(ctx: &Context) -> Vec<Result<Outcome, (ObjectId, Engi
                 (i, reconcile_and_record(&o, &ctx).await)
             });
         }
-        let mut done: Vec<(usize, Result<Outcome, (ObjectId, EngineError)>)> = Vec::new();
+        let mut done: Vec<(usize, Reconciled)> = Vec::new();
         while let Some(joined) = tasks.join_next().await {
             match joined {
                 Ok(r) => done.push(r),
@@ -255,10 +260,7 @@ pub async fn reconcile_all(ctx: &Context) -> Vec<Result<Outcome, (ObjectId, Engi
 /// Objects of one kind reconciled at once by [`reconcile_all`].
 const ONCE_IN_FLIGHT: usize = 32;
 
-async fn reconcile_and_record(
-    o: &Object,
-    ctx: &Context,
-) -> Result<Outcome, (ObjectId, EngineError)> {
+async fn reconcile_and_record(o: &Object, ctx: &Context) -> Reconciled {
     let id = o.id();
     let done = match reconcile(o, ctx).await {
         Ok(outcome) => match ctx.status.write(&id, &outcome.status) {
