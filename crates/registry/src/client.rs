@@ -371,70 +371,22 @@ impl Client {
         reference: &str,
         creds: Option<&Credentials>,
     ) -> Result<Vec<Platform>, RegistryError> {
-        // Into a URL path only what the grammars allow.
-        if !(is_valid_tag(reference) || manifest::is_valid_digest(reference)) {
-            return Err(RegistryError::Config(format!(
-                "'{}' is neither a tag nor a digest",
-                printable(reference)
-            )));
-        }
+        check_reference(reference)?;
         let deadline = tokio::time::Instant::now() + self.opts.timeout;
         let op = async {
             let base = self.base(image).await?;
-            let url = format!("{base}/v2/{}/manifests/{reference}", image.repository);
-            let malformed = |url: &str, message: String| RegistryError::Malformed {
-                registry: image.registry.clone(),
-                url: url.to_string(),
-                message,
-            };
-            let resp = self
-                .get(
-                    image,
-                    creds,
-                    Method::GET,
-                    &url,
-                    Some(MANIFEST_TYPES),
-                    self.opts.max_body,
-                    deadline,
-                )
-                .await
-                .map_err(|e| match e {
-                    RegistryError::NotFound { .. } => RegistryError::ManifestNotFound {
-                        registry: image.registry.clone(),
-                        repository: image.repository.clone(),
-                        reference: reference.to_string(),
-                    },
-                    e => e,
-                })?;
-            let content_type = resp.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
-            let config = match manifest::parse_manifest(&resp.body, content_type)
-                .map_err(|m| malformed(&url, m))?
+            let (url, config) = match self
+                .manifest_at(image, &base, reference, creds, deadline)
+                .await?
             {
-                manifest::Manifest::Index { platforms, .. } => return Ok(platforms),
-                manifest::Manifest::Image { config } => config,
+                (_, manifest::Manifest::Index { platforms, .. }) => return Ok(platforms),
+                (url, manifest::Manifest::Image { config }) => (url, config),
             };
-            let blob_url = format!("{base}/v2/{}/blobs/{config}", image.repository);
-            let blob = self
-                .get(
-                    image,
-                    creds,
-                    Method::GET,
-                    &blob_url,
-                    None,
-                    self.opts.max_body,
-                    deadline,
-                )
-                .await
-                .map_err(|e| match e {
-                    RegistryError::NotFound { .. } => malformed(
-                        &url,
-                        format!("the manifest's config blob {config} is not in the repository (HTTP 404)"),
-                    ),
-                    e => e,
-                })?;
-            manifest::check_digest(&config, &blob.body).map_err(|m| malformed(&blob_url, m))?;
+            let (blob_url, blob) = self
+                .config_blob(image, &base, &url, &config, creds, deadline)
+                .await?;
             let platform =
-                manifest::parse_config(&blob.body).map_err(|m| malformed(&blob_url, m))?;
+                manifest::parse_config(&blob).map_err(|m| malformed(image, &blob_url, m))?;
             Ok(vec![platform])
         };
         self.within(image, "platform lookup", deadline, op).await
@@ -448,72 +400,103 @@ impl Client {
         reference: &str,
         creds: Option<&Credentials>,
     ) -> Result<Option<std::time::SystemTime>, RegistryError> {
-        if !(is_valid_tag(reference) || manifest::is_valid_digest(reference)) {
-            return Err(RegistryError::Config(format!(
-                "'{}' is neither a tag nor a digest",
-                printable(reference)
-            )));
-        }
+        check_reference(reference)?;
         let deadline = tokio::time::Instant::now() + self.opts.timeout;
         let op = async {
             let base = self.base(image).await?;
-            let malformed = |url: &str, message: String| RegistryError::Malformed {
-                registry: image.registry.clone(),
-                url: url.to_string(),
-                message,
-            };
             let mut reference = reference.to_string();
             // An index, then its first image: one level, as registries nest.
             for _ in 0..2 {
-                let url = format!("{base}/v2/{}/manifests/{reference}", image.repository);
-                let resp = self
-                    .get(
-                        image,
-                        creds,
-                        Method::GET,
-                        &url,
-                        Some(MANIFEST_TYPES),
-                        self.opts.max_body,
-                        deadline,
-                    )
-                    .await
-                    .map_err(|e| match e {
-                        RegistryError::NotFound { .. } => RegistryError::ManifestNotFound {
-                            registry: image.registry.clone(),
-                            repository: image.repository.clone(),
-                            reference: reference.clone(),
-                        },
-                        e => e,
-                    })?;
-                let content_type = resp.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
-                let config = match manifest::parse_manifest(&resp.body, content_type)
-                    .map_err(|m| malformed(&url, m))?
+                let (url, config) = match self
+                    .manifest_at(image, &base, &reference, creds, deadline)
+                    .await?
                 {
-                    manifest::Manifest::Index { first: Some(d), .. } => {
+                    (_, manifest::Manifest::Index { first: Some(d), .. }) => {
                         reference = d;
                         continue;
                     }
-                    manifest::Manifest::Index { first: None, .. } => return Ok(None),
-                    manifest::Manifest::Image { config } => config,
+                    (_, manifest::Manifest::Index { first: None, .. }) => return Ok(None),
+                    (url, manifest::Manifest::Image { config }) => (url, config),
                 };
-                let blob_url = format!("{base}/v2/{}/blobs/{config}", image.repository);
-                let blob = self
-                    .get(
-                        image,
-                        creds,
-                        Method::GET,
-                        &blob_url,
-                        None,
-                        self.opts.max_body,
-                        deadline,
-                    )
+                let (blob_url, blob) = self
+                    .config_blob(image, &base, &url, &config, creds, deadline)
                     .await?;
-                manifest::check_digest(&config, &blob.body).map_err(|m| malformed(&blob_url, m))?;
-                return manifest::parse_created(&blob.body).map_err(|m| malformed(&blob_url, m));
+                return manifest::parse_created(&blob).map_err(|m| malformed(image, &blob_url, m));
             }
             Ok(None)
         };
         self.within(image, "created lookup", deadline, op).await
+    }
+
+    /// The manifest at `reference`, parsed, and its URL (for messages).
+    async fn manifest_at(
+        &self,
+        image: &ImageRef,
+        base: &str,
+        reference: &str,
+        creds: Option<&Credentials>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(String, manifest::Manifest), RegistryError> {
+        let url = format!("{base}/v2/{}/manifests/{reference}", image.repository);
+        let resp = self
+            .get(
+                image,
+                creds,
+                Method::GET,
+                &url,
+                Some(MANIFEST_TYPES),
+                self.opts.max_body,
+                deadline,
+            )
+            .await
+            .map_err(|e| match e {
+                RegistryError::NotFound { .. } => RegistryError::ManifestNotFound {
+                    registry: image.registry.clone(),
+                    repository: image.repository.clone(),
+                    reference: reference.to_string(),
+                },
+                e => e,
+            })?;
+        let content_type = resp.headers.get(CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        let parsed = manifest::parse_manifest(&resp.body, content_type)
+            .map_err(|m| malformed(image, &url, m))?;
+        Ok((url, parsed))
+    }
+
+    /// An image manifest's config blob, its digest checked, and its URL.
+    async fn config_blob(
+        &self,
+        image: &ImageRef,
+        base: &str,
+        manifest_url: &str,
+        config: &str,
+        creds: Option<&Credentials>,
+        deadline: tokio::time::Instant,
+    ) -> Result<(String, Vec<u8>), RegistryError> {
+        let blob_url = format!("{base}/v2/{}/blobs/{config}", image.repository);
+        let blob = self
+            .get(
+                image,
+                creds,
+                Method::GET,
+                &blob_url,
+                None,
+                self.opts.max_body,
+                deadline,
+            )
+            .await
+            .map_err(|e| match e {
+                RegistryError::NotFound { .. } => malformed(
+                    image,
+                    manifest_url,
+                    format!(
+                        "the manifest's config blob {config} is not in the repository (HTTP 404)"
+                    ),
+                ),
+                e => e,
+            })?;
+        manifest::check_digest(config, &blob.body).map_err(|m| malformed(image, &blob_url, m))?;
+        Ok((blob_url, blob.body))
     }
 
     /// The digest of `tag`'s manifest (index or image), by HEAD.
@@ -905,6 +888,26 @@ fn next_link(header: &str) -> Option<String> {
             .any(|p| p.trim().replace(' ', "") == "rel=\"next\"" || p.trim() == "rel=next")
             .then(|| target.to_string())
     })
+}
+
+/// Into a URL path only what the grammars allow.
+fn check_reference(reference: &str) -> Result<(), RegistryError> {
+    if is_valid_tag(reference) || manifest::is_valid_digest(reference) {
+        Ok(())
+    } else {
+        Err(RegistryError::Config(format!(
+            "'{}' is neither a tag nor a digest",
+            printable(reference)
+        )))
+    }
+}
+
+fn malformed(image: &ImageRef, url: &str, message: String) -> RegistryError {
+    RegistryError::Malformed {
+        registry: image.registry.clone(),
+        url: url.to_string(),
+        message,
+    }
 }
 
 #[cfg(test)]
