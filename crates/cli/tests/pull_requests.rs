@@ -68,6 +68,24 @@ spec:
     m
 }
 
+/// A bare repository whose smart-HTTP server accepts pushes.
+fn pushable(bare: BareRepo) -> BareRepo {
+    tagwarden_testkit::git(&bare.path(), &["config", "http.receivepack", "true"]);
+    bare
+}
+
+/// The automation's annotations for pull-request mode on `forge` at `api`,
+/// then `extra`, indented for the manifest.
+fn annotations(forge: &str, api: &str, extra: &[(&str, &str)]) -> String {
+    let mut a = format!(
+        "    tagwarden.io/pull-request: \"true\"\n    tagwarden.io/forge: {forge}\n    tagwarden.io/forge-api-url: \"{api}\"\n"
+    );
+    for (k, v) in extra {
+        a.push_str(&format!("    tagwarden.io/pull-request-{k}: \"{v}\"\n"));
+    }
+    a
+}
+
 fn token_secret() -> String {
     format!("stringData: {{username: git, password: \"{TOKEN}\"}}")
 }
@@ -89,17 +107,17 @@ fn github_first_pr_update_idempotence_and_superseded_close() {
     let reg = Registry::start(RegistryAuth::None);
     reg.publish("team/web", &["1.0.0", "1.1.0"], None);
     let image = format!("{}/team/web", reg.host());
-    let bare = BareRepo::new(
+    let bare = pushable(BareRepo::new(
         "main",
         &[("apps/web.yaml", &deployment(&image, "1.0.0", "web"))],
-    );
-    tagwarden_testkit::git(&bare.path(), &["config", "http.receivepack", "true"]);
+    ));
     let gh = GitHubStandIn::start(bare.root(), "org", "repo");
     gh.add_token(TOKEN);
     let dir = TempDir::new("pr-github");
-    let annotations = format!(
-        "    tagwarden.io/pull-request: \"true\"\n    tagwarden.io/forge: github\n    tagwarden.io/forge-api-url: \"{}\"\n    tagwarden.io/pull-request-labels: \"dependencies, images\"\n    tagwarden.io/pull-request-reviewers: alice\n",
-        gh.api_url()
+    let annotations = annotations(
+        "github",
+        &gh.api_url(),
+        &[("labels", "dependencies, images"), ("reviewers", "alice")],
     );
     let file = write(
         dir.path(),
@@ -214,14 +232,13 @@ fn per_policy_branches_and_a_github_app() {
     reg.publish("team/api", &["1.0.0", "2.0.0"], None);
     let web = format!("{}/team/web", reg.host());
     let api = format!("{}/team/api", reg.host());
-    let bare = BareRepo::new(
+    let bare = pushable(BareRepo::new(
         "main",
         &[
             ("apps/web.yaml", &deployment(&web, "1.0.0", "web")),
             ("apps/api.yaml", &deployment(&api, "1.0.0", "api")),
         ],
-    );
-    tagwarden_testkit::git(&bare.path(), &["config", "http.receivepack", "true"]);
+    ));
     let gh = GitHubStandIn::start(bare.root(), "org", "repo");
     gh.add_app(4242, GITHUB_APP_KEY.public_pem);
     let dir = TempDir::new("pr-app");
@@ -231,9 +248,14 @@ fn per_policy_branches_and_a_github_app() {
         .map(|l| format!("    {l}\n"))
         .collect();
     let secret = format!("stringData:\n  githubAppID: \"4242\"\n  githubAppPrivateKey: |\n{key}");
-    let annotations = format!(
-        "    tagwarden.io/pull-request: \"true\"\n    tagwarden.io/forge: github\n    tagwarden.io/forge-api-url: \"{}\"\n    tagwarden.io/pull-request-branch: \"image-updates/{{{{ .Policy.Name }}}}\"\n    tagwarden.io/pull-request-draft: \"true\"\n    tagwarden.io/pull-request-auto-merge: \"true\"\n",
-        gh.api_url()
+    let annotations = annotations(
+        "github",
+        &gh.api_url(),
+        &[
+            ("branch", "image-updates/{{ .Policy.Name }}"),
+            ("draft", "true"),
+            ("auto-merge", "true"),
+        ],
     );
     let file = write(
         dir.path(),
@@ -279,18 +301,14 @@ fn forge_failures_are_named_and_the_pushed_branch_stays() {
     let reg = Registry::start(RegistryAuth::None);
     reg.publish("team/web", &["1.0.0", "1.1.0"], None);
     let image = format!("{}/team/web", reg.host());
-    let bare = BareRepo::new(
+    let bare = pushable(BareRepo::new(
         "main",
         &[("apps/web.yaml", &deployment(&image, "1.0.0", "web"))],
-    );
-    tagwarden_testkit::git(&bare.path(), &["config", "http.receivepack", "true"]);
+    ));
     let gh = GitHubStandIn::start(bare.root(), "org", "repo");
     gh.add_token(TOKEN);
     let dir = TempDir::new("pr-faults");
-    let annotations = format!(
-        "    tagwarden.io/pull-request: \"true\"\n    tagwarden.io/forge: github\n    tagwarden.io/forge-api-url: \"{}\"\n",
-        gh.api_url()
-    );
+    let annotations = annotations("github", &gh.api_url(), &[]);
     let file = write(
         dir.path(),
         &manifests(
@@ -409,11 +427,10 @@ fn gitlab_and_gitea_merge_and_pull_requests() {
     reg.publish("team/web", &["1.0.0", "1.1.0"], None);
     let image = format!("{}/team/web", reg.host());
     for (forge, newer) in [("gitlab", "1.3.0"), ("gitea", "1.4.0")] {
-        let bare = BareRepo::new(
+        let bare = pushable(BareRepo::new(
             "main",
             &[("apps/web.yaml", &deployment(&image, "1.0.0", "web"))],
-        );
-        tagwarden_testkit::git(&bare.path(), &["config", "http.receivepack", "true"]);
+        ));
         let dir = TempDir::new("pr-forge");
         let (api, git_url, pulls, writes): (String, String, Pulls, Count);
         let _keep: Box<dyn std::any::Any>;
@@ -439,10 +456,8 @@ fn gitlab_and_gitea_merge_and_pull_requests() {
             writes = Box::new(move || b.writes().len());
             _keep = Box::new(gt);
         }
-        let annotations = format!(
-            "    tagwarden.io/pull-request: \"true\"\n    tagwarden.io/forge: {forge}\n    tagwarden.io/forge-api-url: \"{api}\"\n    tagwarden.io/pull-request-labels: images\n    tagwarden.io/pull-request-draft: \"{}\"\n",
-            forge == "gitlab"
-        );
+        let draft = if forge == "gitlab" { "true" } else { "false" };
+        let annotations = annotations(forge, &api, &[("labels", "images"), ("draft", draft)]);
         let file = write(
             dir.path(),
             &manifests(
