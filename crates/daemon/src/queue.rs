@@ -16,7 +16,8 @@
 //! - Failures back off (the engine's error policy); success waits the
 //!   interval with ±5% jitter.
 
-use std::collections::{BTreeSet, HashMap};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, VecDeque};
 use std::time::Duration;
 use tagwarden_api::{Kind, ObjectId};
 use tagwarden_engine::{Backoff, Outcome};
@@ -33,16 +34,64 @@ pub enum Why {
     Timer,
 }
 
-#[derive(Debug, Default)]
+impl Why {
+    const ALL: [Why; 3] = [Why::Trigger, Why::Start, Why::Timer];
+
+    fn rank(self) -> usize {
+        self as usize
+    }
+}
+
+/// Where an object is. Each queued copy of an index carries the entry's
+/// `version` at the time; a copy with an older one is stale and skipped,
+/// so moving an entry never searches a queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Nothing pending (stalled, or just known).
+    Idle,
+    /// Pending at `at`, in the timer heap.
+    Timed {
+        at: Instant,
+        why: Why,
+    },
+    /// Due, in its class's ready queue for `why`.
+    Ready {
+        at: Instant,
+        why: Why,
+    },
+    /// Due, but waiting for its registry host's budget or for a
+    /// dependency; put back at the front of the ready queue when that
+    /// frees up.
+    Parked {
+        at: Instant,
+        why: Why,
+    },
+    Running,
+}
+
+impl State {
+    fn pending(self) -> Option<(Instant, Why)> {
+        match self {
+            State::Timed { at, why } | State::Ready { at, why } | State::Parked { at, why } => {
+                Some((at, why))
+            }
+            State::Idle | State::Running => None,
+        }
+    }
+}
+
+#[derive(Debug)]
 struct Entry {
-    pending: Option<(Instant, Why)>,
-    running: bool,
+    id: ObjectId,
+    state: State,
+    version: u32,
     /// A trigger arrived while it ran: run once more when it ends.
     rerun: bool,
     /// Failures in a row.
     failures: u32,
-    /// The registry host of a scan, for the per-host budget.
-    host: Option<String>,
+    /// The registry host of a scan (an index into `hosts`), for the
+    /// per-host budget.
+    host: Option<usize>,
     /// The triggered slot a running scan holds, to give it back.
     express: bool,
     /// Removed from the manifests while it ran: forgotten when it ends.
@@ -75,17 +124,58 @@ impl Slots {
     }
 }
 
+/// A queued copy of an entry: its index and version.
+type Ticket = (usize, u32);
+
+/// Scans, policies, automations: each has its own slots and queues.
+const CLASSES: usize = 3;
+
+fn class(kind: Kind) -> usize {
+    match kind {
+        Kind::ImageRepository => 0,
+        Kind::ImagePolicy => 1,
+        _ => 2,
+    }
+}
+
+#[derive(Debug, Default)]
+struct Host {
+    running: usize,
+    /// Due scans waiting for this host's budget, per [`Why`].
+    waiting: [VecDeque<Ticket>; 3],
+}
+
+/// The schedule of every object. The work of one [`Queue::start`] is the
+/// runs it starts or parks plus the timers that fell due, never a pass
+/// over the objects that merely wait: 10,000 idle repositories cost
+/// nothing per turn of the loop.
 #[derive(Debug)]
 pub struct Queue {
-    entries: HashMap<ObjectId, Entry>,
-    /// Pending runs by (when, why, what): the next one is the first.
-    pending: BTreeSet<(Instant, Why, ObjectId)>,
+    entries: Vec<Option<Entry>>,
+    index: HashMap<ObjectId, usize>,
+    free: Vec<usize>,
+    /// Pending runs by due time; stale copies are dropped when they surface.
+    timers: BinaryHeap<Reverse<(Instant, usize, u32)>>,
+    /// Live entries in `timers`, to know when stale copies pile up.
+    timed: usize,
+    /// Due runs per class and [`Why`], oldest first.
+    ready: [[VecDeque<Ticket>; 3]; CLASSES],
+    /// Runs parked on a dependency, by the dependency's index.
+    waiters: HashMap<usize, Vec<Ticket>>,
+    hosts: Vec<Host>,
+    host_index: HashMap<String, usize>,
     slots: Slots,
-    busy: HashMap<Kind, usize>,
+    busy: [usize; CLASSES],
     express_busy: usize,
+    /// Set when a parked run became ready during [`Queue::start`].
+    woken: bool,
     backoff: Backoff,
     /// Seeds the jitter; tests fix it.
     seed: u64,
+    /// Queue entries looked at by `start`, for the test that the work per
+    /// turn does not grow with idle objects.
+    #[cfg(test)]
+    visited: usize,
 }
 
 /// A run the loop may start now.
@@ -98,101 +188,276 @@ pub struct Start {
 impl Queue {
     pub fn new(slots: Slots, backoff: Backoff, seed: u64) -> Queue {
         Queue {
-            entries: HashMap::new(),
-            pending: BTreeSet::new(),
+            entries: Vec::new(),
+            index: HashMap::new(),
+            free: Vec::new(),
+            timers: BinaryHeap::new(),
+            timed: 0,
+            ready: Default::default(),
+            waiters: HashMap::new(),
+            hosts: Vec::new(),
+            host_index: HashMap::new(),
             slots,
-            busy: HashMap::new(),
+            busy: [0; CLASSES],
             express_busy: 0,
+            woken: false,
             backoff,
             seed,
+            #[cfg(test)]
+            visited: 0,
         }
+    }
+
+    fn entry(&self, i: usize) -> Option<&Entry> {
+        self.entries.get(i).and_then(Option::as_ref)
+    }
+
+    fn entry_mut(&mut self, i: usize) -> Option<&mut Entry> {
+        self.entries.get_mut(i).and_then(Option::as_mut)
+    }
+
+    fn host_of(&mut self, host: Option<String>) -> Option<usize> {
+        let host = host?;
+        if let Some(&h) = self.host_index.get(&host) {
+            return Some(h);
+        }
+        self.hosts.push(Host::default());
+        let h = self.hosts.len() - 1;
+        self.host_index.insert(host, h);
+        Some(h)
     }
 
     /// Knows `id` from now on (its scans go to `host`), with a run at `at`.
     pub fn add(&mut self, id: ObjectId, host: Option<String>, at: Instant, why: Why) {
-        let e = self.entries.entry(id.clone()).or_default();
-        e.host = host;
-        e.gone = false;
-        self.schedule(&id, at, why);
+        let host = self.host_of(host);
+        let i = match self.index.get(&id) {
+            Some(&i) => i,
+            None => {
+                let e = Entry {
+                    id: id.clone(),
+                    state: State::Idle,
+                    version: 0,
+                    rerun: false,
+                    failures: 0,
+                    host: None,
+                    express: false,
+                    gone: false,
+                };
+                let i = match self.free.pop() {
+                    Some(i) => {
+                        self.entries[i] = Some(e);
+                        i
+                    }
+                    None => {
+                        self.entries.push(Some(e));
+                        self.entries.len() - 1
+                    }
+                };
+                self.index.insert(id, i);
+                i
+            }
+        };
+        if let Some(e) = self.entry_mut(i) {
+            // A running scan keeps the host it counts against until it ends.
+            if e.state != State::Running {
+                e.host = host;
+            }
+            e.gone = false;
+        }
+        self.schedule(i, at, why);
     }
 
     /// Forgets objects that are gone; a run in flight ends normally.
     pub fn retain(&mut self, keep: impl Fn(&ObjectId) -> bool) {
-        let gone: Vec<ObjectId> = self.entries.keys().filter(|k| !keep(k)).cloned().collect();
-        for id in gone {
-            self.unschedule(&id);
-            if let Some(e) = self.entries.get_mut(&id) {
-                e.rerun = false;
-                e.gone = true;
-                if !e.running {
-                    self.entries.remove(&id);
-                }
+        let gone: Vec<usize> = self
+            .index
+            .iter()
+            .filter(|(id, _)| !keep(id))
+            .map(|(_, &i)| i)
+            .collect();
+        for i in gone {
+            let Some(e) = self.entry_mut(i) else { continue };
+            e.rerun = false;
+            e.gone = true;
+            if e.state != State::Running {
+                self.set_state(i, State::Idle);
+                self.remove(i);
             }
         }
     }
 
+    fn remove(&mut self, i: usize) {
+        if let Some(e) = self.entries.get_mut(i).and_then(Option::take) {
+            self.index.remove(&e.id);
+            self.free.push(i);
+        }
+        self.wake_waiters(i);
+    }
+
     #[cfg(test)]
     fn contains(&self, id: &ObjectId) -> bool {
-        self.entries.contains_key(id)
+        self.index.contains_key(id)
     }
 
     /// Run `id` as soon as it may; many triggers before it starts are one
     /// run, triggers while it runs are one more run after it.
     pub fn trigger(&mut self, id: &ObjectId, now: Instant) {
-        let Some(e) = self.entries.get_mut(id) else {
-            return;
-        };
-        if e.running {
-            e.rerun = true;
-            return;
+        if let Some(&i) = self.index.get(id) {
+            self.schedule(i, now, Why::Trigger);
         }
-        self.schedule(id, now, Why::Trigger);
     }
 
     /// Drops any pending run (a suspended object).
     pub fn unschedule(&mut self, id: &ObjectId) {
-        if let Some(e) = self.entries.get_mut(id)
-            && let Some((at, why)) = e.pending.take()
+        if let Some(&i) = self.index.get(id)
+            && self.entry(i).is_some_and(|e| e.state.pending().is_some())
         {
-            self.pending.remove(&(at, why, id.clone()));
+            self.set_state(i, State::Idle);
         }
+    }
+
+    /// Moves entry `i` to `state`: stale copies of it in queues are now
+    /// skipped, and what waited on it looks again once it no longer runs
+    /// or is about to.
+    fn set_state(&mut self, i: usize, state: State) {
+        let Some(e) = self.entry_mut(i) else { return };
+        let was_timed = matches!(e.state, State::Timed { .. });
+        e.state = state;
+        e.version = e.version.wrapping_add(1);
+        let version = e.version;
+        let c = class(e.id.kind);
+        if was_timed {
+            self.timed = self.timed.saturating_sub(1);
+        }
+        match state {
+            State::Timed { at, .. } => {
+                self.timed += 1;
+                self.timers.push(Reverse((at, i, version)));
+                self.compact_timers();
+            }
+            State::Ready { why, .. } => self.ready[c][why.rank()].push_back((i, version)),
+            State::Idle | State::Parked { .. } => self.wake_waiters(i),
+            State::Running => {}
+        }
+    }
+
+    /// Rebuilds the heap when stale copies (left by triggers that came
+    /// before a timer) outnumber the live ones: a webhook storm cannot
+    /// grow it without bound.
+    fn compact_timers(&mut self) {
+        if self.timers.len() <= 2 * self.timed + 1024 {
+            return;
+        }
+        let entries = &self.entries;
+        self.timers.retain(|Reverse((_, i, v))| {
+            entries
+                .get(*i)
+                .and_then(Option::as_ref)
+                .is_some_and(|e| e.version == *v && matches!(e.state, State::Timed { .. }))
+        });
     }
 
     /// Pending at `at` for `why`, unless an earlier or more urgent run is
-    /// already pending.
-    fn schedule(&mut self, id: &ObjectId, at: Instant, why: Why) {
-        let Some(e) = self.entries.get_mut(id) else {
-            return;
-        };
-        if let Some((old_at, old_why)) = e.pending {
-            if old_at <= at && old_why <= why {
-                return;
+    /// already pending; a running object runs once more after this run
+    /// when triggered.
+    fn schedule(&mut self, i: usize, at: Instant, why: Why) {
+        let Some(e) = self.entry_mut(i) else { return };
+        if e.state == State::Running {
+            if why == Why::Trigger {
+                e.rerun = true;
             }
-            self.pending.remove(&(old_at, old_why, id.clone()));
+            return;
         }
-        let at = match e.pending {
-            Some((old_at, _)) => old_at.min(at),
-            None => at,
+        let (at, why) = match e.state.pending() {
+            Some((old_at, old_why)) if old_at <= at && old_why <= why => return,
+            Some((old_at, old_why)) => (old_at.min(at), old_why.min(why)),
+            None => (at, why),
         };
-        e.pending = Some((at, why));
-        self.pending.insert((at, why, id.clone()));
+        self.set_state(i, State::Timed { at, why });
     }
 
-    /// Whether `id` has a pending run that is due or triggered, or runs:
-    /// then what depends on it waits.
-    fn busy(&self, id: &ObjectId, now: Instant) -> bool {
-        self.entries.get(id).is_some_and(|e| {
-            e.running
-                || e.pending
-                    .is_some_and(|(at, why)| at <= now && why != Why::Timer)
+    /// Whether entry `i` runs or is about to, so that what reads it waits.
+    /// `strict` (first runs and timers) also waits for a dependency that
+    /// is itself waiting; a triggered run does not, so a webhook's work
+    /// never queues behind scans of other registries.
+    fn holds(&self, i: usize, now: Instant, strict: bool) -> bool {
+        self.entry(i).is_some_and(|e| match e.state {
+            State::Running => true,
+            State::Ready { why, .. } => why != Why::Timer,
+            State::Timed { at, why } => at <= now && why != Why::Timer,
+            State::Parked { why, .. } => strict && why != Why::Timer,
+            State::Idle => false,
         })
     }
 
-    fn kind_limit(&self, kind: Kind) -> usize {
-        match kind {
-            Kind::ImageRepository => self.slots.scans,
-            Kind::ImagePolicy => self.slots.policies,
+    fn limit(&self, c: usize) -> usize {
+        match c {
+            0 => self.slots.scans,
+            1 => self.slots.policies,
             _ => self.slots.automations,
+        }
+    }
+
+    /// The first live ticket of class `c`'s ready queue for `why`.
+    fn peek_ready(&mut self, c: usize, why: Why) -> Option<usize> {
+        while let Some(&(i, v)) = self.ready[c][why.rank()].front() {
+            #[cfg(test)]
+            {
+                self.visited += 1;
+            }
+            let live = self
+                .entry(i)
+                .is_some_and(|e| e.version == v && matches!(e.state, State::Ready { .. }));
+            if live {
+                return Some(i);
+            }
+            self.ready[c][why.rank()].pop_front();
+        }
+        None
+    }
+
+    /// Due again, ahead of what became due after it.
+    fn unpark(&mut self, (i, v): Ticket) {
+        let Some(e) = self.entry_mut(i) else { return };
+        let State::Parked { at, why } = e.state else {
+            return;
+        };
+        if e.version != v {
+            return;
+        }
+        e.state = State::Ready { at, why };
+        e.version = e.version.wrapping_add(1);
+        let ticket = (i, e.version);
+        let c = class(e.id.kind);
+        self.ready[c][why.rank()].push_front(ticket);
+        self.woken = true;
+    }
+
+    fn wake_waiters(&mut self, i: usize) {
+        if let Some(waiting) = self.waiters.remove(&i) {
+            // Front-pushed: reversed, so the longest waiting stays first.
+            for t in waiting.into_iter().rev() {
+                self.unpark(t);
+            }
+        }
+    }
+
+    /// A slot of host `h` came free: its most urgent waiting scan is due again.
+    fn host_freed(&mut self, h: usize) {
+        let Some(host) = self.hosts.get_mut(h) else {
+            return;
+        };
+        host.running = host.running.saturating_sub(1);
+        for why in Why::ALL {
+            while let Some(t) = self.hosts[h].waiting[why.rank()].pop_front() {
+                let live = self
+                    .entry(t.0)
+                    .is_some_and(|e| e.version == t.1 && matches!(e.state, State::Parked { .. }));
+                if live {
+                    self.unpark(t);
+                    return;
+                }
+            }
         }
     }
 
@@ -204,93 +469,150 @@ impl Queue {
         now: Instant,
         dependencies: impl Fn(&ObjectId) -> Vec<ObjectId>,
     ) -> Vec<Start> {
-        let mut due: Vec<(Why, Instant, ObjectId)> = self
-            .pending
-            .iter()
-            .take_while(|(at, _, _)| *at <= now)
-            .map(|(at, why, id)| (*why, *at, id.clone()))
-            .collect();
-        due.sort();
-        let mut hosts: HashMap<&str, usize> = HashMap::new();
-        for e in self.entries.values().filter(|e| e.running) {
-            if let Some(h) = &e.host {
-                *hosts.entry(h.as_str()).or_default() += 1;
+        while let Some(&Reverse((at, i, v))) = self.timers.peek() {
+            if at > now {
+                break;
+            }
+            self.timers.pop();
+            if let Some(e) = self.entry(i)
+                && e.version == v
+                && let State::Timed { at, why } = e.state
+            {
+                self.set_state(i, State::Ready { at, why });
             }
         }
-        let mut hosts: HashMap<String, usize> =
-            hosts.into_iter().map(|(h, n)| (h.to_string(), n)).collect();
         let mut started = Vec::new();
-        for (why, at, id) in due {
-            let busy = self.busy.get(&id.kind).copied().unwrap_or(0);
-            let regular = busy < self.kind_limit(id.kind);
+        // Triggered runs of every class first, then first runs, then
+        // timers. A run parks on one of an earlier class (policy on scan,
+        // automation on policy); when a park or start during a pass frees
+        // waiters, one more pass starts them now rather than at the next
+        // event.
+        loop {
+            self.woken = false;
+            for why in Why::ALL {
+                for c in 0..CLASSES {
+                    self.start_class(c, why, now, &dependencies, &mut started);
+                }
+            }
+            if !self.woken {
+                break;
+            }
+        }
+        started
+    }
+
+    /// Starts or parks the ready runs of class `c` for `why` while it has slots.
+    fn start_class(
+        &mut self,
+        c: usize,
+        why: Why,
+        now: Instant,
+        dependencies: &impl Fn(&ObjectId) -> Vec<ObjectId>,
+        started: &mut Vec<Start>,
+    ) {
+        while let Some(i) = self.peek_ready(c, why) {
+            let regular = self.busy[c] < self.limit(c);
             let express = !regular
+                && c == 0
                 && why == Why::Trigger
-                && id.kind == Kind::ImageRepository
                 && self.express_busy < self.slots.express_scans;
             if !regular && !express {
-                continue;
+                return;
             }
-            let host = self.entries.get(&id).and_then(|e| e.host.clone());
-            if let Some(h) = &host
-                && hosts.get(h).copied().unwrap_or(0) >= self.slots.per_host
-            {
-                continue;
-            }
-            if dependencies(&id).iter().any(|d| self.busy(d, now)) {
-                continue;
-            }
-            self.pending.remove(&(at, why, id.clone()));
-            let Some(e) = self.entries.get_mut(&id) else {
+            self.ready[c][why.rank()].pop_front();
+            let Some(e) = self.entry(i) else { continue };
+            let State::Ready { at, .. } = e.state else {
                 continue;
             };
-            e.pending = None;
-            e.running = true;
-            e.express = express;
+            let host = e.host;
+            if let Some(h) = host
+                && self.hosts[h].running >= self.slots.per_host
+            {
+                self.set_state(i, State::Parked { at, why });
+                let v = self.entry(i).map_or(0, |e| e.version);
+                self.hosts[h].waiting[why.rank()].push_back((i, v));
+                continue;
+            }
+            let id = e.id.clone();
+            let strict = why != Why::Trigger;
+            let blocker = dependencies(&id)
+                .iter()
+                .filter_map(|d| self.index.get(d).copied())
+                .find(|&d| d != i && self.holds(d, now, strict));
+            if let Some(d) = blocker {
+                self.set_state(i, State::Parked { at, why });
+                let v = self.entry(i).map_or(0, |e| e.version);
+                self.waiters.entry(d).or_default().push((i, v));
+                continue;
+            }
+            self.set_state(i, State::Running);
+            if let Some(e) = self.entry_mut(i) {
+                e.express = express;
+            }
             if express {
                 self.express_busy += 1;
             } else {
-                *self.busy.entry(id.kind).or_default() += 1;
+                self.busy[c] += 1;
             }
             if let Some(h) = host {
-                *hosts.entry(h).or_default() += 1;
+                self.hosts[h].running += 1;
             }
             started.push(Start { id, why });
         }
-        started
     }
 
     /// A started run that did not run after all (suspended, gone): its
     /// slot back, nothing scheduled.
     pub fn cancel(&mut self, id: &ObjectId) {
-        if let Some(e) = self.release(id) {
-            e.rerun = false;
+        let Some(&i) = self.index.get(id) else { return };
+        if self.release(i) {
+            if let Some(e) = self.entry_mut(i) {
+                e.rerun = false;
+            }
+            self.set_state(i, State::Idle);
+            if self.entry(i).is_some_and(|e| e.gone) {
+                self.remove(i);
+            }
         }
     }
 
-    fn release(&mut self, id: &ObjectId) -> Option<&mut Entry> {
-        let e = self.entries.get_mut(id)?;
-        if e.running {
-            e.running = false;
-            if std::mem::take(&mut e.express) {
-                self.express_busy = self.express_busy.saturating_sub(1);
-            } else if let Some(n) = self.busy.get_mut(&id.kind) {
-                *n = n.saturating_sub(1);
-            }
+    /// Gives back the slots a running entry holds; false when it was not running.
+    fn release(&mut self, i: usize) -> bool {
+        let Some(e) = self.entry_mut(i) else {
+            return false;
+        };
+        if e.state != State::Running {
+            return false;
         }
-        self.entries.get_mut(id)
+        let express = std::mem::take(&mut e.express);
+        let c = class(e.id.kind);
+        let host = e.host;
+        if express {
+            self.express_busy = self.express_busy.saturating_sub(1);
+        } else {
+            self.busy[c] = self.busy[c].saturating_sub(1);
+        }
+        if let Some(h) = host {
+            self.host_freed(h);
+        }
+        true
     }
 
     /// A run ended with `outcome` (`None`: the engine failed or the run was
     /// abandoned, a transient failure). Schedules the next run; returns
     /// the failures in a row so far.
     pub fn finish(&mut self, id: &ObjectId, outcome: Option<&Outcome>, now: Instant) -> u32 {
-        let backoff = self.backoff;
-        let seed = self.seed;
-        let Some(e) = self.release(id) else {
+        let Some(&i) = self.index.get(id) else {
             return 0;
         };
+        if !self.release(i) {
+            return 0;
+        }
+        let (backoff, seed) = (self.backoff, self.seed);
+        let Some(e) = self.entry_mut(i) else { return 0 };
         if e.gone {
-            self.entries.remove(id);
+            e.state = State::Idle;
+            self.remove(i);
             return 0;
         }
         let failed = outcome.is_none_or(|o| o.failure.is_some());
@@ -311,28 +633,38 @@ impl Queue {
             }),
             None => Some(backoff.delay(failures)),
         };
+        // Not running any more; what waited on it looks again.
+        self.set_state(i, State::Idle);
         if rerun {
-            self.schedule(id, now, Why::Trigger);
+            self.schedule(i, now, Why::Trigger);
         } else if let Some(d) = next {
-            self.schedule(id, now + d, Why::Timer);
+            self.schedule(i, now + d, Why::Timer);
         }
         failures
     }
 
     /// When the loop must look again without being woken: the earliest
-    /// pending run still in the future. Runs already due that could not
-    /// start wait for a finished run or a trigger, not for the clock, so
-    /// the loop never spins.
-    pub fn next_wake(&self, now: Instant) -> Option<Instant> {
-        self.pending
-            .iter()
-            .map(|(at, _, _)| *at)
-            .find(|at| *at > now)
+    /// timer. Runs already due that could not start wait for a finished
+    /// run or a trigger, not for the clock, so the loop never spins.
+    pub fn next_wake(&mut self, _now: Instant) -> Option<Instant> {
+        while let Some(&Reverse((at, i, v))) = self.timers.peek() {
+            let live = self
+                .entry(i)
+                .is_some_and(|e| e.version == v && matches!(e.state, State::Timed { .. }));
+            if live {
+                return Some(at);
+            }
+            self.timers.pop();
+        }
+        None
     }
 
     #[cfg(test)]
     fn pending_of(&self, id: &ObjectId) -> Option<(Instant, Why)> {
-        self.entries.get(id).and_then(|e| e.pending)
+        self.index
+            .get(id)
+            .and_then(|&i| self.entry(i))
+            .and_then(|e| e.state.pending())
     }
 }
 
@@ -667,5 +999,216 @@ mod tests {
         assert!(!q.contains(&a), "forgotten once it ended");
         assert_eq!(q.next_wake(t0), None);
         assert!(q.start(t0 + Duration::from_secs(3600), none).is_empty());
+    }
+
+    /// 200 slow repositories with a policy each, one automation applying
+    /// them all and the fast repository's policy. Every object is on its
+    /// first run.
+    fn fleet(q: &mut Queue, t0: Instant) -> (ObjectId, ObjectId, ObjectId) {
+        for i in 0..200 {
+            q.add(
+                id(Kind::ImageRepository, &format!("slow-{i}")),
+                Some("slow.example".into()),
+                t0,
+                Why::Start,
+            );
+            q.add(
+                id(Kind::ImagePolicy, &format!("slow-{i}")),
+                None,
+                t0,
+                Why::Start,
+            );
+        }
+        let fast = id(Kind::ImageRepository, "fast");
+        let policy = id(Kind::ImagePolicy, "fast");
+        let auto = id(Kind::ImageUpdateAutomation, "fleet");
+        q.add(fast.clone(), Some("fast.example".into()), t0, Why::Start);
+        q.add(policy.clone(), None, t0, Why::Start);
+        q.add(auto.clone(), None, t0, Why::Start);
+        (fast, policy, auto)
+    }
+
+    fn fleet_deps(i: &ObjectId) -> Vec<ObjectId> {
+        match i.kind {
+            Kind::ImagePolicy => vec![id(Kind::ImageRepository, &i.name)],
+            Kind::ImageUpdateAutomation => {
+                let mut all: Vec<ObjectId> = (0..200)
+                    .map(|n| id(Kind::ImagePolicy, &format!("slow-{n}")))
+                    .collect();
+                all.push(id(Kind::ImagePolicy, "fast"));
+                all
+            }
+            _ => Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_webhook_s_push_does_not_wait_for_policies_parked_behind_slow_scans() {
+        let t0 = Instant::now();
+        let mut q = Queue::new(slots(4), Backoff::default(), 1);
+        let (fast, policy, auto) = fleet(&mut q, t0);
+        let first = q.start(t0, fleet_deps);
+        let names: Vec<&str> = first.iter().map(|s| s.id.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["slow-0", "slow-1", "slow-2", "slow-3", "fast"],
+            "four per host; the fast registry is not held up"
+        );
+        // The fast scan ends while 196 slow ones wait for their host.
+        q.finish(&fast, Some(&ok(&fast, Duration::from_secs(3600))), t0);
+        assert_eq!(
+            q.start(t0, fleet_deps),
+            [Start {
+                id: policy.clone(),
+                why: Why::Start
+            }]
+        );
+        q.finish(&policy, Some(&ok(&policy, Duration::from_secs(3600))), t0);
+        assert!(
+            q.start(t0, fleet_deps).is_empty(),
+            "a first run of the automation waits for every policy's first run"
+        );
+        // The webhook: a new tag for the fast image.
+        let t1 = t0 + Duration::from_secs(1);
+        q.trigger(&fast, t1);
+        assert_eq!(q.start(t1, fleet_deps).len(), 1);
+        q.finish(&fast, Some(&ok(&fast, Duration::from_secs(3600))), t1);
+        q.trigger(&policy, t1);
+        assert_eq!(q.start(t1, fleet_deps).len(), 1);
+        q.finish(&policy, Some(&ok(&policy, Duration::from_secs(3600))), t1);
+        q.trigger(&auto, t1);
+        assert_eq!(
+            q.start(t1, fleet_deps),
+            [Start {
+                id: auto,
+                why: Why::Trigger
+            }],
+            "triggered: it runs now, not after the 196 slow scans"
+        );
+    }
+
+    #[test]
+    fn a_first_pass_automation_runs_once_every_policy_had_its_first_run() {
+        let t0 = Instant::now();
+        let mut q = Queue::new(slots(4), Backoff::default(), 1);
+        let (fast, policy, auto) = fleet(&mut q, t0);
+        let mut now = t0;
+        let mut running: Vec<ObjectId> =
+            q.start(now, fleet_deps).into_iter().map(|s| s.id).collect();
+        let mut order = Vec::new();
+        for _ in 0..10_000 {
+            let Some(done) = running.pop() else { break };
+            now += Duration::from_millis(10);
+            order.push(done.clone());
+            q.finish(&done, Some(&ok(&done, Duration::from_secs(3600))), now);
+            running.extend(q.start(now, fleet_deps).into_iter().map(|s| s.id));
+        }
+        assert_eq!(order.len(), 403, "every object ran once");
+        assert_eq!(order.last(), Some(&auto), "the automation last");
+        assert!(order.contains(&fast) && order.contains(&policy));
+        let first_policy_after_its_scan = order.iter().all(|o| {
+            o.kind != Kind::ImagePolicy
+                || order
+                    .iter()
+                    .position(|x| x.kind == Kind::ImageRepository && x.name == o.name)
+                    < order.iter().position(|x| x == o)
+        });
+        assert!(first_policy_after_its_scan, "{order:?}");
+    }
+
+    #[test]
+    fn the_work_of_a_turn_does_not_grow_with_idle_objects() {
+        let visited = |idle: usize| {
+            let t0 = Instant::now();
+            let mut q = Queue::new(slots(4), Backoff::default(), 1);
+            for i in 0..idle {
+                q.add(
+                    id(Kind::ImageRepository, &format!("idle-{i}")),
+                    Some("a.example".into()),
+                    t0 + Duration::from_secs(3600),
+                    Why::Timer,
+                );
+            }
+            // More due than slots: a saturated daemon.
+            for i in 0..50 {
+                q.add(
+                    id(Kind::ImageRepository, &format!("due-{i}")),
+                    Some(format!("h{}.example", i % 10)),
+                    t0,
+                    Why::Timer,
+                );
+            }
+            let started = q.start(t0, none);
+            assert_eq!(started.len(), 8);
+            let wake = q.next_wake(t0);
+            assert_eq!(
+                wake,
+                Some(t0 + Duration::from_secs(3600)),
+                "due runs that cannot start wait for a slot, not for the clock"
+            );
+            q.visited = 0;
+            let mut now = t0;
+            for s in started {
+                now += Duration::from_millis(1);
+                q.finish(&s.id, Some(&ok(&s.id, Duration::from_secs(60))), now);
+                assert_eq!(q.start(now, none).len(), 1);
+            }
+            q.visited
+        };
+        let few = visited(10);
+        assert!(few <= 16, "{few} queue entries looked at for 8 starts");
+        assert_eq!(visited(20_000), few, "20,000 idle objects cost nothing");
+    }
+
+    #[test]
+    fn a_trigger_storm_leaves_the_timer_heap_bounded() {
+        let t0 = Instant::now();
+        let mut q = Queue::new(slots(1), Backoff::default(), 1);
+        let r = id(Kind::ImageRepository, "r");
+        q.add(r.clone(), None, t0, Why::Start);
+        let mut now = t0;
+        for _ in 0..50_000 {
+            assert_eq!(q.start(now, none).len(), 1);
+            q.finish(&r, Some(&ok(&r, Duration::from_secs(3600))), now);
+            now += Duration::from_millis(1);
+            q.trigger(&r, now);
+        }
+        assert!(q.timers.len() <= 2048, "{} timers", q.timers.len());
+        assert_eq!(q.pending_of(&r), Some((now, Why::Trigger)));
+    }
+
+    #[test]
+    fn a_trigger_while_parked_on_a_host_keeps_its_place_and_its_urgency() {
+        let t0 = Instant::now();
+        let mut q = Queue::new(slots(1), Backoff::default(), 1);
+        let a = id(Kind::ImageRepository, "a");
+        let b = id(Kind::ImageRepository, "b");
+        let c = id(Kind::ImageRepository, "c");
+        for r in [&a, &b, &c] {
+            q.add(r.clone(), Some("one.example".into()), t0, Why::Timer);
+        }
+        assert_eq!(
+            q.start(t0, none).len(),
+            1,
+            "a runs; b and c wait for the host"
+        );
+        q.trigger(&c, t0);
+        q.finish(&a, Some(&ok(&a, Duration::from_secs(60))), t0);
+        assert_eq!(
+            q.start(t0, none),
+            [Start {
+                id: c.clone(),
+                why: Why::Trigger
+            }],
+            "the triggered scan goes before the one due on its timer"
+        );
+        q.finish(&c, Some(&ok(&c, Duration::from_secs(60))), t0);
+        assert_eq!(
+            q.start(t0, none),
+            [Start {
+                id: b,
+                why: Why::Timer
+            }]
+        );
     }
 }

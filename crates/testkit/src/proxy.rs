@@ -41,6 +41,8 @@ impl Request {
 pub enum Action {
     /// Pass to the upstream and relay its answer unchanged.
     Forward,
+    /// Wait, then forward: a slow registry.
+    Delay(Duration),
     /// Answer with this instead.
     Respond {
         status: u16,
@@ -126,6 +128,12 @@ fn serve(conn: TcpStream, upstream: u16, log: &Mutex<Vec<Request>>, rule: &Rule)
     let mut out = conn;
     match rule(&req) {
         Action::Forward => {
+            if let Some(resp) = forward(upstream, &raw) {
+                let _ = out.write_all(&resp);
+            }
+        }
+        Action::Delay(wait) => {
+            std::thread::sleep(wait);
             if let Some(resp) = forward(upstream, &raw) {
                 let _ = out.write_all(&resp);
             }
