@@ -204,8 +204,14 @@ fn duration_annotation(
     }
 }
 
+/// Before 0.9, by repository; now by shared list, since when a tag was
+/// first seen is a fact of the image all its repositories share.
 fn first_seen_key(namespace: &str, name: &str) -> String {
     format!("firstseen/{namespace}/{name}")
+}
+
+fn first_seen_list_key(list: &str) -> String {
+    format!("firstseen/{list}")
 }
 
 fn platforms_key(digest: &str) -> String {
@@ -227,53 +233,69 @@ fn secs(t: SystemTime) -> u64 {
 
 pub(crate) fn load_first_seen(
     db: &dyn Store,
+    list: Option<&str>,
     namespace: &str,
     name: &str,
 ) -> Result<Option<FirstSeen>, EngineError> {
-    let key = first_seen_key(namespace, name);
-    match db.get(&key)? {
-        None => Ok(None),
-        Some(b) => serde_json::from_slice(&b)
-            .map(Some)
-            .map_err(|e| EngineError::State {
-                key,
-                message: e.to_string(),
-            }),
+    let keys = list
+        .map(first_seen_list_key)
+        .into_iter()
+        .chain([first_seen_key(namespace, name)]);
+    for key in keys {
+        if let Some(b) = db.get(&key)? {
+            return serde_json::from_slice(&b)
+                .map(Some)
+                .map_err(|e| EngineError::State {
+                    key,
+                    message: e.to_string(),
+                });
+        }
     }
+    Ok(None)
 }
 
-/// After a scan that changed the list: new tags get `now`, gone ones are
-/// dropped. The first scan of a repository records none.
+/// After a scan that changed list `list`: new tags get `now`, gone ones are
+/// dropped. The first scan of a list records none. `known` is what
+/// [`load_first_seen`] found.
 pub(crate) fn record_first_seen(
     db: &dyn Store,
-    namespace: &str,
-    name: &str,
+    list: &str,
+    known: Option<FirstSeen>,
     previous: Option<&[String]>,
     tags: &[String],
     now: SystemTime,
 ) -> Result<(), EngineError> {
-    let Some(previous) = previous else {
-        return Ok(db.put(&first_seen_key(namespace, name), b"{\"seen\":{}}")?);
+    let key = first_seen_list_key(list);
+    let (Some(previous), Some(mut fs)) = (previous, known) else {
+        return Ok(db.put(&key, b"{\"seen\":{}}")?);
     };
-    let mut fs = load_first_seen(db, namespace, name)?.unwrap_or_default();
     let before: std::collections::HashSet<&str> = previous.iter().map(String::as_str).collect();
     let listed: std::collections::HashSet<&str> = tags.iter().map(String::as_str).collect();
+    let kept = fs.seen.len();
     fs.seen.retain(|t, _| listed.contains(t.as_str()));
+    let mut added = false;
     for t in tags {
         if !before.contains(t.as_str()) {
-            fs.seen.entry(t.clone()).or_insert(secs(now));
+            added |= fs.seen.insert(t.clone(), secs(now)).is_none();
         }
     }
+    // Another repository of the same list may have recorded this already.
+    if !added && fs.seen.len() == kept && db.get(&key)?.is_some() {
+        return Ok(());
+    }
     let bytes = serde_json::to_vec(&fs).map_err(|e| EngineError::State {
-        key: first_seen_key(namespace, name),
+        key: key.clone(),
         message: e.to_string(),
     })?;
-    Ok(db.put(&first_seen_key(namespace, name), &bytes)?)
+    Ok(db.put(&key, &bytes)?)
 }
 
-/// Drops what is kept for a repository that is gone.
+/// Drops what is kept for a repository that is gone (its shared list and
+/// first-seen times too, once no other repository names them).
 pub fn forget_repository(db: &dyn Store, namespace: &str, name: &str) -> Result<(), EngineError> {
-    db.delete(&crate::state::tags_key(namespace, name))?;
+    crate::state::forget_tags(db, namespace, name, |list| {
+        Ok(db.delete(&first_seen_list_key(list))?)
+    })?;
     db.delete(&first_seen_key(namespace, name))?;
     Ok(())
 }

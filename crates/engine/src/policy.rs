@@ -173,7 +173,8 @@ async fn resolve(
     let mut held = crate::guards::Held::default();
     let mut tags = tags;
     if let Some(min) = guards.minimum_age.filter(|_| !guards.age_from_created) {
-        let fs = crate::guards::load_first_seen(&*ctx.db, &repo_ns, repo_name)?;
+        let list = state::list_of(&*ctx.db, &repo_ns, repo_name)?;
+        let fs = crate::guards::load_first_seen(&*ctx.db, list.as_deref(), &repo_ns, repo_name)?;
         let best = compiled.select(&tags).ok().map(|s| s.tag.to_string());
         let all = tags.len();
         tags = crate::guards::old_enough(

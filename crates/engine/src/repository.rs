@@ -108,7 +108,8 @@ pub(crate) async fn reconcile(
     let scanned = async {
         let s = settings(repo, ctx)?;
         let tags = ctx.registry.scan(&s).await?;
-        Ok::<_, RegistryError>(scan_result(&s.image.canonical(), tags, &s.exclusions))
+        let r = scan_result(&s.image.canonical(), tags, &s.exclusions);
+        Ok::<_, RegistryError>((s.list_identity(), r))
     }
     .await;
     let mut status = ImageRepositoryStatus {
@@ -121,7 +122,7 @@ pub(crate) async fn reconcile(
         ..previous.clone()
     };
     let (change, failure) = match scanned {
-        Ok(r) => {
+        Ok((list, r)) => {
             tracing::info!(kind = Kind::ImageRepository.as_str(), namespace = %repo.meta.namespace, name = %repo.meta.name, image = %r.canonical_image_name, tags = r.tag_count, invalid_tags = r.invalid_tag_count, "scanned");
             let moved = previous
                 .last_scan_result
@@ -131,17 +132,19 @@ pub(crate) async fn reconcile(
             // First-seen times for `tagwarden.io/minimum-age`: a repository
             // without a record (first scan, or an older tagwarden) starts one
             // in which today's tags count as old.
-            let known = crate::guards::load_first_seen(&*ctx.db, ns, name)?.is_some();
-            if !known || moved {
-                let before = if known {
-                    state::load_tags(&*ctx.db, ns, name)?
-                } else {
-                    None
+            let known = crate::guards::load_first_seen(&*ctx.db, Some(&list), ns, name)?;
+            if known.is_none() || moved {
+                let before = match known {
+                    Some(_) => match state::load_list(&*ctx.db, &list)? {
+                        Some(l) => Some(l),
+                        None => state::load_tags(&*ctx.db, ns, name)?,
+                    },
+                    None => None,
                 };
                 crate::guards::record_first_seen(
                     &*ctx.db,
-                    ns,
-                    name,
+                    &list,
+                    known,
                     before.as_deref(),
                     &r.tags,
                     now,
@@ -149,8 +152,8 @@ pub(crate) async fn reconcile(
             }
             // An unchanged list is not written again (unless the store lost
             // it: a controller restarted on an in-memory store).
-            if moved || ctx.db.get(&state::tags_key(ns, name))?.is_none() {
-                state::save_tags(&*ctx.db, ns, name, &r.tags)?;
+            if moved || !state::has_list(&*ctx.db, ns, name, &list)? {
+                state::save_tags(&*ctx.db, ns, name, &list, &r.tags)?;
             }
             status.conditions =
                 success_conditions(&previous.conditions, &r.message(), generation, now);

@@ -7,6 +7,7 @@
 //! Capture groups are never added or removed, so `$1` keeps its meaning.
 
 use regex::{Regex, RegexBuilder};
+use std::collections::HashMap;
 
 /// A pattern Go's `regexp.Compile` would not accept, or one that would match
 /// differently here.
@@ -17,8 +18,29 @@ pub struct PatternError {
     pub reason: String,
 }
 
-/// Compiles a Go regular expression.
+/// Compiled patterns, shared by every reconcile: an exclusion list or a
+/// `filterTags` pattern is compiled once per process, not once per scan.
+/// Cleared when full, so hostile manifests cannot grow it without bound.
+static COMPILED: std::sync::Mutex<Option<HashMap<String, Result<Regex, PatternError>>>> =
+    std::sync::Mutex::new(None);
+const COMPILED_MAX: usize = 4096;
+
+/// Compiles a Go regular expression (memoised; a `Regex` clone is cheap).
 pub fn compile(pattern: &str) -> Result<Regex, PatternError> {
+    let mut memo = COMPILED.lock().unwrap_or_else(|p| p.into_inner());
+    let memo = memo.get_or_insert_with(HashMap::new);
+    if let Some(r) = memo.get(pattern) {
+        return r.clone();
+    }
+    if memo.len() >= COMPILED_MAX {
+        memo.clear();
+    }
+    let r = compile_uncached(pattern);
+    memo.insert(pattern.to_string(), r.clone());
+    r
+}
+
+fn compile_uncached(pattern: &str) -> Result<Regex, PatternError> {
     let fail = |reason: String| PatternError {
         pattern: pattern.to_string(),
         reason,

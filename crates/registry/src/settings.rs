@@ -22,6 +22,51 @@ pub struct ScanSettings {
     pub exclusions: Vec<Regex>,
 }
 
+impl ScanSettings {
+    /// Who sees which list: the canonical image, the exclusion patterns and
+    /// the credentials (or cloud identity), hashed together. Repositories
+    /// with the same identity scan the same list, so a store keeps one copy.
+    /// The hash carries no secret that could be read back out of it.
+    pub fn list_identity(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        let mut field = |b: &[u8]| {
+            h.update((b.len() as u64).to_be_bytes());
+            h.update(b);
+        };
+        field(b"tagwarden tag list v1");
+        field(self.image.canonical().as_bytes());
+        for r in &self.exclusions {
+            field(r.as_str().as_bytes());
+        }
+        match (&self.credentials, &self.login) {
+            (Some(c), _) => {
+                field(b"basic");
+                field(c.username.as_bytes());
+                field(c.password.as_bytes());
+            }
+            (None, Some(l)) => {
+                field(l.provider.as_str().as_bytes());
+                if let crate::Identity::ServiceAccount {
+                    namespace,
+                    name,
+                    annotations,
+                } = &l.identity
+                {
+                    field(namespace.as_bytes());
+                    field(name.as_bytes());
+                    for (k, v) in annotations {
+                        field(k.as_bytes());
+                        field(v.as_bytes());
+                    }
+                }
+            }
+            (None, None) => field(b"anonymous"),
+        }
+        format!("{:x}", h.finalize())
+    }
+}
+
 /// Reads the repository's spec and its `secretRef`, `certSecretRef` and
 /// `proxySecretRef`; `secret` finds a Secret by name in the repository's
 /// namespace.

@@ -259,3 +259,56 @@ fn configuration_errors_say_which_field_and_whether_retrying_helps() {
     assert_eq!(login.identity, tagwarden_registry::Identity::Controller);
     assert!(s.credentials.is_none());
 }
+
+/// Who sees which list: repositories of one image, with the same
+/// credentials (from any Secret) and exclusions, share it; anything that
+/// can change what the registry lists or what is kept gives another.
+#[test]
+fn the_list_identity_is_image_credentials_and_exclusions() {
+    let repo = |name: &str, image: &str, secret: Option<&str>, extra: &str| {
+        let secret_ref = secret.map_or(String::new(), |s| format!(", secretRef: {{name: {s}}}"));
+        format!(
+            "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\n\
+             metadata: {{name: {name}, namespace: apps}}\n\
+             spec: {{image: {image}, interval: 1m{secret_ref}{extra}}}\n"
+        )
+    };
+    let secret = |name: &str, password: &str| {
+        let auth = base64(&format!("bot:{password}"));
+        format!(
+            "---\napiVersion: v1\nkind: Secret\nmetadata: {{name: {name}, namespace: apps}}\n\
+             type: kubernetes.io/dockerconfigjson\n\
+             stringData: {{.dockerconfigjson: '{{\"auths\":{{\"ghcr.io\":{{\"auth\":\"{auth}\"}}}}}}'}}\n"
+        )
+    };
+    let id = |yaml: String| settings(&yaml).expect("settings").list_identity();
+    let anonymous = id(repo("a", "ghcr.io/team/web", None, ""));
+    assert_eq!(anonymous, id(repo("b", "ghcr.io/team/web", None, "")));
+    assert_eq!(
+        id(repo("c", "nginx", None, "")),
+        id(repo("d", "docker.io/library/nginx", None, "")),
+        "the canonical image"
+    );
+    let with = id(repo("a", "ghcr.io/team/web", Some("one"), "") + &secret("one", "pa55"));
+    assert_ne!(with, anonymous);
+    assert_eq!(
+        with,
+        id(repo("b", "ghcr.io/team/web", Some("two"), "") + &secret("two", "pa55")),
+        "the same credentials in another Secret"
+    );
+    assert_ne!(
+        with,
+        id(repo("b", "ghcr.io/team/web", Some("two"), "") + &secret("two", "other"))
+    );
+    assert_ne!(
+        anonymous,
+        id(repo(
+            "a",
+            "ghcr.io/team/web",
+            None,
+            ", exclusionList: ['^dev-']"
+        ))
+    );
+    assert_ne!(anonymous, id(repo("a", "ghcr.io/team/api", None, "")));
+    assert!(!with.contains("pa55") && with.len() == 64, "{with}");
+}

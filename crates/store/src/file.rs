@@ -13,6 +13,8 @@ const CACHE_BYTES: usize = 2 << 20;
 pub struct FileStore {
     db: redb::Database,
     dir: std::path::PathBuf,
+    /// When a commit last reached the disk.
+    synced: std::sync::Mutex<std::time::Instant>,
     _lock: std::fs::File,
 }
 
@@ -111,8 +113,51 @@ impl FileStore {
         Ok(FileStore {
             db,
             dir: dir.to_path_buf(),
+            synced: std::sync::Mutex::new(std::time::Instant::now()),
             _lock: lock,
         })
+    }
+}
+
+/// How long rebuildable writes may stay in memory only: a crash loses at
+/// most this much of them (the next scan redoes it), never a durable write.
+const DURABLE_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+impl FileStore {
+    /// One commit; `durable` ones (and the first rebuildable one after
+    /// [`DURABLE_EVERY`]) are synced to disk together with every commit
+    /// before them.
+    fn insert(&self, key: &str, value: &[u8], durable: bool) -> Result<(), StoreError> {
+        let e = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
+        let mut tx = self.db.begin_write().map_err(|x| e(&x))?;
+        let mut last = self.synced.lock().unwrap_or_else(|p| p.into_inner());
+        let sync = durable || last.elapsed() >= DURABLE_EVERY;
+        if !sync {
+            tx.set_durability(redb::Durability::None)
+                .map_err(|x| e(&x))?;
+        }
+        {
+            let mut t = tx.open_table(TABLE).map_err(|x| e(&x))?;
+            t.insert(key, value).map_err(|x| e(&x))?;
+        }
+        tx.commit().map_err(|x| e(&x))?;
+        if sync {
+            *last = std::time::Instant::now();
+        }
+        Ok(())
+    }
+}
+
+impl Drop for FileStore {
+    /// What only memory holds reaches the disk on a clean stop.
+    fn drop(&mut self) {
+        let synced = (|| {
+            let tx = self.db.begin_write().ok()?;
+            tx.commit().ok()
+        })();
+        if synced.is_none() {
+            tracing::warn!(dir = %self.dir.display(), "state not synced to disk at stop");
+        }
     }
 }
 
@@ -129,13 +174,11 @@ impl Store for FileStore {
     }
 
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
-        let e = |e: &dyn std::fmt::Display| StoreError::Write(e.to_string());
-        let tx = self.db.begin_write().map_err(|x| e(&x))?;
-        {
-            let mut t = tx.open_table(TABLE).map_err(|x| e(&x))?;
-            t.insert(key, value).map_err(|x| e(&x))?;
-        }
-        tx.commit().map_err(|x| e(&x))
+        self.insert(key, value, true)
+    }
+
+    fn put_rebuildable(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.insert(key, value, false)
     }
 
     fn delete(&self, key: &str) -> Result<(), StoreError> {

@@ -39,6 +39,12 @@ pub enum StoreError {
 pub trait Store: Send + Sync {
     fn get(&self, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
     fn put(&self, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// Writes a record the next reconcile rebuilds (a status, a tag list):
+    /// a crash may lose the last second of these, back to an earlier
+    /// consistent state, never half of one, and never a [`Store::put`].
+    fn put_rebuildable(&self, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        self.put(key, value)
+    }
     /// Keys starting with `prefix`, sorted.
     fn keys(&self, prefix: &str) -> Result<Vec<String>, StoreError>;
     /// Forgets `key` (nothing happens when it is absent).
@@ -184,6 +190,46 @@ mod tests {
         let e = FileStore::open(&dir).err().expect("corrupt");
         assert!(matches!(e, StoreError::Corrupt { .. }), "{e}");
         assert!(e.to_string().contains("move it aside"), "{e}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A process that dies without closing the store (no destructors run):
+    /// the durable write survives, the rebuildable one after it is lost,
+    /// and the file opens cleanly.
+    #[test]
+    fn a_crash_loses_only_the_last_rebuildable_writes() {
+        if let Some(dir) = std::env::var_os("TAGWARDEN_STORE_CRASH_CHILD") {
+            let dir = std::path::PathBuf::from(dir);
+            let s = FileStore::open(&dir).expect("open");
+            s.put("durable", b"kept").expect("put");
+            s.put_rebuildable("status/a", b"lost").expect("put");
+            std::process::exit(0);
+        }
+        let dir = scratch("crash");
+        let exe = std::env::current_exe().expect("test binary");
+        let out = std::process::Command::new(exe)
+            .args([
+                "--exact",
+                "tests::a_crash_loses_only_the_last_rebuildable_writes",
+            ])
+            .env("TAGWARDEN_STORE_CRASH_CHILD", &dir)
+            .output()
+            .expect("run the child");
+        assert!(out.status.success(), "{out:?}");
+        let s = FileStore::open(&dir).expect("reopens after the crash");
+        assert_eq!(
+            s.get("durable").expect("get").as_deref(),
+            Some(&b"kept"[..])
+        );
+        assert_eq!(s.get("status/a").expect("get"), None, "never synced");
+        // A clean stop syncs what only memory held.
+        s.put_rebuildable("status/b", b"kept too").expect("put");
+        drop(s);
+        let s = FileStore::open(&dir).expect("reopen");
+        assert_eq!(
+            s.get("status/b").expect("get").as_deref(),
+            Some(&b"kept too"[..])
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 

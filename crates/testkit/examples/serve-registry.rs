@@ -4,9 +4,12 @@
 //! too (links to one storage directory, so 10,000 repositories cost no disk).
 //! With DELAY_MS, a third field names a proxy in front of the registry that
 //! answers every request DELAY_MS late: a slow registry on another host.
+//! The lines `fast` and `slow` on stdin switch that delay off and on again.
 //! Usage: serve-registry [N_TAGS] [N_REPOS] [DELAY_MS]
 
-use std::io::Read;
+use std::io::BufRead;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tagwarden_testkit::{Action, FaultProxy, Registry, RegistryAuth};
 
@@ -35,12 +38,28 @@ fn main() {
     for i in 1..=repos {
         std::os::unix::fs::symlink("app", root.join(format!("app-{i}"))).expect("link repository");
     }
-    let slow = delay
-        .map(|ms| FaultProxy::start(reg.port, move |_| Action::Delay(Duration::from_millis(ms))));
+    let slow_now = Arc::new(AtomicBool::new(true));
+    let slow = delay.map(|ms| {
+        let slow_now = slow_now.clone();
+        FaultProxy::start(reg.port, move |_| {
+            if slow_now.load(Ordering::SeqCst) {
+                Action::Delay(Duration::from_millis(ms))
+            } else {
+                Action::Forward
+            }
+        })
+    });
     match &slow {
         Some(p) => println!("{} {repo} {}", reg.host(), p.host()),
         None => println!("{} {repo}", reg.host()),
     }
     // Serve until the script closes our stdin (or dies).
-    let _ = std::io::stdin().read_to_end(&mut Vec::new());
+    for line in std::io::stdin().lock().lines() {
+        match line.as_deref().map(str::trim) {
+            Ok("fast") => slow_now.store(false, Ordering::SeqCst),
+            Ok("slow") => slow_now.store(true, Ordering::SeqCst),
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
 }
