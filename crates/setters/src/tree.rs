@@ -3,10 +3,11 @@
 use crate::walk;
 use crate::{
     FileChanges, ObjectChanges, PREFILTER, Render, Setters, SettersError, SkippedFile, TextError,
-    UpdateResult, YamlError, rewrite, scalar,
+    TextUpdate, UpdateResult, YamlError, rewrite, scalar,
 };
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// A file whose markers give new values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,61 +90,42 @@ pub(crate) fn plan_with(
 ) -> Result<Plan, SettersError> {
     let (root, dir) = walk::resolve(root, update_path)?;
     let candidates = walk::candidates(&root, &dir)?;
-    let finder = memchr::memmem::Finder::new(PREFILTER);
     let mut plan = Plan {
         dir,
         ..Plan::default()
     };
-    let mut buf = Vec::new();
-    for c in candidates {
+    // Worked out on any thread; acted on here, in path order, so results,
+    // logs and the first error are those of a walk one file after another.
+    for (i, outcome) in examine_all(&candidates, setters, render) {
+        let c = &candidates[i];
         let target = c.target();
-        let len = read_into(target, &mut buf).map_err(|source| SettersError::Read {
-            path: target.to_path_buf(),
-            source,
-        })?;
-        let buf = &buf[..len];
-        if finder.find(buf).is_none() {
-            continue;
-        }
         // Relative to the update path; a file given as the update path is
         // named by its file name.
         let rel = match c.path.strip_prefix(&plan.dir) {
             Ok(r) if !r.as_os_str().is_empty() => r.to_path_buf(),
             _ => PathBuf::from(c.path.file_name().unwrap_or_default()),
         };
-        let target = target.to_path_buf();
-        let text = match std::str::from_utf8(buf) {
-            Ok(t) => t,
-            Err(e) => {
-                let upto = &buf[..e.valid_up_to()];
-                let line = memchr::memchr_iter(b'\n', upto).count() + 1;
-                let column =
-                    upto.len() - upto.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
-                plan.skipped.push(SkippedFile {
-                    path: rel,
-                    error: YamlError {
-                        line,
-                        column,
-                        message: "not UTF-8 text".to_string(),
-                    },
+        match outcome {
+            Outcome::ReadFailed(source) => {
+                return Err(SettersError::Read {
+                    path: target.to_path_buf(),
+                    source,
                 });
-                continue;
             }
-        };
-        match rewrite(text, setters, render) {
+            Outcome::NotUtf8(error) => plan.skipped.push(SkippedFile { path: rel, error }),
             // Nothing is written: a value YAML readers would not read back
             // as written must not reach a commit, in this file or another.
-            Err(TextError::Unsafe { line, reason }) => {
+            Outcome::Rewritten(_, Err(TextError::Unsafe { line, reason })) => {
                 // Named from the checkout root: the update path may be deep.
                 let path = c.path.strip_prefix(&root).map_or(rel, Path::to_path_buf);
                 tracing::warn!(file = %path.display(), line, %reason, "rewrite refused");
                 return Err(SettersError::Unsafe { path, line, reason });
             }
-            Err(TextError::Yaml(error)) => {
+            Outcome::Rewritten(_, Err(TextError::Yaml(error))) => {
                 tracing::debug!(file = %rel.display(), %error, "not YAML; skipped");
                 plan.skipped.push(SkippedFile { path: rel, error });
             }
-            Ok(update) => {
+            Outcome::Rewritten(original, Ok(update)) => {
                 for (hold, line, setter, old, new) in &update.held {
                     plan.held.push(crate::HeldChange {
                         hold: *hold,
@@ -170,11 +152,11 @@ pub(crate) fn plan_with(
                         ),
                     }
                 }
-                if let Some(updated) = update.text {
+                if let (Some(updated), Some(original)) = (update.text, original) {
                     plan.files.push(PlannedFile {
                         path: rel,
-                        target,
-                        original: text.to_string(),
+                        target: target.to_path_buf(),
+                        original,
                         updated,
                         objects: update.objects,
                     });
@@ -183,6 +165,109 @@ pub(crate) fn plan_with(
         }
     }
     Ok(plan)
+}
+
+/// What one candidate file came to. Files without the marker bytes have
+/// none: they are read once and neither parsed nor kept.
+enum Outcome {
+    ReadFailed(std::io::Error),
+    NotUtf8(YamlError),
+    /// The rewrite, and the old text when there is a new one.
+    Rewritten(Option<String>, Result<TextUpdate, TextError>),
+}
+
+/// Candidates handed out per grab: neighbours share a directory.
+const BLOCK: usize = 64;
+/// Fewer files than this per thread are not worth a thread.
+const MIN_PER_THREAD: usize = 256;
+const MAX_THREADS: usize = 4;
+
+/// The outcome of every candidate holding the marker bytes (or failing to
+/// read), by index into `candidates`, in order. Most of an update's time
+/// is the kernel opening and copying files, so the files are shared out
+/// among threads, up to one per core.
+fn examine_all(
+    candidates: &[walk::Candidate],
+    setters: &Setters,
+    render: Render,
+) -> Vec<(usize, Outcome)> {
+    let next = AtomicUsize::new(0);
+    let work = || {
+        let finder = memchr::memmem::Finder::new(PREFILTER);
+        let mut buf = Vec::new();
+        let mut found = Vec::new();
+        loop {
+            let start = next.fetch_add(BLOCK, Ordering::Relaxed);
+            let Some(block) = candidates.get(start..(start + BLOCK).min(candidates.len())) else {
+                break;
+            };
+            if block.is_empty() {
+                break;
+            }
+            for (i, c) in block.iter().enumerate() {
+                if let Some(o) = examine(c.target(), &mut buf, &finder, setters, render) {
+                    found.push((start + i, o));
+                }
+            }
+        }
+        found
+    };
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_THREADS)
+        .min(candidates.len() / MIN_PER_THREAD)
+        .max(1);
+    if threads == 1 {
+        return work();
+    }
+    std::thread::scope(|s| {
+        // A thread that cannot be started leaves its share to the others.
+        let helpers: Vec<_> = (1..threads)
+            .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, work).ok())
+            .collect();
+        let mut all = work();
+        for h in helpers {
+            match h.join() {
+                Ok(found) => all.extend(found),
+                Err(panic) => std::panic::resume_unwind(panic),
+            }
+        }
+        all.sort_unstable_by_key(|(i, _)| *i);
+        all
+    })
+}
+
+/// Reads one file and, if it holds the marker bytes, rewrites its text.
+fn examine(
+    target: &Path,
+    buf: &mut Vec<u8>,
+    finder: &memchr::memmem::Finder<'_>,
+    setters: &Setters,
+    render: Render,
+) -> Option<Outcome> {
+    let len = match read_into(target, buf) {
+        Ok(len) => len,
+        Err(e) => return Some(Outcome::ReadFailed(e)),
+    };
+    let buf = &buf[..len];
+    finder.find(buf)?;
+    let text = match std::str::from_utf8(buf) {
+        Ok(t) => t,
+        Err(e) => {
+            let upto = &buf[..e.valid_up_to()];
+            let line = memchr::memchr_iter(b'\n', upto).count() + 1;
+            let column =
+                upto.len() - upto.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+            return Some(Outcome::NotUtf8(YamlError {
+                line,
+                column,
+                message: "not UTF-8 text".to_string(),
+            }));
+        }
+    };
+    let update = rewrite(text, setters, render);
+    let original = matches!(&update, Ok(u) if u.text.is_some()).then(|| text.to_string());
+    Some(Outcome::Rewritten(original, update))
 }
 
 /// Reads a whole file into `buf[..n]` and returns `n`. Plain reads, because
@@ -235,6 +320,52 @@ mod tests {
                 digest: None,
             },
         }
+    }
+
+    #[test]
+    fn in_a_large_tree_the_first_refused_file_in_path_order_is_named() {
+        fn raw(value: &str, _: Style, _: bool) -> String {
+            value.to_string()
+        }
+        // Enough files that they are read by several threads; the refused
+        // ones far apart, so different threads meet them.
+        let tmp = tagwarden_testkit::TempDir::new("setters-refused-large");
+        let safe = "tag: 1.0 # {\"$imagepolicy\": \"flux-system:safe:tag\"}\n";
+        let evil = "spec:\n  tag: 1.0 # {\"$imagepolicy\": \"flux-system:evil:tag\"}\n";
+        let dir = tmp.path().join("apps");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for i in 0..2000 {
+            let text = match i {
+                1500 | 1900 => evil,
+                _ => safe,
+            };
+            std::fs::write(dir.join(format!("f{i:04}.yaml")), text).expect("write");
+        }
+        let setters = Setters::new(
+            "flux-system",
+            None,
+            &[
+                policy("safe", "v2"),
+                policy("evil", "1.0\u{2028}- name: evil"),
+            ],
+        );
+        for _ in 0..5 {
+            let err = plan_with(tmp.path(), "apps", &setters, raw)
+                .and_then(|p| p.write())
+                .expect_err("refused");
+            assert_eq!(
+                err.to_string(),
+                "apps/f1500.yaml:2: refusing to rewrite: \"1.0\\u{2028}- name: evil\" would be written with U+2028 unescaped, a line break to YAML 1.1 readers (go-yaml, libyaml, kustomize); no file was changed"
+            );
+        }
+        assert_eq!(
+            std::fs::read_to_string(dir.join("f0000.yaml")).expect("read"),
+            safe
+        );
+        let plan = plan(tmp.path(), "apps", &setters).expect("safe");
+        let names: Vec<String> = plan.files.iter().map(|f| slash_path(&f.path)).collect();
+        let want: Vec<String> = (0..2000).map(|i| format!("f{i:04}.yaml")).collect();
+        assert_eq!(names, want);
     }
 
     #[test]

@@ -129,27 +129,29 @@ fn walk_dir(
         path: dir.to_path_buf(),
         source,
     };
-    let mut entries = std::fs::read_dir(dir)
-        .map_err(walk_err)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(walk_err)?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
+    // Names taken once: sorting by `DirEntry::file_name` would allocate two
+    // of them per comparison.
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(walk_err)? {
+        let entry = entry.map_err(walk_err)?;
+        entries.push((entry.file_name(), entry));
+    }
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (name, entry) in entries {
         let kind = entry.file_type().map_err(walk_err)?;
-        let name = entry.file_name();
         if kind.is_dir() {
             if name != ".git" {
-                walk_dir(&entry.path(), files, links)?;
+                walk_dir(&dir.join(&name), files, links)?;
             }
         } else if !is_candidate_name(&name) {
             continue;
         } else if kind.is_file() {
             files.push(Candidate {
-                path: entry.path(),
+                path: dir.join(&name),
                 target: None,
             });
         } else if kind.is_symlink() {
-            links.push(entry.path());
+            links.push(dir.join(&name));
         }
     }
     Ok(())
