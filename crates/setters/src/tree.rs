@@ -7,7 +7,7 @@ use crate::{
 };
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError, mpsc};
 
 /// A file whose markers give new values.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,15 +89,14 @@ pub(crate) fn plan_with(
     render: Render,
 ) -> Result<Plan, SettersError> {
     let (root, dir) = walk::resolve(root, update_path)?;
-    let candidates = walk::candidates(&root, &dir)?;
+    let outcomes = examine_tree(&root, &dir, setters, render)?;
     let mut plan = Plan {
         dir,
         ..Plan::default()
     };
     // Worked out on any thread; acted on here, in path order, so results,
     // logs and the first error are those of a walk one file after another.
-    for (i, outcome) in examine_all(&candidates, setters, render) {
-        let c = &candidates[i];
+    for (c, outcome) in outcomes {
         let target = c.target();
         // Relative to the update path; a file given as the update path is
         // named by its file name.
@@ -176,55 +175,72 @@ enum Outcome {
     Rewritten(Option<String>, Result<TextUpdate, TextError>),
 }
 
-/// Candidates handed out per grab: neighbours share a directory.
+/// Candidates handed out at a time: neighbours share a directory.
 const BLOCK: usize = 64;
-/// Fewer files than this per thread are not worth a thread.
-const MIN_PER_THREAD: usize = 256;
+/// A thread more for every so many files the walk has found.
+const PER_THREAD: usize = 256;
 const MAX_THREADS: usize = 4;
 
-/// The outcome of every candidate holding the marker bytes (or failing to
-/// read), by index into `candidates`, in order. Most of an update's time
-/// is the kernel opening and copying files, so the files are shared out
-/// among threads, up to one per core.
-fn examine_all(
-    candidates: &[walk::Candidate],
+/// The outcome of every candidate under `dir` that holds the marker bytes
+/// (or fails to read), in path order. Most of an update's time is the
+/// kernel listing, opening and copying files, so files are read while the
+/// walk goes on, shared out among threads, up to one per core.
+fn examine_tree(
+    root: &Path,
+    dir: &Path,
     setters: &Setters,
     render: Render,
-) -> Vec<(usize, Outcome)> {
-    let next = AtomicUsize::new(0);
+) -> Result<Vec<(walk::Candidate, Outcome)>, SettersError> {
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(MAX_THREADS);
+    // Batches of (walk order, candidate).
+    let (tx, rx) = mpsc::channel::<Vec<(usize, walk::Candidate)>>();
+    let rx = Mutex::new(rx);
     let work = || {
         let finder = memchr::memmem::Finder::new(PREFILTER);
         let mut buf = Vec::new();
         let mut found = Vec::new();
+        let mut parent = None;
         loop {
-            let start = next.fetch_add(BLOCK, Ordering::Relaxed);
-            let Some(block) = candidates.get(start..(start + BLOCK).min(candidates.len())) else {
-                break;
+            let batch = match rx.lock().unwrap_or_else(PoisonError::into_inner).recv() {
+                Ok(batch) => batch,
+                // The walk is over and every batch taken.
+                Err(_) => break,
             };
-            if block.is_empty() {
-                break;
-            }
-            for (i, c) in block.iter().enumerate() {
-                if let Some(o) = examine(c.target(), &mut buf, &finder, setters, render) {
-                    found.push((start + i, o));
+            for (i, c) in batch {
+                let file = open(&c, &mut parent);
+                if let Some(o) = examine(file, &mut buf, &finder, setters, render) {
+                    found.push((i, c, o));
                 }
             }
         }
         found
     };
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(MAX_THREADS)
-        .min(candidates.len() / MIN_PER_THREAD)
-        .max(1);
-    if threads == 1 {
-        return work();
-    }
     std::thread::scope(|s| {
-        // A thread that cannot be started leaves its share to the others.
-        let helpers: Vec<_> = (1..threads)
-            .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, work).ok())
-            .collect();
+        let mut helpers = Vec::new();
+        let mut batch = Vec::with_capacity(BLOCK);
+        let mut n = 0;
+        let walked = walk::each_candidate(root, dir, &mut |c| {
+            batch.push((n, c));
+            n += 1;
+            if batch.len() == BLOCK {
+                // `rx` outlives every send.
+                let _ = tx.send(std::mem::replace(&mut batch, Vec::with_capacity(BLOCK)));
+            }
+            // A thread that cannot be started leaves its share to the others.
+            if n % PER_THREAD == 0
+                && helpers.len() + 1 < threads
+                && let Ok(h) = std::thread::Builder::new().spawn_scoped(s, work)
+            {
+                helpers.push(h);
+            }
+        });
+        if !batch.is_empty() {
+            let _ = tx.send(batch);
+        }
+        // Ends the helpers' loops once the queue is empty.
+        drop(tx);
         let mut all = work();
         for h in helpers {
             match h.join() {
@@ -232,20 +248,62 @@ fn examine_all(
                 Err(panic) => std::panic::resume_unwind(panic),
             }
         }
-        all.sort_unstable_by_key(|(i, _)| *i);
-        all
+        // Walk order is path order, but for files reached through links.
+        if walked? {
+            all.sort_by(|a, b| a.1.path.cmp(&b.1.path));
+        } else {
+            all.sort_unstable_by_key(|(i, _, _)| *i);
+        }
+        Ok(all.into_iter().map(|(_, c, o)| (c, o)).collect())
     })
+}
+
+/// The directory a file was last opened from, open itself.
+#[cfg(unix)]
+type Parent = Option<(PathBuf, rustix::fd::OwnedFd)>;
+#[cfg(not(unix))]
+type Parent = Option<()>;
+
+/// Opens a candidate's file. A walked file is opened by name from its open
+/// directory, which its neighbours share: the kernel then looks up one
+/// name, not every directory of a long path, for each file.
+#[cfg(unix)]
+fn open(c: &walk::Candidate, parent: &mut Parent) -> std::io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    if c.target.is_none()
+        && let (Some(dir), Some(name)) = (c.path.parent(), c.path.file_name())
+    {
+        if parent.as_ref().is_none_or(|(p, _)| p != dir) {
+            let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC;
+            *parent = rustix::fs::open(dir, flags, Mode::empty())
+                .ok()
+                .map(|fd| (dir.to_path_buf(), fd));
+        }
+        if let Some((_, fd)) = parent
+            && let Ok(f) =
+                rustix::fs::openat(fd, name, OFlags::RDONLY | OFlags::CLOEXEC, Mode::empty())
+        {
+            return Ok(f.into());
+        }
+    }
+    // Also the way to an error worded as for any other open.
+    std::fs::File::open(c.target())
+}
+
+#[cfg(not(unix))]
+fn open(c: &walk::Candidate, _: &mut Parent) -> std::io::Result<std::fs::File> {
+    std::fs::File::open(c.target())
 }
 
 /// Reads one file and, if it holds the marker bytes, rewrites its text.
 fn examine(
-    target: &Path,
+    file: std::io::Result<std::fs::File>,
     buf: &mut Vec<u8>,
     finder: &memchr::memmem::Finder<'_>,
     setters: &Setters,
     render: Render,
 ) -> Option<Outcome> {
-    let len = match read_into(target, buf) {
+    let len = match file.and_then(|f| read_into(f, buf)) {
         Ok(len) => len,
         Err(e) => return Some(Outcome::ReadFailed(e)),
     };
@@ -274,8 +332,7 @@ fn examine(
 /// `File::read_to_end` first asks for the size (statx + lseek), doubling the
 /// syscalls of a large walk; `buf` keeps its length between files so it is
 /// zeroed only when it grows.
-fn read_into(path: &Path, buf: &mut Vec<u8>) -> std::io::Result<usize> {
-    let mut f = std::fs::File::open(path)?;
+fn read_into(mut f: std::fs::File, buf: &mut Vec<u8>) -> std::io::Result<usize> {
     let mut n = 0;
     loop {
         if n == buf.len() {
