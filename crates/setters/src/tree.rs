@@ -7,6 +7,7 @@ use crate::{
 };
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError, mpsc};
 
 /// A file whose markers give new values.
@@ -197,12 +198,14 @@ fn examine_tree(
     // Batches of (walk order, candidate).
     let (tx, rx) = mpsc::channel::<Vec<(usize, walk::Candidate)>>();
     let rx = Mutex::new(rx);
+    // Set when the walk failed: its error is the answer, the reads are moot.
+    let abandon = AtomicBool::new(false);
     let work = || {
         let finder = memchr::memmem::Finder::new(PREFILTER);
         let mut buf = Vec::new();
         let mut found = Vec::new();
         let mut parent = None;
-        loop {
+        while !abandon.load(Ordering::Relaxed) {
             let batch = match rx.lock().unwrap_or_else(PoisonError::into_inner).recv() {
                 Ok(batch) => batch,
                 // The walk is over and every batch taken.
@@ -239,6 +242,7 @@ fn examine_tree(
         if !batch.is_empty() {
             let _ = tx.send(batch);
         }
+        abandon.store(walked.is_err(), Ordering::Relaxed);
         // Ends the helpers' loops once the queue is empty.
         drop(tx);
         let mut all = work();
