@@ -6,6 +6,15 @@
 # Usage: bench/update.sh [N_FILES] [N_MARKED] [RUNS]
 # TAGWARDEN=path/to/binary measures that binary instead of building one
 # (to compare two builds on the same machine).
+#
+# Where the time goes (perf record, 100k files, Dec 2026): ~78% in the kernel
+# opening (path lookup, ext4_file_open), copying (_copy_to_iter) and closing
+# files, as for grep; the walk (getdents, sorting names) ~10%; parsing and
+# checking the 1% marked files ~8%; writing them ~5%. Files are read on up to
+# one thread per core while the walk goes on, so the ratio depends on the
+# other core being free: pinned to one core (taskset) it is ~1.0-1.05. At 1k
+# files the process start dominates: ~2 ms more than grep's, mostly the
+# dynamic linker relocating libssl/libcrypto, which the CLI links for git.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-10000}
