@@ -4,6 +4,17 @@
 # (M with markers), page cache warmed by one unmeasured grep. Each measured run
 # gets a fresh copy of the tree (update rewrites M files); the median is shown.
 # Usage: bench/update.sh [N_FILES] [N_MARKED] [RUNS]
+# TAGWARDEN=path/to/binary measures that binary instead of building one
+# (to compare two builds on the same machine).
+#
+# Where the time goes (perf record, 100k files, Dec 2026): ~78% in the kernel
+# opening (path lookup, ext4_file_open), copying (_copy_to_iter) and closing
+# files, as for grep; the walk (getdents, sorting names) ~10%; parsing and
+# checking the 1% marked files ~8%; writing them ~5%. Files are read on up to
+# one thread per core while the walk goes on, so the ratio depends on the
+# other core being free: pinned to one core (taskset) it is ~1.0-1.05. At 1k
+# files the process start dominates: ~2 ms more than grep's, mostly the
+# dynamic linker relocating libssl/libcrypto, which the CLI links for git.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-10000}
@@ -12,8 +23,12 @@ runs=${3:-5}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-cargo build --release -q -p tagwarden
-bin=${CARGO_TARGET_DIR:-target}/release/tagwarden
+if [ -n "${TAGWARDEN:-}" ]; then
+  bin=$TAGWARDEN
+else
+  cargo build --release -q -p tagwarden
+  bin=${CARGO_TARGET_DIR:-target}/release/tagwarden
+fi
 python3 bench/gen-tree.py "$work/tree" "$n" "$m"
 policy='flux-system/podinfo=ghcr.io/stefanprodan/podinfo:5.0.3'
 
@@ -49,4 +64,4 @@ changed=$(grep -rl 'podinfo:5.0.3\|tag: 5.0.3\|newTag: 5.0.3' "$work/copy" | wc 
 echo "files: $n  with markers: $found  rewritten by the last run: $changed  runs: $runs"
 echo "tagwarden update: ${ours_ms} ms (median), peak RSS $peak"
 echo "grep -rl '\"\$imagepolicy\"': ${base_ms} ms (median)"
-awk -v a="$ours_ms" -v b="$base_ms" 'BEGIN {printf "ratio tagwarden/grep: %.2f (goal <= 1.5)\n", a/b}'
+awk -v a="$ours_ms" -v b="$base_ms" 'BEGIN {printf "ratio tagwarden/grep: %.2f (goal <= 1.0)\n", a/b}'

@@ -403,7 +403,7 @@ pub(crate) fn rewrite(
     if memchr::memmem::find(text.as_bytes(), PREFILTER).is_none() {
         return Ok(out);
     }
-    let scan = find_markers(text)?;
+    let (scan, before) = locate::scan(text)?;
     let mut edits: Vec<Edit<'_>> = Vec::new();
     for m in &scan.markers {
         let new = match setters.lookup(&m.setter) {
@@ -489,7 +489,7 @@ pub(crate) fn rewrite(
         at = e.range.end;
     }
     new_text.push_str(&text[at..]);
-    verify(text, &new_text, &edits)?;
+    verify(&before, &new_text, &edits)?;
     out.text = Some(new_text);
     Ok(out)
 }
@@ -507,10 +507,15 @@ struct Edit<'a> {
 }
 
 /// Reads every new scalar back as go-yaml (YAML 1.1) would, then re-parses
-/// the new text (YAML 1.2): every event must equal the old one but for the
-/// edited scalars, which must now hold their new values. Guards the
-/// byte-level edit against ever changing a document's meaning for any reader.
-fn verify(old: &str, new: &str, edits: &[Edit<'_>]) -> Result<(), TextError> {
+/// the new text (YAML 1.2): every event must equal the old one (`before`,
+/// the old text's events) but for the edited scalars, which must now hold
+/// their new values. Guards the byte-level edit against ever changing a
+/// document's meaning for any reader.
+fn verify(
+    before: &[(yaml_rust2::parser::Event, yaml_rust2::scanner::Marker)],
+    new: &str,
+    edits: &[Edit<'_>],
+) -> Result<(), TextError> {
     use yaml_rust2::parser::Event;
     for e in edits {
         readback::check(&e.rendered, e.flow, e.value).map_err(|reason| TextError::Unsafe {
@@ -522,9 +527,7 @@ fn verify(old: &str, new: &str, edits: &[Edit<'_>]) -> Result<(), TextError> {
         line,
         reason: format!("internal error: the rewrite {what}"),
     };
-    let (_, old_body) = locate::strip_bom(old);
     let (_, new_body) = locate::strip_bom(new);
-    let before = locate::events(old_body)?;
     let after = locate::events(new_body).map_err(|e| fail(e.line, "does not parse"))?;
     if before.len() != after.len() {
         return Err(fail(1, "changes the document structure"));

@@ -159,8 +159,14 @@ struct Candidate {
 
 /// Finds every marked scalar value in `text` (a whole file, BOM and all).
 pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
+    scan(text).map(|(scan, _)| scan)
+}
+
+/// [`find_markers`], also giving the parser events of the text after its
+/// BOM, so the rewrite's check need not parse the old text a second time.
+pub(crate) fn scan(text: &str) -> Result<(Scan, Vec<(Event, Marker)>), YamlError> {
     let (bom, body) = strip_bom(text);
-    let evs = events(body)?;
+    let all = events(body)?;
     let c2b = CharToByte::new(body);
     let lines = Lines::new(text);
 
@@ -174,7 +180,7 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
     // First value scalar starting on each line: the one a head comment names.
     let mut first_value: HashMap<usize, usize> = HashMap::new();
 
-    let mut evs = evs.into_iter().enumerate().peekable();
+    let mut evs = all.iter().enumerate().peekable();
     while let Some((event, (ev, mark))) = evs.next() {
         match ev {
             Event::DocumentStart => documents.push(ObjectId::default()),
@@ -239,13 +245,13 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
                         expect_key, key, ..
                     }) = stack.last_mut()
                     {
-                        *key = Some(value);
+                        *key = Some(value.clone());
                         *expect_key = false;
                     }
                     continue;
                 }
                 first_value.entry(lines.line_of(start)).or_insert(start);
-                record_identity(&stack, &mut documents, &value);
+                record_identity(&stack, &mut documents, value);
                 // An empty plain value has no bytes to replace, and one glued
                 // to the token before it could merge with it: both are left
                 // alone. yaml-rust2 ends an anchor or tag at U+FEFF and starts
@@ -262,7 +268,7 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
                         range: start..end,
                         style,
                         flow,
-                        value,
+                        value: value.clone(),
                         document: documents.len().saturating_sub(1),
                         seq_item,
                     });
@@ -324,11 +330,14 @@ pub fn find_markers(text: &str) -> Result<Scan, YamlError> {
         .collect();
     unattached.dedup();
 
-    Ok(Scan {
-        documents,
-        markers,
-        unattached,
-    })
+    Ok((
+        Scan {
+            documents,
+            markers,
+            unattached,
+        },
+        all,
+    ))
 }
 
 /// Whether the scalar at `start` is separated from what precedes it, so new

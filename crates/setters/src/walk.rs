@@ -72,28 +72,31 @@ pub(crate) fn resolve(root: &Path, update_path: &str) -> Result<(PathBuf, PathBu
     Ok((root, real))
 }
 
-/// Candidate files under `dir` (a real path inside `root`), sorted by path.
-/// Directory symlinks are not followed; file symlinks are, when they stay
-/// inside the checkout (outside is an error), and dangling ones are skipped.
-pub(crate) fn candidates(root: &Path, dir: &Path) -> Result<Vec<Candidate>, SettersError> {
-    let mut files = Vec::new();
+/// Candidate files under `dir` (a real path inside `root`), handed to
+/// `found` as the walk meets them: by path, then the files reached through
+/// symlinks; returns whether there were any of those. Directory symlinks
+/// are not followed; file symlinks are, when they stay inside the checkout
+/// (outside is an error), and dangling ones are skipped.
+pub(crate) fn each_candidate(
+    root: &Path,
+    dir: &Path,
+    found: &mut dyn FnMut(Candidate),
+) -> Result<bool, SettersError> {
     if dir.is_file() {
         if dir.file_name().is_some_and(is_candidate_name) {
-            files.push(Candidate {
+            found(Candidate {
                 path: dir.to_path_buf(),
                 target: None,
             });
         }
-        return Ok(files);
+        return Ok(false);
     }
     let mut links = Vec::new();
-    walk_dir(dir, &mut files, &mut links)?;
-    if links.is_empty() {
-        return Ok(files);
-    }
+    walk_dir(dir, found, &mut links)?;
     // A link to a file the walk reads itself adds nothing; others are read
     // through the link, once.
     let mut seen = HashSet::new();
+    let mut linked = false;
     for link in links {
         let Ok(target) = link.canonicalize() else {
             tracing::debug!(file = %link.display(), "dangling symlink skipped");
@@ -108,48 +111,50 @@ pub(crate) fn candidates(root: &Path, dir: &Path) -> Result<Vec<Candidate>, Sett
                 && !rel.components().any(|c| c.as_os_str() == ".git")
         });
         if target.is_file() && !walked && seen.insert(target.clone()) {
-            files.push(Candidate {
+            linked = true;
+            found(Candidate {
                 path: link,
                 target: Some(target),
             });
         }
     }
-    files.sort_by(|a, b| a.path.cmp(&b.path));
-    Ok(files)
+    Ok(linked)
 }
 
 /// Depth first, entries by name, so files come out sorted by path without
 /// sorting 10,000 paths component by component.
 fn walk_dir(
     dir: &Path,
-    files: &mut Vec<Candidate>,
+    found: &mut dyn FnMut(Candidate),
     links: &mut Vec<PathBuf>,
 ) -> Result<(), SettersError> {
     let walk_err = |source| SettersError::Walk {
         path: dir.to_path_buf(),
         source,
     };
-    let mut entries = std::fs::read_dir(dir)
-        .map_err(walk_err)?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(walk_err)?;
-    entries.sort_by_key(|e| e.file_name());
-    for entry in entries {
+    // Names taken once: sorting by `DirEntry::file_name` would allocate two
+    // of them per comparison.
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(walk_err)? {
+        let entry = entry.map_err(walk_err)?;
+        entries.push((entry.file_name(), entry));
+    }
+    entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    for (name, entry) in entries {
         let kind = entry.file_type().map_err(walk_err)?;
-        let name = entry.file_name();
         if kind.is_dir() {
             if name != ".git" {
-                walk_dir(&entry.path(), files, links)?;
+                walk_dir(&dir.join(&name), found, links)?;
             }
         } else if !is_candidate_name(&name) {
             continue;
         } else if kind.is_file() {
-            files.push(Candidate {
-                path: entry.path(),
+            found(Candidate {
+                path: dir.join(&name),
                 target: None,
             });
         } else if kind.is_symlink() {
-            links.push(entry.path());
+            links.push(dir.join(&name));
         }
     }
     Ok(())

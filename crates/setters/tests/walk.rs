@@ -179,3 +179,82 @@ fn files_that_are_not_text_are_reported_and_skipped() {
     );
     assert_eq!(std::fs::read(root.join("bin.yaml")).expect("read"), bytes);
 }
+
+#[test]
+fn a_large_tree_is_read_once_and_only_files_with_the_marker_bytes_are_parsed_or_written() {
+    // Enough files that the reads are shared among threads.
+    let tmp = TempDir::new("walk-large");
+    let root = tmp.path();
+    let plain =
+        "apiVersion: v1\nkind: ConfigMap\ndata:\n  image: ghcr.io/stefanprodan/podinfo:5.0.0\n";
+    // Would be skipped as not YAML, or not UTF-8, if it were parsed.
+    let broken_unmarked = "a: [1\nb: 'open\n\t- x: : y\n";
+    let binary_unmarked = b"a: 1\n\xff\xfe image: x\n";
+    // The marker bytes in places that mark nothing: a comment above
+    // `key: value` (the key's, as in Flux) and inside a block scalar.
+    let comment_only = "# {\"$imagepolicy\": \"flux-system:podinfo\"}\nimage: ghcr.io/stefanprodan/podinfo:5.0.0\n";
+    let in_block = "note: |\n  image: x # {\"$imagepolicy\": \"flux-system:podinfo\"}\nimage: ghcr.io/stefanprodan/podinfo:5.0.0\n";
+    let broken_marked = "a: [1\nimage: x # {\"$imagepolicy\": \"flux-system:podinfo\"}\n";
+    let mut marked = Vec::new();
+    let mut skipped = Vec::new();
+    let mut left = Vec::new();
+    for i in 0..1500 {
+        let rel = format!("apps/d{:02}/f{i:04}.yaml", i / 100);
+        let text: &[u8] = match i % 150 {
+            7 => MARKED.as_bytes(),
+            20 => broken_unmarked.as_bytes(),
+            21 => binary_unmarked,
+            33 => comment_only.as_bytes(),
+            34 => in_block.as_bytes(),
+            99 => broken_marked.as_bytes(),
+            _ => plain.as_bytes(),
+        };
+        match i % 150 {
+            7 => marked.push(rel.clone()),
+            99 => skipped.push(rel.clone()),
+            _ => left.push((rel.clone(), text)),
+        }
+        let p = root.join(&rel);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(&p, text).expect("write");
+    }
+    // Every file dated in the past: a file written anew would show it.
+    let past = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
+    for (rel, _) in &left {
+        std::fs::File::options()
+            .write(true)
+            .open(root.join(rel))
+            .and_then(|f| f.set_modified(past))
+            .expect("set mtime");
+    }
+
+    // One directory walked alone (a single thread) agrees with the whole.
+    assert_eq!(changed(root, "apps/d00"), ["f0007.yaml"]);
+    let r = apply(root, ".", &setters()).expect("apply");
+    let paths: Vec<String> = r.files.iter().map(|f| slash_path(&f.path)).collect();
+    assert_eq!(paths, marked);
+    assert_eq!(r.change_count(), 10);
+    let skipped_paths: Vec<String> = r.skipped.iter().map(|s| slash_path(&s.path)).collect();
+    assert_eq!(skipped_paths, skipped);
+    assert!(
+        r.skipped.iter().all(|s| s.error.line == 2),
+        "{:?}",
+        r.skipped
+    );
+    for rel in &marked {
+        assert_eq!(
+            std::fs::read_to_string(root.join(rel)).expect("read"),
+            UPDATED
+        );
+    }
+    for (rel, text) in &left {
+        let p = root.join(rel);
+        assert_eq!(&std::fs::read(&p).expect("read"), text, "{rel}");
+        let mtime = std::fs::metadata(&p)
+            .and_then(|m| m.modified())
+            .expect("mtime");
+        assert_eq!(mtime, past, "{rel} was written");
+    }
+    // A second run has nothing left to do.
+    assert_eq!(changed(root, "."), Vec::<String>::new());
+}
