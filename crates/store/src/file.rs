@@ -149,7 +149,9 @@ impl FileStore {
 }
 
 impl Drop for FileStore {
-    /// What only memory holds reaches the disk on a clean stop.
+    /// What only memory holds reaches the disk on a clean stop, and the
+    /// file gives back the pages rewrites left free (tag lists and statuses
+    /// are rewritten in place all day; without this the file only grows).
     fn drop(&mut self) {
         let synced = (|| {
             let tx = self.db.begin_write().ok()?;
@@ -157,6 +159,18 @@ impl Drop for FileStore {
         })();
         if synced.is_none() {
             tracing::warn!(dir = %self.dir.display(), "state not synced to disk at stop");
+            return;
+        }
+        // Bounded: each round moves pages towards the start of the file.
+        for _ in 0..8 {
+            match self.db.compact() {
+                Ok(true) => {}
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::debug!(error = %e, "state file not compacted");
+                    break;
+                }
+            }
         }
     }
 }
