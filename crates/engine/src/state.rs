@@ -121,11 +121,34 @@ fn encode(tags: &[String]) -> Vec<u8> {
         coded.push(b'\n');
         prev = t;
     }
-    let mut z =
-        flate2::write::DeflateEncoder::new(DEFLATE.to_vec(), flate2::Compression::default());
-    // Writing into a Vec cannot fail.
-    let _ = z.write_all(&coded);
-    z.finish().unwrap_or_default()
+    // One compressor per thread, reset between lists: a new one per list
+    // allocates its few hundred KiB of state each time, which glibc keeps
+    // as fragments (RSS grew to 1.2 GiB over a 10,000-list first pass).
+    thread_local! {
+        static DEFLATER: std::cell::RefCell<flate2::Compress> = std::cell::RefCell::new(
+            flate2::Compress::new(flate2::Compression::default(), false),
+        );
+    }
+    DEFLATER.with(|z| {
+        let mut z = z.borrow_mut();
+        z.reset();
+        let mut out = Vec::with_capacity(DEFLATE.len() + coded.len() / 2 + 64);
+        out.extend_from_slice(DEFLATE);
+        // Bounded: every round either ends the stream or doubles the room.
+        for _ in 0..64 {
+            let done = usize::try_from(z.total_in()).map_or(coded.len(), |n| n.min(coded.len()));
+            match z.compress_vec(&coded[done..], &mut out, flate2::FlushCompress::Finish) {
+                Ok(flate2::Status::StreamEnd) => return out,
+                Ok(_) => out.reserve(out.capacity()),
+                Err(_) => break,
+            }
+        }
+        // The compressor failed: keep the list uncompressed instead.
+        let mut z =
+            flate2::write::DeflateEncoder::new(DEFLATE.to_vec(), flate2::Compression::none());
+        let _ = z.write_all(&coded);
+        z.finish().unwrap_or_default()
+    })
 }
 
 /// The tags of a front-coded list; `None` when it is not one we wrote.
@@ -314,6 +337,19 @@ mod tests {
             e.to_string(),
             "state record taglist/l3 unreadable: invalid tag 'x y'"
         );
+    }
+
+    /// The compressor is reused per thread: nothing of one list may leak
+    /// into the next.
+    #[test]
+    fn a_reused_compressor_encodes_each_list_on_its_own() {
+        let big = semver_tags(20_000);
+        let small = vec!["v2".to_string(), "v1".to_string()];
+        let first = encode(&small);
+        let _ = encode(&big);
+        assert_eq!(encode(&small), first);
+        assert_eq!(decode("k", &encode(&big)).expect("decode"), big);
+        assert_eq!(decode("k", &first).expect("decode"), small);
     }
 
     #[test]
