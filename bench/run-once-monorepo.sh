@@ -63,7 +63,7 @@ done > "$work/curl.cfg"
 reset_repo() { rm -rf "$work/repo.git" "$work/clone" "$work/lists"; cp -r "$work/pristine.git" "$work/repo.git"; mkdir -p "$work/lists"; }
 check() {
   local got
-  got=$(git -C "$work/repo.git" show "main:apps/app-$p.yaml" | grep -c "0.99.99 #" || true)
+  got=$(git -C "$work/repo.git" show "main:apps/app-$p.yaml" | grep -c "0.9.99 #" || true)
   [ "$got" = 1 ] || { echo "the run did not push the update" >&2; exit 1; }
 }
 ours() { reset_repo; "$bin" run --once -f "$work/flux.yaml" >/dev/null 2>"$work/ours.log"; check; }
