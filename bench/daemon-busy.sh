@@ -24,6 +24,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+source bench/lib.sh
 
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p tagwarden
@@ -31,12 +32,7 @@ cargo build --release -q -p tagwarden-testkit --example serve-registry
 bin=$target/release/tagwarden
 coproc REG { exec "$target/release/examples/serve-registry" 100 "$slow" "$delay"; }
 read -r host repo slow_host <&"${REG[0]}"
-export GIT_CONFIG_NOSYSTEM=1 HOME=$work
-git config --global user.name bench && git config --global user.email bench@example.com
-git config --global init.defaultBranch main
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ticks=$(getconf CLK_TCK)
-cpu_ms() { awk -v t="$ticks" '{print int(($14 + $15) * 1000 / t)}' "/proc/$1/stat"; }
+bench_git_home "$work"
 manifest=$(curl -sf -H 'Accept: application/vnd.docker.distribution.manifest.v2+json' "http://$host/v2/$repo/manifests/0.0.0")
 
 # One daemon over N slow repositories; prints the median latency in ms.

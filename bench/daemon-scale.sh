@@ -22,6 +22,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+source bench/lib.sh
 
 target=${CARGO_TARGET_DIR:-target}
 cargo build --release -q -p tagwarden
@@ -29,9 +30,6 @@ cargo build --release -q -p tagwarden-testkit --example serve-registry
 bin=$target/release/tagwarden
 coproc REG { exec "$target/release/examples/serve-registry" "$n_tags" "$n"; }
 read -r host repo <&"${REG[0]}"
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-ticks=$(getconf CLK_TCK)
-cpu_ms() { awk -v t="$ticks" '{print int(($14 + $15) * 1000 / t)}' "/proc/$1/stat"; }
 rss_kb() { awk '/VmRSS/ {print $2}' "/proc/$1/status"; }
 scans() {
   curl -sf "http://127.0.0.1:$port/metrics" |

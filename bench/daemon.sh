@@ -19,16 +19,14 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+source bench/lib.sh
 
 cargo build --release -q -p tagwarden
 cargo build --release -q -p tagwarden-testkit --example serve-registry
 bin=$PWD/target/release/tagwarden
 coproc REG { exec target/release/examples/serve-registry "$n_tags"; }
 read -r host repo <&"${REG[0]}"
-export GIT_CONFIG_NOSYSTEM=1 HOME=$work
-git config --global user.name bench && git config --global user.email bench@example.com
-git config --global init.defaultBranch main
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+bench_git_home "$work"
 wait_ready() { for _ in $(seq 600); do curl -sf "http://127.0.0.1:$1/readyz" >/dev/null && return 0; sleep 0.1; done; echo "daemon not ready" >&2; exit 1; }
 
 # --- (1) webhook latency --------------------------------------------------

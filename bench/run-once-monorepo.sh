@@ -22,9 +22,7 @@ cargo build --release -q -p tagwarden-testkit --example serve-registry
 bin=$PWD/$target/release/tagwarden
 coproc REG { exec "$target/release/examples/serve-registry" 1000 "$p"; }
 read -r host repo <&"${REG[0]}"
-export GIT_CONFIG_NOSYSTEM=1 HOME=$work
-git config --global user.name bench && git config --global user.email bench@example.com
-git config --global init.defaultBranch main
+bench_git_home "$work"
 
 python3 bench/gen-tree.py "$work/seed/plain" "$((n - p))" 0 >/dev/null
 mkdir -p "$work/seed/apps"

@@ -17,9 +17,8 @@ bin=$PWD/target/release/tagwarden
 coproc REG { exec target/release/examples/serve-registry 50; }
 read -r host repo <&"${REG[0]}"
 
-export GIT_CONFIG_NOSYSTEM=1 HOME=$work
-git config --global user.name bench && git config --global user.email bench@example.com
-git config --global init.defaultBranch main
+source bench/lib.sh
+bench_git_home "$work"
 
 # A pristine repository with one marked Deployment.
 git init -q --bare "$work/pristine.git"
