@@ -108,6 +108,9 @@ fn podinfo_getting_started_end_to_end() {
                 "clusters/my-cluster/other.yaml",
                 "a: 1 # {\"$imagepolicy\": \"apps:web\"}\n",
             ),
+            // Outside update.path: not checked out, kept as they are.
+            ("README.md", "# fleet\n"),
+            ("infra/podinfo.yaml", &deployment),
         ],
     );
     let dir = TempDir::new("run-once");
@@ -160,6 +163,13 @@ fn podinfo_getting_started_end_to_end() {
         bare.show("main", "clusters/my-cluster/other.yaml"),
         "a: 1 # {\"$imagepolicy\": \"apps:web\"}"
     );
+    assert_eq!(
+        tagwarden_testkit::git(&bare.path(), &["diff", "--name-only", "main~1", "main"]),
+        "clusters/my-cluster/podinfo-deployment.yaml",
+        "the commit holds only the file the update wrote"
+    );
+    assert_eq!(bare.show("main", "README.md"), "# fleet");
+    assert_eq!(bare.show("main", "infra/podinfo.yaml") + "\n", deployment);
 
     // Second run: nothing to do, no commit.
     let before = bare.log("main", "%H").len();

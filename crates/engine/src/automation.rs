@@ -565,6 +565,7 @@ fn update_and_push(
                 dir: dir.path(),
                 timeout: repo.timeout,
                 rebuild: to.rebuild,
+                sparse: Some(&auto.update_path),
             })
             .map_err(Failure::git)?;
         tracing::debug!(url = %tagwarden_api::redact::url(&repo.url), ms = started.elapsed().as_millis() as u64, "checked out");
@@ -613,7 +614,17 @@ fn update_and_push(
             let message = crate::message::render_with(auto.message_template.as_deref(), &data)
                 .map_err(|e| Failure::new("InvalidCommitTemplate", e, true))?;
             let commit = ws
-                .commit(&auto.author_name, &auto.author_email, &message, signer)
+                .commit(
+                    &auto.author_name,
+                    &auto.author_email,
+                    &message,
+                    signer,
+                    &result
+                        .files
+                        .iter()
+                        .map(|f| f.target.clone())
+                        .collect::<Vec<_>>(),
+                )
                 .map_err(Failure::git)?;
             let Some(commit) = commit else {
                 return Ok(Done::UpToDate {

@@ -4,7 +4,7 @@
 
 use crate::{Checkout, GitAuth, GitError, Signer};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// Where and how to open a working copy.
@@ -23,6 +23,9 @@ pub struct OpenRequest<'a> {
     /// the checkout every time and replace the remote branch, leased on the
     /// tip fetched.
     pub rebuild: bool,
+    /// Check out only this path (the automation's `update.path`) when the
+    /// tree allows it; `None` or `.`: everything.
+    pub sparse: Option<&'a str>,
 }
 
 /// A Git implementation: opens working copies. Blocking.
@@ -42,14 +45,16 @@ pub trait Worktree {
     /// `<branch>@sha1:<commit>`.
     fn revision(&self) -> String;
 
-    /// Commits every change in the working tree, signed when `signer` is
-    /// given; `None` when nothing changed. The commit id as hex.
+    /// Commits `files` (the paths the update wrote, in the working tree)
+    /// on top of where the work started, signed when `signer` is given;
+    /// `None` when nothing changed. The commit id as hex.
     fn commit(
         &self,
         name: &str,
         email: &str,
         message: &str,
         signer: Option<&Signer>,
+        files: &[PathBuf],
     ) -> Result<Option<String>, GitError>;
 
     /// Pushes the branch (and `extra_refspec`), replacing only the tip we

@@ -62,6 +62,11 @@ pub struct Workspace {
     /// the checkout each run, and replaced, still only if its tip is the one
     /// we fetched.
     rebuild: bool,
+    /// `update.path` (slash-separated, inside the checkout) when only it is
+    /// checked out; `None`: the whole tree.
+    sparse: Option<String>,
+    /// The working tree's real path, to name committed files relative to it.
+    real_workdir: PathBuf,
 }
 
 const REMOTE: &str = "origin";
@@ -89,6 +94,20 @@ impl Workspace {
         auth: &GitAuth,
         dir: &Path,
     ) -> Result<Workspace, GitError> {
+        Workspace::open_sparse(url, checkout, push_branch, auth, dir, None)
+    }
+
+    /// [`Workspace::open`], checking out only `sparse` (an update path,
+    /// as Flux's `GitSparseCheckout`) when the tree allows it: see
+    /// [`Workspace::sparse_path`]. Commit with [`Workspace::commit_files`].
+    pub fn open_sparse(
+        url: &str,
+        checkout: &Checkout,
+        push_branch: Option<&str>,
+        auth: &GitAuth,
+        dir: &Path,
+        sparse: Option<&str>,
+    ) -> Result<Workspace, GitError> {
         let clone_err = |e: git2::Error| GitError::Clone {
             url: url.to_string(),
             message: e.message().to_string(),
@@ -101,6 +120,10 @@ impl Workspace {
             .map_err(GitError::Config)?;
         let repo = Repository::init(dir).map_err(clone_err)?;
         repo.remote(REMOTE, url).map_err(clone_err)?;
+        let real_workdir = dir.canonicalize().map_err(|e| GitError::Clone {
+            url: url.to_string(),
+            message: format!("{}: {e}", dir.display()),
+        })?;
         let push_branch = match (push_branch, checkout) {
             (Some(p), _) => p.to_string(),
             (None, Checkout::Branch(b)) => b.clone(),
@@ -123,6 +146,8 @@ impl Workspace {
             ca_error: RefCell::new(None),
             start: Oid::zero(),
             rebuild: false,
+            sparse: sparse.and_then(normal_path),
+            real_workdir,
         };
         let start = ws.resolve_checkout(checkout)?;
         ws.start = start;
@@ -420,17 +445,25 @@ impl Workspace {
             .reference(&refname, oid, true, "tagwarden: start from remote tip")
             .map_err(err)?;
         self.repo.set_head(&refname).map_err(err)?;
+        let tree = commit.tree().map_err(err)?;
+        let only = self
+            .sparse
+            .as_deref()
+            .and_then(|p| sparse_path(&self.repo, &tree, p));
+        let mut checkout = git2::build::CheckoutBuilder::new();
+        checkout.force().remove_untracked(true);
+        if let Some(path) = &only {
+            // Exact paths: a `*` in a folder name is not a pattern.
+            checkout.path(path).disable_pathspec_match(true);
+        }
         self.repo
             .reset(
                 commit.as_object(),
                 git2::ResetType::Hard,
-                Some(
-                    git2::build::CheckoutBuilder::new()
-                        .force()
-                        .remove_untracked(true),
-                ),
+                Some(&mut checkout),
             )
             .map_err(err)?;
+        tracing::debug!(commit = %oid, sparse = ?only, "checked out");
         self.base = oid;
         Ok(())
     }
@@ -450,6 +483,13 @@ impl Workspace {
         signer: Option<&Signer>,
     ) -> Result<Option<Oid>, GitError> {
         let err = |e: git2::Error| GitError::Commit(e.message().to_string());
+        if self.sparse.is_some() {
+            // Files outside the sparse path are absent, not deleted.
+            return Err(GitError::Commit(
+                "a sparse checkout commits the files it wrote (commit_files), not its whole tree"
+                    .into(),
+            ));
+        }
         let mut index = self.repo.index().map_err(err)?;
         index
             .add_all(["*"], IndexAddOption::DEFAULT, None)
@@ -457,6 +497,64 @@ impl Workspace {
         index.update_all(["*"], None).map_err(err)?;
         index.write().map_err(err)?;
         let tree_id = index.write_tree().map_err(err)?;
+        self.commit_tree(tree_id, name, email, message, signer)
+    }
+
+    /// Commits `files` (paths in the working tree, as written) on top of
+    /// where the work started, every other path as it was: nothing else is
+    /// read, so a big checkout costs only what changed, and a sparse one
+    /// keeps what it did not check out. `None` when nothing changed.
+    pub fn commit_files(
+        &self,
+        name: &str,
+        email: &str,
+        message: &str,
+        signer: Option<&Signer>,
+        files: &[PathBuf],
+    ) -> Result<Option<Oid>, GitError> {
+        let err = |e: git2::Error| GitError::Commit(e.message().to_string());
+        let base = self
+            .repo
+            .find_commit(self.base)
+            .and_then(|c| c.tree())
+            .map_err(err)?;
+        let mut update = git2::build::TreeUpdateBuilder::new();
+        for file in files {
+            let rel = file
+                .strip_prefix(&self.real_workdir)
+                .or_else(|_| file.strip_prefix(self.workdir()))
+                .ok()
+                .and_then(|r| normal_path(&r.to_string_lossy()))
+                .filter(|r| r != ".")
+                .ok_or_else(|| {
+                    GitError::Commit(format!("{} is not inside the checkout", file.display()))
+                })?;
+            // Keep an executable bit; anything else written is a plain file.
+            let mode = match base.get_path(Path::new(&rel)).map(|e| e.filemode()) {
+                Ok(0o100755) => git2::FileMode::BlobExecutable,
+                _ => git2::FileMode::Blob,
+            };
+            // From the working tree's path, so .gitattributes filters apply
+            // as `git add` would.
+            let blob = self
+                .repo
+                .blob_path(&self.workdir().join(&rel))
+                .map_err(err)?;
+            update.upsert(rel.as_str(), blob, mode);
+        }
+        let tree_id = update.create_updated(&self.repo, &base).map_err(err)?;
+        self.commit_tree(tree_id, name, email, message, signer)
+    }
+
+    fn commit_tree(
+        &self,
+        tree_id: Oid,
+        name: &str,
+        email: &str,
+        message: &str,
+        signer: Option<&Signer>,
+    ) -> Result<Option<Oid>, GitError> {
+        let err = |e: git2::Error| GitError::Commit(e.message().to_string());
         let parent = self.repo.find_commit(self.base).map_err(err)?;
         if parent.tree_id() == tree_id {
             return Ok(None);
@@ -682,13 +780,76 @@ impl Workspace {
     }
 }
 
+/// `a/./b//c` as `a/b/c`, `.` for the root; `None` for a path that leaves
+/// it (`..` past the top, absolute).
+fn normal_path(path: &str) -> Option<String> {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in Path::new(path).components() {
+        match c {
+            std::path::Component::Normal(p) => parts.push(p.to_str()?),
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                parts.pop()?;
+            }
+            _ => return None,
+        }
+    }
+    Some(if parts.is_empty() {
+        ".".to_string()
+    } else {
+        parts.join("/")
+    })
+}
+
+/// How deep a sparse path's subtree is searched for symlinks.
+const SPARSE_MAX_ENTRIES: usize = 1 << 20;
+
+/// What to check out of `tree` for an update under `path`: the path itself
+/// when it is a folder or regular file reached without symlinks and holding
+/// none (a file symlink there may lead anywhere in the checkout, and the
+/// setters follow it); `None` for the whole tree.
+fn sparse_path(repo: &Repository, tree: &git2::Tree<'_>, path: &str) -> Option<String> {
+    const LINK: i32 = 0o120000;
+    // libgit2 reads these as pattern syntax even with exact matching on,
+    // and would check out nothing.
+    if path == "." || path.starts_with('!') || path.contains(['*', '?', '[', '\\']) {
+        return None;
+    }
+    // Every folder on the way is a real tree: get_path fails through a link.
+    let entry = tree.get_path(Path::new(path)).ok()?;
+    match entry.kind() {
+        Some(git2::ObjectType::Blob) if entry.filemode() != LINK => Some(path.to_string()),
+        Some(git2::ObjectType::Tree) => {
+            let sub = entry.to_object(repo).ok()?.peel_to_tree().ok()?;
+            let mut seen = 0usize;
+            let mut clean = true;
+            // An abort reads as an error here; `clean` says why it stopped.
+            let _ = sub.walk(git2::TreeWalkMode::PreOrder, |_, e| {
+                seen += 1;
+                // A link, a submodule, or a tree too big to vouch for.
+                if e.filemode() == LINK
+                    || e.kind() == Some(git2::ObjectType::Commit)
+                    || seen > SPARSE_MAX_ENTRIES
+                {
+                    clean = false;
+                    return git2::TreeWalkResult::Abort;
+                }
+                git2::TreeWalkResult::Ok
+            });
+            clean.then(|| path.to_string())
+        }
+        _ => None,
+    }
+}
+
 /// The libgit2 implementation of [`crate::GitRemote`].
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Git2;
 
 impl crate::GitRemote for Git2 {
     fn open(&self, r: &crate::OpenRequest<'_>) -> Result<Box<dyn crate::Worktree>, GitError> {
-        let mut ws = Workspace::open(r.url, r.checkout, r.push_branch, r.auth, r.dir)?;
+        let mut ws =
+            Workspace::open_sparse(r.url, r.checkout, r.push_branch, r.auth, r.dir, r.sparse)?;
         if let Some(t) = r.timeout.filter(|t| !t.is_zero()) {
             ws.set_timeout(t);
         }
@@ -718,9 +879,10 @@ impl crate::Worktree for Workspace {
         email: &str,
         message: &str,
         signer: Option<&Signer>,
+        files: &[PathBuf],
     ) -> Result<Option<String>, GitError> {
         Ok(self
-            .commit_signed(name, email, message, signer)?
+            .commit_files(name, email, message, signer, files)?
             .map(|oid| oid.to_string()))
     }
 

@@ -149,6 +149,8 @@ pub struct ObjectChanges {
 pub struct FileChanges {
     /// Relative to the update path.
     pub path: PathBuf,
+    /// The file written: the real path, a symlink resolved.
+    pub target: PathBuf,
     pub objects: Vec<ObjectChanges>,
 }
 

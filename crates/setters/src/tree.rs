@@ -52,6 +52,7 @@ impl Plan {
                 .iter()
                 .map(|f| FileChanges {
                     path: f.path.clone(),
+                    target: f.target.clone(),
                     objects: f.objects.clone(),
                 })
                 .collect(),
