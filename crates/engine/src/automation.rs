@@ -579,6 +579,11 @@ fn update_and_push(
         for attempt in 1..=PUSH_ATTEMPTS {
             let result = tagwarden_setters::apply(ws.workdir(), &auto.update_path, &setters)
                 .map_err(|e| Failure::new("UpdateFailed", e.to_string(), !e.is_transient()))?;
+            tracing::debug!(
+                ms = started.elapsed().as_millis() as u64,
+                files = result.files.len(),
+                "markers set"
+            );
             for s in &result.skipped {
                 tracing::warn!(file = %s.path.display(), line = s.error.line, error = %s.error.message, "file skipped: not valid YAML");
             }
@@ -613,6 +618,10 @@ fn update_and_push(
             let data = crate::message::data(auto, &result, policies);
             let message = crate::message::render_with(auto.message_template.as_deref(), &data)
                 .map_err(|e| Failure::new("InvalidCommitTemplate", e, true))?;
+            tracing::debug!(
+                ms = started.elapsed().as_millis() as u64,
+                "message rendered"
+            );
             let commit = ws
                 .commit(
                     &auto.author_name,

@@ -18,6 +18,8 @@
 mod ca;
 mod known_hosts;
 #[cfg(feature = "git2")]
+mod pack;
+#[cfg(feature = "git2")]
 mod push;
 mod remote;
 mod sign;
