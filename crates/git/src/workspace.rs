@@ -453,9 +453,12 @@ impl Workspace {
             .and_then(|p| sparse_path(&self.repo, &tree, p));
         let mut checkout = git2::build::CheckoutBuilder::new();
         checkout.force().remove_untracked(true);
-        if let Some(path) = &only {
+        if let Some(paths) = &only {
             // Exact paths: a `*` in a folder name is not a pattern.
-            checkout.path(path).disable_pathspec_match(true);
+            checkout.disable_pathspec_match(true);
+            for path in paths {
+                checkout.path(path);
+            }
         }
         self.repo
             .reset(
@@ -861,8 +864,27 @@ const SPARSE_MAX_ENTRIES: usize = 1 << 20;
 /// What to check out of `tree` for an update under `path`: the path itself
 /// when it is a folder or regular file reached without symlinks and holding
 /// none (a file symlink there may lead anywhere in the checkout, and the
-/// setters follow it); `None` for the whole tree.
-fn sparse_path(repo: &Repository, tree: &git2::Tree<'_>, path: &str) -> Option<String> {
+/// setters follow it), and the `.gitattributes` of the folders above it
+/// (checkout filters read them from the working tree); `None` for the
+/// whole tree.
+fn sparse_path(repo: &Repository, tree: &git2::Tree<'_>, path: &str) -> Option<Vec<String>> {
+    let mut paths = vec![sparse_root(repo, tree, path)?];
+    let mut above = String::new();
+    for part in path.split('/') {
+        let attrs = format!("{above}.gitattributes");
+        if tree
+            .get_path(Path::new(&attrs))
+            .is_ok_and(|e| e.kind() == Some(git2::ObjectType::Blob) && e.filemode() != 0o120000)
+        {
+            paths.push(attrs);
+        }
+        above.push_str(part);
+        above.push('/');
+    }
+    Some(paths)
+}
+
+fn sparse_root(repo: &Repository, tree: &git2::Tree<'_>, path: &str) -> Option<String> {
     const LINK: i32 = 0o120000;
     // libgit2 reads these as pattern syntax even with exact matching on,
     // and would check out nothing.

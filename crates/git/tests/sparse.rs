@@ -270,3 +270,41 @@ fn a_refresh_after_a_lost_race_stays_sparse_and_keeps_their_commit_over_http() {
     assert_eq!(bare.show("main", "infra/big.yaml"), "x: 2");
     assert!(bare.show("main", "apps/deploy.yaml").contains("5.0.3"));
 }
+
+/// `.gitattributes` outside the sparse path still applies both ways: the
+/// file is checked out with CRLF and committed normalized, as `git add`.
+#[test]
+fn gitattributes_filters_apply_to_a_sparse_checkout_and_its_commit() {
+    let bare = BareRepo::new(
+        "main",
+        &[
+            (".gitattributes", "*.yaml text eol=crlf\n"),
+            ("apps/.gitattributes", "*.yml text eol=crlf\n"),
+            ("apps/other.yaml", DEPLOY),
+            ("apps/prod/deploy.yaml", DEPLOY),
+            ("apps/prod/deploy.yml", DEPLOY),
+        ],
+    );
+    let dir = TempDir::new("sparse-attrs");
+    let ws = open(&bare.url(), "apps/prod", &dir);
+    assert!(ws.path(".gitattributes").is_file() && !ws.path("apps/other.yaml").exists());
+    assert!(ws.path("apps/.gitattributes").is_file());
+    for file in ["apps/prod/deploy.yaml", "apps/prod/deploy.yml"] {
+        let checked_out = std::fs::read(ws.path(file)).expect("read");
+        assert!(checked_out.ends_with(b"\r\n"), "{file}: {checked_out:?}");
+    }
+    let changed = edit(&ws, "apps/prod/deploy.yaml");
+    ws.commit_files("bot", "bot@example.com", "crlf", None, &[changed])
+        .expect("commit")
+        .expect("a change");
+    ws.push(None, &BTreeMap::new()).expect("push");
+    let blob = git(
+        &bare.path(),
+        &["cat-file", "blob", "main:apps/prod/deploy.yaml"],
+    );
+    assert!(blob.contains("5.0.3") && !blob.contains('\r'), "{blob:?}");
+    assert_eq!(
+        git(&bare.path(), &["diff", "--name-only", "main~1", "main"]),
+        "apps/prod/deploy.yaml"
+    );
+}
