@@ -16,7 +16,7 @@ use kube::api::{Api, ApiResource, DynamicObject, Patch, PatchParams};
 use kube::runtime::WatchStreamExt;
 use kube::runtime::events::{Event as KubeEvent, EventType as KubeEventType, Recorder, Reporter};
 use kube::runtime::watcher;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -545,19 +545,20 @@ pub async fn run(
         Some(le) => Some(leader::acquire(client.clone(), le.clone()).await?),
         None => None,
     };
-    let recorder = Recorder::new(
+    let recorders = Recorders::new(
         client.clone(),
         Reporter {
             controller: "tagwarden".into(),
             instance: Some(config.instance.clone()),
         },
+        EVENT_SERIES_OBJECTS,
     );
     let mut driver = Driver {
         client,
         cache,
         ctx,
         metrics,
-        recorder,
+        recorders,
         queue: Queue::new(Slots::new(config.concurrent), config.backoff, 1),
         config,
         running: HashSet::new(),
@@ -614,12 +615,64 @@ pub async fn run(
     Ok(())
 }
 
+/// Objects whose Events are aggregated into series (count, last seen), as
+/// client-go's correlator keeps 4,096 keys: kube's Recorder keeps every
+/// Event it sent for its TTL and walks them all on each publish, so one
+/// Recorder for 10,000 objects held ~35 MB and cost O(n) per Event. One
+/// Recorder per object, the least recently used dropped past this bound.
+const EVENT_SERIES_OBJECTS: usize = 1024;
+
+/// Per-object Event recorders, bounded.
+struct Recorders {
+    client: kube::Client,
+    reporter: Reporter,
+    by_id: HashMap<ObjectId, (Recorder, u64)>,
+    tick: u64,
+    cap: usize,
+}
+
+impl Recorders {
+    fn new(client: kube::Client, reporter: Reporter, cap: usize) -> Recorders {
+        Recorders {
+            client,
+            reporter,
+            by_id: HashMap::new(),
+            tick: 0,
+            cap: cap.max(1),
+        }
+    }
+
+    /// The recorder of `id`'s Events; the same one while `id` stays among
+    /// the most recently used, so repeats become a series.
+    fn of(&mut self, id: &ObjectId) -> Recorder {
+        self.tick += 1;
+        if let Some((r, used)) = self.by_id.get_mut(id) {
+            *used = self.tick;
+            return r.clone();
+        }
+        if self.by_id.len() >= self.cap {
+            // O(cap), once per object new to the set.
+            if let Some(oldest) = self
+                .by_id
+                .iter()
+                .min_by_key(|(_, (_, used))| *used)
+                .map(|(k, _)| k.clone())
+            {
+                self.by_id.remove(&oldest);
+            }
+        }
+        let r = Recorder::new(self.client.clone(), self.reporter.clone());
+        self.by_id.insert(id.clone(), (r.clone(), self.tick));
+        r
+    }
+}
+
 struct Driver {
     client: kube::Client,
     cache: Arc<Cache>,
     ctx: Context,
     metrics: Arc<Metrics>,
-    recorder: Recorder,
+    recorders: Recorders,
     queue: Queue,
     config: Config,
     running: HashSet<ObjectId>,
@@ -866,7 +919,7 @@ impl Driver {
             }
             // Off the loop: an Event's round trip must not hold up reconciles.
             if !o.events.is_empty() {
-                let (recorder, reference) = (self.recorder.clone(), self.reference(id));
+                let (recorder, reference) = (self.recorders.of(id), self.reference(id));
                 let (id, events) = (id.clone(), o.events.clone());
                 tokio::spawn(async move { emit(&recorder, &reference, &id, &events).await });
             }
@@ -1117,5 +1170,37 @@ impl tagwarden_cloud::ServiceAccountTokens for TokenRequests {
                 .filter(|t| !t.is_empty())
                 .ok_or_else(|| "the TokenRequest came back without a token".to_string())
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The recorders (and the Events each caches) stay bounded however many
+    /// objects emit; the most recently used keep theirs, so their repeats
+    /// still become series.
+    #[tokio::test]
+    async fn event_recorders_keep_only_the_most_recently_used_objects() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = kube::Client::try_from(config).expect("client");
+        let reporter = Reporter {
+            controller: "tagwarden".into(),
+            instance: None,
+        };
+        let mut r = Recorders::new(client, reporter, 3);
+        let id = |n: &str| ObjectId::new(Kind::ImageRepository, "flux-system", n);
+        for n in ["a", "b", "c"] {
+            r.of(&id(n));
+        }
+        r.of(&id("a"));
+        r.of(&id("d"));
+        let mut kept: Vec<String> = r.by_id.keys().map(|k| k.name.clone()).collect();
+        kept.sort();
+        assert_eq!(kept, ["a", "c", "d"], "b was the least recently used");
+        for i in 0..10_000 {
+            r.of(&id(&format!("x{i}")));
+        }
+        assert_eq!(r.by_id.len(), 3);
     }
 }
