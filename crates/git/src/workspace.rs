@@ -858,7 +858,8 @@ fn normal_path(path: &str) -> Option<String> {
     })
 }
 
-/// How deep a sparse path's subtree is searched for symlinks.
+/// At most this many entries of a sparse path's subtree are searched for
+/// symlinks; a bigger subtree gets the whole tree.
 const SPARSE_MAX_ENTRIES: usize = 1 << 20;
 
 /// What to check out of `tree` for an update under `path`: the path itself
