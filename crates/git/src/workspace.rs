@@ -99,8 +99,9 @@ impl Workspace {
     }
 
     /// [`Workspace::open`], checking out only `sparse` (an update path,
-    /// as Flux's `GitSparseCheckout`) when the tree allows it: see
-    /// [`Workspace::sparse_path`]. Commit with [`Workspace::commit_files`].
+    /// as Flux's `GitSparseCheckout`) when the tree allows it: no symlink
+    /// on or under it, no pattern characters in it. Commit with
+    /// [`Workspace::commit_files`].
     pub fn open_sparse(
         url: &str,
         checkout: &Checkout,
@@ -858,6 +859,9 @@ fn normal_path(path: &str) -> Option<String> {
     })
 }
 
+/// A symlink's mode in a tree.
+const LINK_MODE: i32 = 0o120000;
+
 /// At most this many entries of a sparse path's subtree are searched for
 /// symlinks; a bigger subtree gets the whole tree.
 const SPARSE_MAX_ENTRIES: usize = 1 << 20;
@@ -875,7 +879,7 @@ fn sparse_path(repo: &Repository, tree: &git2::Tree<'_>, path: &str) -> Option<V
         let attrs = format!("{above}.gitattributes");
         if tree
             .get_path(Path::new(&attrs))
-            .is_ok_and(|e| e.kind() == Some(git2::ObjectType::Blob) && e.filemode() != 0o120000)
+            .is_ok_and(|e| e.kind() == Some(git2::ObjectType::Blob) && e.filemode() != LINK_MODE)
         {
             paths.push(attrs);
         }
@@ -886,7 +890,6 @@ fn sparse_path(repo: &Repository, tree: &git2::Tree<'_>, path: &str) -> Option<V
 }
 
 fn sparse_root(repo: &Repository, tree: &git2::Tree<'_>, path: &str) -> Option<String> {
-    const LINK: i32 = 0o120000;
     // libgit2 reads these as pattern syntax even with exact matching on,
     // and would check out nothing.
     if path == "." || path.starts_with('!') || path.contains(['*', '?', '[', '\\']) {
@@ -895,7 +898,7 @@ fn sparse_root(repo: &Repository, tree: &git2::Tree<'_>, path: &str) -> Option<S
     // Every folder on the way is a real tree: get_path fails through a link.
     let entry = tree.get_path(Path::new(path)).ok()?;
     match entry.kind() {
-        Some(git2::ObjectType::Blob) if entry.filemode() != LINK => Some(path.to_string()),
+        Some(git2::ObjectType::Blob) if entry.filemode() != LINK_MODE => Some(path.to_string()),
         Some(git2::ObjectType::Tree) => {
             let sub = entry.to_object(repo).ok()?.peel_to_tree().ok()?;
             let mut seen = 0usize;
@@ -904,7 +907,7 @@ fn sparse_root(repo: &Repository, tree: &git2::Tree<'_>, path: &str) -> Option<S
             let _ = sub.walk(git2::TreeWalkMode::PreOrder, |_, e| {
                 seen += 1;
                 // A link, a submodule, or a tree too big to vouch for.
-                if e.filemode() == LINK
+                if e.filemode() == LINK_MODE
                     || e.kind() == Some(git2::ObjectType::Commit)
                     || seen > SPARSE_MAX_ENTRIES
                 {
