@@ -25,7 +25,7 @@ trap cleanup EXIT
 source bench/lib.sh
 cargo build --release -q -p tagwarden
 cargo build --release -q -p tagwarden-testkit --example serve-registry --example serve-apiserver
-bin=$PWD/target/release/tagwarden
+bin=${BIN:-$PWD/target/release/tagwarden}
 coproc REG { exec target/release/examples/serve-registry "$n_tags" "$n_repos"; }
 read -r host repo <&"${REG[0]}"
 # The API server serves until its stdin (a fifo held open here) closes.
@@ -69,6 +69,8 @@ t1=$(date +%s%N)
 sleep 1
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$ctl_pid/status")
 echo "$n_repos ImageRepositories x $n_tags tags: all scanned and status applied in $(( (t1 - t0) / 1000000 )) ms, peak RSS $((hwm / 1024)) MiB, RSS now $(( $(awk '/VmRSS/ {print $2}' "/proc/$ctl_pid/status") / 1024 )) MiB, CPU $(cpu_ms "$ctl_pid") ms (goal < 64 MiB)"
+# Anonymous memory (the heap) against file pages and threads, to tell growth from mapping.
+grep -E '^(RssAnon|RssFile|RssShmem|Threads)' "/proc/$ctl_pid/status" | tr -s ' \t' ' ' | paste -sd ' ' >&2
 
 median=$(python3 - "$api" "$runs" <<'PY'
 import json, sys, time, urllib.request

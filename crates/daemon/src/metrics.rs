@@ -1,11 +1,15 @@
 //! Prometheus metrics: what the daemon counts and their text exposition.
 
+use prometheus_client::collector::Collector;
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tagwarden_api::ObjectId;
 
@@ -16,15 +20,13 @@ pub struct Metrics {
     registry: Registry,
     reconciles: Family<Labels, Counter>,
     durations: Family<Labels, Histogram>,
-    ready: Family<Labels, Gauge>,
-    tags: Family<Labels, Gauge>,
+    /// Flux's per-object reconcile duration, `ready` and the tag count.
+    objects: Arc<PerObject>,
     pushes: Family<Labels, Counter>,
     /// Mirrors the registry client's process-wide counts at each scrape.
     registry_requests: Family<Labels, Counter>,
     cloud_logins: Family<Labels, Counter>,
     pull_requests: Family<Labels, Counter>,
-    /// Flux's own name and labels, so its dashboards read tagwarden.
-    gotk_durations: Family<Labels, Histogram>,
     /// One scrape at a time, so two never add the same requests twice.
     scrape: std::sync::Mutex<()>,
 }
@@ -32,21 +34,13 @@ pub struct Metrics {
 impl Default for Metrics {
     fn default() -> Self {
         let mut root = Registry::default();
-        let gotk_durations = Family::<Labels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.005, 2.0, 14))
-        });
-        root.register(
-            "gotk_reconcile_duration_seconds",
-            "Reconcile duration per object, as Flux's controllers report it",
-            gotk_durations.clone(),
-        );
+        let objects = Arc::new(PerObject::default());
+        root.register_collector(Box::new(objects.clone()));
         let registry = root.sub_registry_with_prefix("tagwarden");
         let reconciles = Family::<Labels, Counter>::default();
         let durations = Family::<Labels, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.005, 2.0, 14))
+            Histogram::new(exponential_buckets(0.005, 2.0, DURATION_BUCKETS as u16))
         });
-        let ready = Family::<Labels, Gauge>::default();
-        let tags = Family::<Labels, Gauge>::default();
         let pushes = Family::<Labels, Counter>::default();
         let registry_requests = Family::<Labels, Counter>::default();
         let cloud_logins = Family::<Labels, Counter>::default();
@@ -67,11 +61,6 @@ impl Default for Metrics {
             registry_requests.clone(),
         );
         registry.register(
-            "repository_tags",
-            "Tags of the last good scan, per ImageRepository",
-            tags.clone(),
-        );
-        registry.register(
             "pushes",
             "Commits pushed, per ImageUpdateAutomation",
             pushes.clone(),
@@ -86,24 +75,140 @@ impl Default for Metrics {
             "Reconcile duration by kind and result",
             durations.clone(),
         );
-        registry.register(
-            "ready",
-            "1 when the object's Ready condition is True",
-            ready.clone(),
-        );
         Metrics {
             registry: root,
-            gotk_durations,
             reconciles,
             durations,
-            ready,
-            tags,
+            objects,
             pushes,
             registry_requests,
             cloud_logins,
             pull_requests,
             scrape: std::sync::Mutex::new(()),
         }
+    }
+}
+
+/// Classic buckets of the reconcile durations: 5 ms doubling, and +Inf.
+const DURATION_BUCKETS: usize = 14;
+
+fn duration_bounds() -> [f64; DURATION_BUCKETS] {
+    let mut b = [0.005; DURATION_BUCKETS];
+    for i in 1..DURATION_BUCKETS {
+        b[i] = b[i - 1] * 2.0;
+    }
+    b
+}
+
+/// One object's series.
+#[derive(Debug, Default)]
+struct ObjectSeries {
+    /// Observations per bucket (not cumulative); the last is +Inf.
+    buckets: [u64; DURATION_BUCKETS + 1],
+    sum: f64,
+    count: u64,
+    ready: Option<bool>,
+    tags: Option<i64>,
+}
+
+impl ObjectSeries {
+    fn observe(&mut self, secs: f64) {
+        let i = duration_bounds()
+            .iter()
+            .position(|b| secs <= *b)
+            .unwrap_or(DURATION_BUCKETS);
+        self.buckets[i] += 1;
+        self.sum += secs;
+        self.count += 1;
+    }
+}
+
+/// The per-object series, kept compact and written at scrape time: a
+/// `Family` holds a label vector and a histogram able to go native per
+/// object, ~1 KB each, 11 MB at 10,000 objects; this holds ~200 bytes.
+#[derive(Debug, Default)]
+struct PerObject(Mutex<HashMap<ObjectId, ObjectSeries>>);
+
+impl PerObject {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<ObjectId, ObjectSeries>> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn with(&self, id: &ObjectId, f: impl FnOnce(&mut ObjectSeries)) {
+        let mut map = self.lock();
+        match map.get_mut(id) {
+            Some(s) => f(s),
+            None => f(map.entry(id.clone()).or_default()),
+        }
+    }
+}
+
+fn object_labels(id: &ObjectId) -> [(&'static str, &str); 3] {
+    [
+        ("kind", id.kind.as_str()),
+        ("namespace", id.namespace.as_str()),
+        ("name", id.name.as_str()),
+    ]
+}
+
+impl Collector for PerObject {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let map = self.lock();
+        let mut all: Vec<(&ObjectId, &ObjectSeries)> = map.iter().collect();
+        all.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        {
+            // Flux's own name and labels, so its dashboards read tagwarden.
+            let mut m = encoder.encode_descriptor(
+                "gotk_reconcile_duration_seconds",
+                "Reconcile duration per object, as Flux's controllers report it",
+                None,
+                MetricType::Histogram,
+            )?;
+            let bounds = duration_bounds();
+            let mut buckets = Vec::with_capacity(DURATION_BUCKETS + 1);
+            for (id, s) in all.iter().filter(|(_, s)| s.count > 0) {
+                buckets.clear();
+                buckets.extend(
+                    bounds
+                        .iter()
+                        .copied()
+                        .chain(std::iter::once(f64::INFINITY))
+                        .zip(s.buckets),
+                );
+                m.encode_family(&object_labels(id))?
+                    .encode_histogram::<NoLabelSet>(s.sum, s.count, &buckets, None)?;
+            }
+        }
+        {
+            let mut m = encoder.encode_descriptor(
+                "tagwarden_repository_tags",
+                "Tags of the last good scan, per ImageRepository",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (id, s) in &all {
+                if let Some(n) = s.tags {
+                    let labels = [
+                        ("namespace", id.namespace.as_str()),
+                        ("name", id.name.as_str()),
+                    ];
+                    m.encode_family(&labels)?.encode_gauge(&n)?;
+                }
+            }
+        }
+        let mut m = encoder.encode_descriptor(
+            "tagwarden_ready",
+            "1 when the object's Ready condition is True",
+            None,
+            MetricType::Gauge,
+        )?;
+        for (id, s) in &all {
+            if let Some(ready) = s.ready {
+                m.encode_family(&object_labels(id))?
+                    .encode_gauge(&i64::from(ready))?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -128,7 +233,7 @@ impl Metrics {
         if let Status::ImageRepository(s) = &o.status
             && let Some(scan) = &s.last_scan_result
         {
-            self.tags(&id.namespace, &id.name, scan.tag_count);
+            self.tags(id, scan.tag_count);
         }
         if let Some(tagwarden_engine::Change::PullRequest(pr)) = &o.change {
             let labels: Labels = vec![
@@ -153,25 +258,23 @@ impl Metrics {
         self.durations
             .get_or_create(&by_result)
             .observe(took.as_secs_f64());
-        let object: Labels = vec![
-            ("kind".into(), key.kind.as_str().into()),
-            ("namespace".into(), key.namespace.clone()),
-            ("name".into(), key.name.clone()),
-        ];
-        self.gotk_durations
-            .get_or_create(&object)
-            .observe(took.as_secs_f64());
-        self.ready.get_or_create(&object).set(i64::from(ready));
+        self.objects.with(key, |s| {
+            s.observe(took.as_secs_f64());
+            s.ready = Some(ready);
+        });
     }
 
-    pub fn tags(&self, namespace: &str, name: &str, count: usize) {
-        let labels: Labels = vec![
-            ("namespace".into(), namespace.into()),
-            ("name".into(), name.into()),
-        ];
-        self.tags
-            .get_or_create(&labels)
-            .set(i64::try_from(count).unwrap_or(i64::MAX));
+    /// An ImageRepository's tag count.
+    pub fn tags(&self, id: &ObjectId, count: usize) {
+        self.objects.with(id, |s| {
+            s.tags = Some(i64::try_from(count).unwrap_or(i64::MAX))
+        });
+    }
+
+    /// Drops the series of objects that are gone, so deleted objects do
+    /// not accumulate.
+    pub fn retain(&self, keep: impl Fn(&ObjectId) -> bool) {
+        self.objects.lock().retain(|id, _| keep(id));
     }
 
     pub fn pushed(&self, namespace: &str, name: &str) {
@@ -239,6 +342,44 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    /// The per-object series read as the `Family` types wrote them:
+    /// cumulative buckets with `le` first, one line per object, and a
+    /// deleted object's series gone.
+    #[test]
+    fn per_object_series_are_exposed_and_dropped_with_their_object() {
+        let m = Metrics::default();
+        let a = ObjectId::new(Kind::ImageRepository, "apps", "a");
+        let b = ObjectId::new(Kind::ImagePolicy, "apps", "b");
+        m.observe(&a, true, Duration::from_millis(3));
+        m.observe(&a, false, Duration::from_millis(30));
+        m.observe(&a, false, Duration::from_secs(100));
+        m.tags(&a, 1000);
+        m.observe(&b, true, Duration::from_millis(7));
+        let text = m.render();
+        let line = |s: &str| text.lines().any(|l| l == s);
+        let ls = "kind=\"ImageRepository\",namespace=\"apps\",name=\"a\"";
+        for want in [
+            "# TYPE gotk_reconcile_duration_seconds histogram".to_string(),
+            format!("gotk_reconcile_duration_seconds_count{{{ls}}} 3"),
+            format!("gotk_reconcile_duration_seconds_sum{{{ls}}} 100.033"),
+            format!("gotk_reconcile_duration_seconds_bucket{{le=\"0.005\",{ls}}} 1"),
+            format!("gotk_reconcile_duration_seconds_bucket{{le=\"0.02\",{ls}}} 1"),
+            format!("gotk_reconcile_duration_seconds_bucket{{le=\"0.04\",{ls}}} 2"),
+            format!("gotk_reconcile_duration_seconds_bucket{{le=\"40.96\",{ls}}} 2"),
+            format!("gotk_reconcile_duration_seconds_bucket{{le=\"+Inf\",{ls}}} 3"),
+            format!("tagwarden_ready{{{ls}}} 0"),
+            "tagwarden_repository_tags{namespace=\"apps\",name=\"a\"} 1000".to_string(),
+            "tagwarden_ready{kind=\"ImagePolicy\",namespace=\"apps\",name=\"b\"} 1".to_string(),
+        ] {
+            assert!(line(&want), "no line {want:?} in\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        m.retain(|id| *id != a);
+        let text = m.render();
+        assert!(!text.contains("name=\"a\""), "{text}");
+        assert!(text.contains("name=\"b\""), "{text}");
     }
 
     #[test]

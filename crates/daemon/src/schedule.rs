@@ -356,6 +356,7 @@ impl Scheduler {
         {
             let mut queue = self.queue();
             queue.retain(|id| catalog.find(id).is_some());
+            self.inner.metrics.retain(|id| catalog.find(id).is_some());
             for id in &edited {
                 let Some(o) = catalog.find(id) else { continue };
                 if !id.kind.is_reconciled() {

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use tagwarden_api::status::Status;
 use tagwarden_api::{Kind, LoadOptions, Manifests, Object, ObjectId};
 use tagwarden_engine::{EngineError, Objects, StatusStore};
@@ -23,7 +23,10 @@ pub(crate) struct Entry {
 
 #[derive(Default)]
 struct Inner {
-    objects: HashMap<ObjectId, Entry>,
+    /// Shared, not inline: an `Entry` is ~720 bytes, so inline the table
+    /// held that per slot (and twice that while it grew), and every read
+    /// copied one.
+    objects: HashMap<ObjectId, Arc<Entry>>,
     namespaces: HashMap<String, BTreeMap<String, String>>,
 }
 
@@ -95,17 +98,17 @@ impl Cache {
         self.inner.write().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub(crate) fn entry(&self, id: &ObjectId) -> Option<Entry> {
+    pub(crate) fn entry(&self, id: &ObjectId) -> Option<Arc<Entry>> {
         self.read().objects.get(id).cloned()
     }
 
     /// Records what a watch delivered; returns what was there before.
-    pub(crate) fn put(&self, entry: Entry) -> Option<Entry> {
+    pub(crate) fn put(&self, entry: Arc<Entry>) -> Option<Arc<Entry>> {
         let id = entry.object.id();
         self.write_lock().objects.insert(id, entry)
     }
 
-    pub(crate) fn remove(&self, id: &ObjectId) -> Option<Entry> {
+    pub(crate) fn remove(&self, id: &ObjectId) -> Option<Arc<Entry>> {
         self.write_lock().objects.remove(id)
     }
 
@@ -152,7 +155,7 @@ impl Objects for Cache {
 
     fn each(&self, kind: Kind, namespace: Option<&str>, f: &mut dyn FnMut(&Object)) {
         let inner = self.read();
-        let mut of_kind: Vec<(&ObjectId, &Entry)> = inner
+        let mut of_kind: Vec<(&ObjectId, &Arc<Entry>)> = inner
             .objects
             .iter()
             .filter(|(id, _)| id.kind == kind && namespace.is_none_or(|ns| id.namespace == ns))
@@ -188,7 +191,8 @@ impl StatusStore for Cache {
     /// by the writer task.
     fn write(&self, id: &ObjectId, status: &Status) -> Result<(), EngineError> {
         if let Some(e) = self.write_lock().objects.get_mut(id) {
-            e.status = Some(status.clone());
+            // A copy only while a reconcile still holds the old one.
+            Arc::make_mut(e).status = Some(status.clone());
         }
         // The writer ends only with the controller.
         let _ = self.writes.send((id.clone(), status.clone()));

@@ -300,6 +300,15 @@ fn spawn_namespace_watch(
     });
 }
 
+/// The writer of `id`'s requests among `lanes`: always the same one, so one
+/// object's writes stay in order.
+fn lane_of(id: &ObjectId, lanes: usize) -> usize {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    id.hash(&mut h);
+    (h.finish() % lanes.max(1) as u64) as usize
+}
+
 /// Status writers working at once; one object always goes to the same
 /// writer, so its writes stay in order.
 const STATUS_WRITERS: usize = 4;
@@ -315,11 +324,10 @@ fn spawn_status_writer(client: kube::Client, mut rx: mpsc::UnboundedReceiver<(Ob
     }
     tokio::spawn(async move {
         while let Some((id, status)) = rx.recv().await {
-            use std::hash::{Hash, Hasher};
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            id.hash(&mut h);
-            let lane = (h.finish() % STATUS_WRITERS as u64) as usize;
-            if lanes[lane].send((id, status)).is_err() {
+            if lanes[lane_of(&id, STATUS_WRITERS)]
+                .send((id, status))
+                .is_err()
+            {
                 return;
             }
         }
@@ -553,12 +561,16 @@ pub async fn run(
         },
         EVENT_SERIES_OBJECTS,
     );
+    let (events, event_rx) = EventLanes::new(EVENT_QUEUE, EVENT_WRITERS);
+    events.spawn_writers(event_rx);
     let mut driver = Driver {
         client,
         cache,
         ctx,
         metrics,
         recorders,
+        events,
+        finalizer_patches: Arc::new(tokio::sync::Semaphore::new(FINALIZER_PATCHES)),
         queue: Queue::new(Slots::new(config.concurrent), config.backoff, 1),
         config,
         running: HashSet::new(),
@@ -667,12 +679,81 @@ impl Recorders {
     }
 }
 
+/// Events waiting to be sent, at most. Past it an Event is dropped (and
+/// counted), as client-go's broadcaster drops past its 1,000: a burst of
+/// 10,000 reconciles once spawned 10,000 sends, and the client opened a
+/// connection for each one in flight.
+const EVENT_QUEUE: usize = 1000;
+/// Event writers working at once (one connection each).
+const EVENT_WRITERS: usize = 2;
+
+/// One outcome's Events, for an Event writer.
+struct EventJob {
+    recorder: Recorder,
+    reference: k8s_openapi::api::core::v1::ObjectReference,
+    id: ObjectId,
+    events: Vec<tagwarden_engine::Event>,
+}
+
+/// The bounded queues in front of the Event writers.
+struct EventLanes {
+    lanes: Vec<mpsc::Sender<EventJob>>,
+    dropped: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl EventLanes {
+    /// Queues of `capacity` in all, over `writers` lanes; the receiving
+    /// ends are for [`EventLanes::spawn_writers`].
+    fn new(capacity: usize, writers: usize) -> (EventLanes, Vec<mpsc::Receiver<EventJob>>) {
+        let writers = writers.max(1);
+        let per_lane = (capacity / writers).max(1);
+        let (lanes, rxs) = (0..writers).map(|_| mpsc::channel(per_lane)).unzip();
+        let lanes = EventLanes {
+            lanes,
+            dropped: Arc::default(),
+        };
+        (lanes, rxs)
+    }
+
+    fn spawn_writers(&self, rxs: Vec<mpsc::Receiver<EventJob>>) {
+        for mut rx in rxs {
+            let dropped = self.dropped.clone();
+            tokio::spawn(async move {
+                while let Some(job) = rx.recv().await {
+                    emit(&job.recorder, &job.reference, &job.id, &job.events).await;
+                    let n = dropped.swap(0, Ordering::Relaxed);
+                    if n > 0 {
+                        tracing::warn!(dropped = n, "Events dropped: the Event queue was full");
+                    }
+                }
+            });
+        }
+    }
+
+    /// Queues `job`, or drops it when its lane is full; never waits.
+    fn send(&self, job: EventJob) {
+        let lane = lane_of(&job.id, self.lanes.len());
+        if let Err(mpsc::error::TrySendError::Full(job) | mpsc::error::TrySendError::Closed(job)) =
+            self.lanes[lane].try_send(job)
+        {
+            self.dropped
+                .fetch_add(job.events.len() as u64, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Finalizer patches in flight at once: each is a request beside the
+/// reconciles, and unbounded they opened a connection apiece.
+const FINALIZER_PATCHES: usize = 4;
+
 struct Driver {
     client: kube::Client,
     cache: Arc<Cache>,
     ctx: Context,
     metrics: Arc<Metrics>,
     recorders: Recorders,
+    events: EventLanes,
+    finalizer_patches: Arc<tokio::sync::Semaphore>,
     queue: Queue,
     config: Config,
     running: HashSet<ObjectId>,
@@ -707,9 +788,9 @@ impl Driver {
                     }
                 };
                 let id = entry.object.id();
-                let new = entry.clone();
-                let before = self.cache.put(entry);
-                self.react(&id, before.as_ref(), &new, now);
+                let new = Arc::new(entry);
+                let before = self.cache.put(new.clone());
+                self.react(&id, before.as_deref(), &new, now);
             }
             Seen::Deleted(json) => {
                 let Ok(entry) = convert(&json) else { return };
@@ -717,14 +798,19 @@ impl Driver {
                 self.cache.remove(&id);
                 self.queue.retain(|k| *k != id);
                 self.forget(&id);
+                self.metrics.retain(|k| *k != id);
                 for d in dependents(&id, &*self.cache) {
                     self.queue.trigger(&d, now);
                 }
             }
             Seen::Relisted(kind, ids) => {
-                for id in self.cache.retain_kind(kind, &ids) {
-                    self.queue.retain(|k| *k != id);
-                    self.forget(&id);
+                let gone = self.cache.retain_kind(kind, &ids);
+                for id in &gone {
+                    self.queue.retain(|k| k != id);
+                    self.forget(id);
+                }
+                if !gone.is_empty() {
+                    self.metrics.retain(|k| !gone.contains(k));
                 }
             }
         }
@@ -830,11 +916,16 @@ impl Driver {
             all.push(FINALIZER.to_string());
             let mut body = patch(all);
             let id = id.clone();
+            let permits = self.finalizer_patches.clone();
             // Beside the reconcile, not before it. The patch is guarded by
             // the resourceVersion, so a status write in between makes it
             // lose (409): read the object again and retry, a few times,
             // rather than wait for the next run (an interval away).
             tokio::spawn(async move {
+                // Closed only with the controller.
+                let Ok(_permit) = permits.acquire_owned().await else {
+                    return;
+                };
                 for attempt in 1..=5 {
                     match api
                         .patch(&id.name, &PatchParams::default(), &Patch::Merge(&body))
@@ -890,12 +981,11 @@ impl Driver {
             }
             self.running.insert(s.id.clone());
             let ctx = self.ctx.clone();
-            let object = entry.object;
-            let limit = tagwarden_daemon::deadline(&object, self.config.max_reconcile);
+            let limit = tagwarden_daemon::deadline(&entry.object, self.config.max_reconcile);
             let id = s.id;
             tasks.spawn(async move {
                 let started = Instant::now();
-                let result = tagwarden_daemon::reconcile_within(&object, &ctx, limit).await;
+                let result = tagwarden_daemon::reconcile_within(&entry.object, &ctx, limit).await;
                 (id, result, started.elapsed())
             });
         }
@@ -919,9 +1009,12 @@ impl Driver {
             }
             // Off the loop: an Event's round trip must not hold up reconciles.
             if !o.events.is_empty() {
-                let (recorder, reference) = (self.recorders.of(id), self.reference(id));
-                let (id, events) = (id.clone(), o.events.clone());
-                tokio::spawn(async move { emit(&recorder, &reference, &id, &events).await });
+                self.events.send(EventJob {
+                    recorder: self.recorders.of(id),
+                    reference: self.reference(id),
+                    id: id.clone(),
+                    events: o.events.clone(),
+                });
             }
         }
         self.queue.finish(id, outcome.as_ref(), Instant::now());
@@ -941,7 +1034,7 @@ impl Driver {
             name: Some(id.name.clone()),
             namespace: Some(id.namespace.clone()),
             uid: entry.as_ref().and_then(|e| e.uid.clone()),
-            resource_version: entry.and_then(|e| e.resource_version),
+            resource_version: entry.and_then(|e| e.resource_version.clone()),
             ..Default::default()
         }
     }
@@ -1202,5 +1295,48 @@ mod tests {
             r.of(&id(&format!("x{i}")));
         }
         assert_eq!(r.by_id.len(), 3);
+    }
+
+    /// However many outcomes bring Events while the writers are busy, the
+    /// queue holds at most its capacity; the rest are dropped and counted,
+    /// and one object always goes to the same lane (its Events in order).
+    #[tokio::test]
+    async fn the_event_queue_is_bounded_and_counts_what_it_drops() {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
+        let client = kube::Client::try_from(config).expect("client");
+        let reporter = Reporter {
+            controller: "tagwarden".into(),
+            instance: None,
+        };
+        let (lanes, mut rxs) = EventLanes::new(10, 2);
+        let job = |n: usize| EventJob {
+            recorder: Recorder::new(client.clone(), reporter.clone()),
+            reference: Default::default(),
+            id: ObjectId::new(Kind::ImageRepository, "flux-system", format!("app-{n}")),
+            events: vec![
+                tagwarden_engine::Event {
+                    kind: EventType::Normal,
+                    reason: "Succeeded".into(),
+                    message: format!("scan {n}"),
+                };
+                2
+            ],
+        };
+        for n in 0..1000 {
+            lanes.send(job(n));
+        }
+        let mut queued = 0;
+        for (lane, rx) in rxs.iter_mut().enumerate() {
+            while let Ok(j) = rx.try_recv() {
+                assert_eq!(lane_of(&j.id, 2), lane, "{} in the wrong lane", j.id.name);
+                queued += 1;
+            }
+        }
+        assert_eq!(queued, 10);
+        assert_eq!(
+            lanes.dropped.load(Ordering::Relaxed),
+            (1000 - 10) * 2,
+            "every Event of a dropped job is counted"
+        );
     }
 }
