@@ -570,7 +570,6 @@ pub async fn run(
         metrics,
         recorders,
         events,
-        finalizer_patches: Arc::new(tokio::sync::Semaphore::new(FINALIZER_PATCHES)),
         queue: Queue::new(Slots::new(config.concurrent), config.backoff, 1),
         config,
         running: HashSet::new(),
@@ -742,9 +741,8 @@ impl EventLanes {
     }
 }
 
-/// Finalizer patches in flight at once: each is a request beside the
-/// reconciles, and unbounded they opened a connection apiece.
-const FINALIZER_PATCHES: usize = 4;
+/// The request adding our finalizer, retried on conflicts.
+type FinalizerPatch = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 struct Driver {
     client: kube::Client,
@@ -753,7 +751,6 @@ struct Driver {
     metrics: Arc<Metrics>,
     recorders: Recorders,
     events: EventLanes,
-    finalizer_patches: Arc<tokio::sync::Semaphore>,
     queue: Queue,
     config: Config,
     running: HashSet<ObjectId>,
@@ -875,10 +872,12 @@ impl Driver {
         }
     }
 
-    /// The finalizer first: added to live objects, and on a deleted one the
-    /// cleanup runs and the finalizer goes. Returns true when the object is
-    /// to be reconciled.
-    async fn finalize(&self, id: &ObjectId, entry: &Entry) -> bool {
+    /// The finalizer first: on a deleted object the cleanup runs and the
+    /// finalizer goes (`None`: not to be reconciled). A live object without
+    /// it gets the patch that adds it, to run beside its reconcile, in the
+    /// reconcile's task: detached, 10,000 new objects made 10,000 tasks
+    /// and connections at once.
+    async fn finalize(&self, id: &ObjectId, entry: &Entry) -> Option<Option<FinalizerPatch>> {
         let has = entry.finalizers.iter().any(|f| f == FINALIZER);
         let api = api(&self.client, id.kind, Some(&id.namespace));
         let patch = |finalizers: Vec<String>| {
@@ -909,23 +908,18 @@ impl Driver {
                     tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, error = %e, "finalizer not removed");
                 }
             }
-            return false;
+            return None;
         }
         if !has {
             let mut all = entry.finalizers.clone();
             all.push(FINALIZER.to_string());
             let mut body = patch(all);
             let id = id.clone();
-            let permits = self.finalizer_patches.clone();
             // Beside the reconcile, not before it. The patch is guarded by
             // the resourceVersion, so a status write in between makes it
             // lose (409): read the object again and retry, a few times,
             // rather than wait for the next run (an interval away).
-            tokio::spawn(async move {
-                // Closed only with the controller.
-                let Ok(_permit) = permits.acquire_owned().await else {
-                    return;
-                };
+            return Some(Some(Box::pin(async move {
                 for attempt in 1..=5 {
                     match api
                         .patch(&id.name, &PatchParams::default(), &Patch::Merge(&body))
@@ -957,9 +951,9 @@ impl Driver {
                     }
                 }
                 tracing::warn!(kind = id.kind.as_str(), namespace = %id.namespace, name = %id.name, "finalizer not added: the object kept changing");
-            });
+            })));
         }
-        true
+        Some(None)
     }
 
     async fn start_due(
@@ -975,18 +969,26 @@ impl Driver {
                 self.queue.cancel(&s.id);
                 continue;
             };
-            if !self.finalize(&s.id, &entry).await {
+            let Some(add_finalizer) = self.finalize(&s.id, &entry).await else {
                 self.queue.cancel(&s.id);
                 continue;
-            }
+            };
             self.running.insert(s.id.clone());
             let ctx = self.ctx.clone();
             let limit = tagwarden_daemon::deadline(&entry.object, self.config.max_reconcile);
             let id = s.id;
             tasks.spawn(async move {
-                let started = Instant::now();
-                let result = tagwarden_daemon::reconcile_within(&entry.object, &ctx, limit).await;
-                (id, result, started.elapsed())
+                let reconcile = async {
+                    let started = Instant::now();
+                    let result =
+                        tagwarden_daemon::reconcile_within(&entry.object, &ctx, limit).await;
+                    (result, started.elapsed())
+                };
+                let (result, took) = match add_finalizer {
+                    Some(patch) => tokio::join!(reconcile, patch).0,
+                    None => reconcile.await,
+                };
+                (id, result, took)
             });
         }
     }
