@@ -248,14 +248,30 @@ impl Status {
         v.unwrap_or(serde_json::Value::Null)
     }
 
-    /// Reads `.status` of `kind` back.
+    /// Reads `.status` of `kind` back, its lists no longer than they are
+    /// (a controller keeps one per object: grown by doubling, a status's
+    /// conditions and tags held ~40% spare).
     pub fn from_json(kind: crate::Kind, json: &[u8]) -> Result<Status, serde_json::Error> {
         Ok(match kind {
-            crate::Kind::ImagePolicy => Status::ImagePolicy(serde_json::from_slice(json)?),
-            crate::Kind::ImageUpdateAutomation => {
-                Status::ImageUpdateAutomation(serde_json::from_slice(json)?)
+            crate::Kind::ImagePolicy => {
+                let mut s: ImagePolicyStatus = serde_json::from_slice(json)?;
+                s.conditions.shrink_to_fit();
+                Status::ImagePolicy(s)
             }
-            _ => Status::ImageRepository(serde_json::from_slice(json)?),
+            crate::Kind::ImageUpdateAutomation => {
+                let mut s: ImageUpdateAutomationStatus = serde_json::from_slice(json)?;
+                s.conditions.shrink_to_fit();
+                Status::ImageUpdateAutomation(s)
+            }
+            _ => {
+                let mut s: ImageRepositoryStatus = serde_json::from_slice(json)?;
+                s.conditions.shrink_to_fit();
+                s.observed_exclusion_list.shrink_to_fit();
+                if let Some(scan) = &mut s.last_scan_result {
+                    scan.latest_tags.shrink_to_fit();
+                }
+                Status::ImageRepository(s)
+            }
         })
     }
 }

@@ -631,7 +631,10 @@ pub async fn run(
 /// Event it sent for its TTL and walks them all on each publish, so one
 /// Recorder for 10,000 objects held ~35 MB and cost O(n) per Event. One
 /// Recorder per object, the least recently used dropped past this bound.
-const EVENT_SERIES_OBJECTS: usize = 1024;
+/// Each costs ~5.7 KB once it has sent (its map holds whole Events), so
+/// 1,024 of them were 5.9 MB; a repeat that matters (an object failing on
+/// every run) comes from a recently used object.
+const EVENT_SERIES_OBJECTS: usize = 256;
 
 /// Per-object Event recorders, bounded.
 struct Recorders {
