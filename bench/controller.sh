@@ -5,9 +5,13 @@
 # (what `flux reconcile image repository` sets) to the status saying it was
 # handled (median of RUNS).
 # Usage: bench/controller.sh [RUNS] [N_REPOS] [N_TAGS]
+# With PASSES=K the repositories scan every INTERVAL (default 1m) and the
+# RSS is printed after each of K more full passes (goal: flat).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-10}
+passes=${PASSES:-0}
+interval=${INTERVAL:-$([ "$passes" -gt 0 ] && echo 1m || echo 1h)}
 n_repos=${2:-1000}
 n_tags=${3:-1000}
 work=$(mktemp -d)
@@ -35,13 +39,13 @@ exec 8>"$work/api.in"
 until [ -s "$work/api.out" ]; do sleep 0.05; done
 read -r api <"$work/api.out"
 
-python3 - "$api" "$host/$repo" "$n_repos" <<'PY'
+python3 - "$api" "$host/$repo" "$n_repos" "$interval" <<'PY'
 import json, sys, urllib.request
-api, image, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+api, image, n, interval = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
 for i in range(n):
     body = {"apiVersion": "image.toolkit.fluxcd.io/v1", "kind": "ImageRepository",
             "metadata": {"name": f"app-{i}", "namespace": "flux-system"},
-            "spec": {"image": f"{image}-{i + 1}", "interval": "1h"}}
+            "spec": {"image": f"{image}-{i + 1}", "interval": interval}}
     req = urllib.request.Request(f"{api}/apis/image.toolkit.fluxcd.io/v1/namespaces/flux-system/imagerepositories",
                                  data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
@@ -91,3 +95,21 @@ print(f"{took[(len(took) - 1) // 2]:.1f}")
 PY
 )
 echo "annotation -> status.lastHandledReconcileAt: median ${median} ms over $runs runs"
+
+# Every repository scanned again since the pass began, then the RSS.
+for pass in $(seq 1 "$passes"); do
+  since=$(date -u +%s)
+  python3 - "$api" "$since" "$n_repos" <<'PY'
+import datetime, json, sys, time, urllib.request
+api, since, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+def at(t):
+    return datetime.datetime.strptime(t, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc).timestamp()
+while True:
+    items = json.load(urllib.request.urlopen(f"{api}/apis/image.toolkit.fluxcd.io/v1/imagerepositories"))["items"]
+    done = sum(1 for i in items if at(i.get("status", {}).get("lastScanResult", {}).get("scanTime", "1970-01-01T00:00:00Z")) >= since)
+    if done >= n:
+        break
+    time.sleep(2)
+PY
+  echo "after pass $((pass + 1)): RSS $(( $(awk '/VmRSS/ {print $2}' "/proc/$ctl_pid/status") / 1024 )) MiB, peak $(( $(awk '/VmHWM/ {print $2}' "/proc/$ctl_pid/status") / 1024 )) MiB, CPU $(cpu_ms "$ctl_pid") ms"
+done

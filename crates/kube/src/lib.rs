@@ -184,6 +184,27 @@ enum Seen {
     Deleted(Box<serde_json::Value>),
     Relisted(Kind, Vec<ObjectId>),
     Namespace(String, std::collections::BTreeMap<String, String>),
+    /// A watch's listing is all delivered: the driver sets the flag when it
+    /// gets here, after the objects sent before it on the same channel, so
+    /// no reconcile starts with a Secret or ServiceAccount still in flight.
+    Synced(Arc<AtomicBool>),
+}
+
+/// A watch's first listing: `listed` once the watch has it (readiness, a
+/// standby's included), `delivered` once the driver has read all of it.
+#[derive(Clone, Default)]
+struct Synced {
+    listed: Arc<AtomicBool>,
+    delivered: Arc<AtomicBool>,
+}
+
+impl Synced {
+    /// The listing is complete (or the kind cannot be watched); false when
+    /// the driver is gone.
+    fn done(&self, tx: &mpsc::UnboundedSender<Seen>) -> bool {
+        self.listed.store(true, Ordering::SeqCst);
+        tx.send(Seen::Synced(self.delivered.clone())).is_ok()
+    }
 }
 
 /// One watch per kind, feeding `tx`; restarts itself with backoff.
@@ -193,7 +214,7 @@ fn spawn_watch(
     namespace: Option<&str>,
     labels: Option<&str>,
     tx: mpsc::UnboundedSender<Seen>,
-    synced: Arc<AtomicBool>,
+    synced: Synced,
 ) {
     let api = api(client, kind, namespace);
     let mut cfg = watcher::Config::default();
@@ -211,7 +232,9 @@ fn spawn_watch(
                     // must not hold every other kind back: count it as
                     // synced and keep retrying.
                     tracing::warn!(kind = kind.as_str(), error = %e, "watch failed; retrying");
-                    synced.store(true, Ordering::SeqCst);
+                    if !synced.done(&tx) {
+                        return;
+                    }
                     continue;
                 }
             };
@@ -237,8 +260,11 @@ fn spawn_watch(
                     Ok(())
                 }
                 watcher::Event::InitDone => {
-                    synced.store(true, Ordering::SeqCst);
-                    tx.send(Seen::Relisted(kind, std::mem::take(&mut listing)))
+                    let relisted = Seen::Relisted(kind, std::mem::take(&mut listing));
+                    if tx.send(relisted).is_err() || !synced.done(&tx) {
+                        return;
+                    }
+                    Ok(())
                 }
             };
             if sent.is_err() {
@@ -249,11 +275,7 @@ fn spawn_watch(
 }
 
 /// Namespace labels, for `accessFrom`.
-fn spawn_namespace_watch(
-    client: &kube::Client,
-    tx: mpsc::UnboundedSender<Seen>,
-    synced: Arc<AtomicBool>,
-) {
+fn spawn_namespace_watch(client: &kube::Client, tx: mpsc::UnboundedSender<Seen>, synced: Synced) {
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     tokio::spawn(async move {
         let mut stream = watcher(api, watcher::Config::default())
@@ -264,7 +286,9 @@ fn spawn_namespace_watch(
                 Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => (n, false),
                 Ok(watcher::Event::Delete(n)) => (n, true),
                 Ok(watcher::Event::InitDone) => {
-                    synced.store(true, Ordering::SeqCst);
+                    if !synced.done(&tx) {
+                        return;
+                    }
                     continue;
                 }
                 Ok(watcher::Event::Init) => continue,
@@ -272,7 +296,9 @@ fn spawn_namespace_watch(
                     // Without namespace access, accessFrom sees only
                     // `kubernetes.io/metadata.name`; the rest still works.
                     tracing::debug!(error = %e, "namespace watch failed");
-                    synced.store(true, Ordering::SeqCst);
+                    if !synced.done(&tx) {
+                        return;
+                    }
                     continue;
                 }
             };
@@ -507,16 +533,16 @@ pub async fn run(
         Kind::ImagePolicy,
         Kind::ImageUpdateAutomation,
     ] {
-        let flag = Arc::new(AtomicBool::new(false));
+        let flag = Synced::default();
         spawn_watch(&client, kind, ns, labels, seen_tx.clone(), flag.clone());
         synced.push(flag);
     }
-    let ns_flag = Arc::new(AtomicBool::new(false));
+    let ns_flag = Synced::default();
     spawn_namespace_watch(&client, seen_tx.clone(), ns_flag.clone());
     synced.push(ns_flag);
     let (trigger_tx, mut trigger_rx) = mpsc::unbounded_channel::<ObjectId>();
     if let Some(addr) = config.receivers_addr {
-        let flag = Arc::new(AtomicBool::new(false));
+        let flag = Synced::default();
         spawn_watch(
             &client,
             Kind::Receiver,
@@ -534,7 +560,7 @@ pub async fn run(
     {
         let (ready, synced) = (ready.clone(), synced.clone());
         tokio::spawn(async move {
-            while !synced.iter().all(|f| f.load(Ordering::SeqCst)) {
+            while !synced.iter().all(|f| f.listed.load(Ordering::SeqCst)) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             ready.store(true, Ordering::SeqCst);
@@ -578,7 +604,7 @@ pub async fn run(
     let mut tasks: JoinSet<(ObjectId, Result<Outcome, String>, Duration)> = JoinSet::new();
     tokio::pin!(shutdown);
     loop {
-        if !driver.synced_all && synced.iter().all(|f| f.load(Ordering::SeqCst)) {
+        if !driver.synced_all && synced.iter().all(|f| f.delivered.load(Ordering::SeqCst)) {
             driver.synced_all = true;
             tracing::info!("caches synced: reconciling");
         }
@@ -772,6 +798,7 @@ impl Driver {
     fn seen(&mut self, seen: Seen) {
         let now = Instant::now();
         match seen {
+            Seen::Synced(flag) => flag.store(true, Ordering::SeqCst),
             Seen::Namespace(name, labels) => {
                 if labels.is_empty() {
                     self.cache.remove_namespace(&name);
@@ -857,7 +884,15 @@ impl Driver {
             self.queue.trigger(id, now);
         }
         // Status moved (written by us, or by another shard's controller).
-        let moved = match (&before.status, &now_entry.status) {
+        let (was, is) = if before.status == now_entry.status {
+            (None, None)
+        } else {
+            (
+                before.status.as_ref().and_then(|s| s.get()),
+                now_entry.status.as_ref().and_then(|s| s.get()),
+            )
+        };
+        let moved = match (&was, &is) {
             (Some(Status::ImageRepository(a)), Some(Status::ImageRepository(c))) => {
                 a.last_scan_result.as_ref().map(|s| &s.revision)
                     != c.last_scan_result.as_ref().map(|s| &s.revision)
