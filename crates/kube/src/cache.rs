@@ -10,36 +10,11 @@ use tagwarden_api::{Kind, LoadOptions, Manifests, Object, ObjectId};
 use tagwarden_engine::{EngineError, Objects, StatusStore};
 use tokio::sync::mpsc::UnboundedSender;
 
-/// A status kept as JSON: at 10,000 objects the parsed form (a string
-/// allocation per condition field and tag) took ~1.2 KB each, the JSON
-/// ~0.6 KB. It is parsed when a reconcile reads it, once per run.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct StoredStatus {
-    kind: Kind,
-    json: Box<[u8]>,
-}
-
-impl StoredStatus {
-    pub(crate) fn new(kind: Kind, status: &Status) -> Option<StoredStatus> {
-        let json = serde_json::to_vec(&status.to_json()).ok()?;
-        Some(StoredStatus {
-            kind,
-            json: json.into_boxed_slice(),
-        })
-    }
-
-    /// What it says; `None` only if it no longer reads (it was written by
-    /// [`StoredStatus::new`], so never in practice).
-    pub(crate) fn get(&self) -> Option<Status> {
-        Status::from_json(self.kind, &self.json).ok()
-    }
-}
-
 /// One object as the API server last showed it.
 #[derive(Debug, Clone)]
 pub(crate) struct Entry {
     pub(crate) object: Object,
-    pub(crate) status: Option<StoredStatus>,
+    pub(crate) status: Option<Status>,
     pub(crate) uid: Option<String>,
     pub(crate) resource_version: Option<String>,
     pub(crate) deleting: bool,
@@ -85,12 +60,8 @@ pub(crate) fn convert(json: &serde_json::Value) -> Result<Entry, String> {
     let status = match &json["status"] {
         serde_json::Value::Null => None,
         s => {
-            // Parsed once, to keep only what reads as a status, and only
-            // our fields.
             let bytes = serde_json::to_vec(s).map_err(|e| e.to_string())?;
-            Status::from_json(object.kind(), &bytes)
-                .ok()
-                .and_then(|st| StoredStatus::new(object.kind(), &st))
+            Status::from_json(object.kind(), &bytes).ok()
         }
     }
     .filter(|_| object.kind().is_reconciled());
@@ -213,8 +184,7 @@ impl Objects for Cache {
 
 impl StatusStore for Cache {
     fn read(&self, id: &ObjectId) -> Result<Option<Status>, EngineError> {
-        let stored = self.read().objects.get(id).and_then(|e| e.status.clone());
-        Ok(stored.and_then(|s| s.get()))
+        Ok(self.read().objects.get(id).and_then(|e| e.status.clone()))
     }
 
     /// Kept at once (the next reconcile reads it), sent to the API server
@@ -222,7 +192,7 @@ impl StatusStore for Cache {
     fn write(&self, id: &ObjectId, status: &Status) -> Result<(), EngineError> {
         if let Some(e) = self.write_lock().objects.get_mut(id) {
             // A copy only while a reconcile still holds the old one.
-            Arc::make_mut(e).status = StoredStatus::new(id.kind, status);
+            Arc::make_mut(e).status = Some(status.clone());
         }
         // The writer ends only with the controller.
         let _ = self.writes.send((id.clone(), status.clone()));
@@ -234,7 +204,7 @@ impl StatusStore for Cache {
             .read()
             .objects
             .iter()
-            .filter_map(|(id, e)| e.status.as_ref()?.get().map(|s| (id.clone(), s)))
+            .filter_map(|(id, e)| e.status.clone().map(|s| (id.clone(), s)))
             .collect())
     }
 }
@@ -270,7 +240,7 @@ mod tests {
         assert_eq!(e.uid.as_deref(), Some("u-1"));
         assert_eq!(e.finalizers, ["finalizers.fluxcd.io"]);
         assert!(!e.deleting);
-        let Some(Status::ImagePolicy(s)) = e.status.as_ref().and_then(StoredStatus::get) else {
+        let Some(Status::ImagePolicy(s)) = &e.status else {
             panic!("{:?}", e.status)
         };
         assert_eq!(s.latest_ref.as_ref().map(|l| l.tag.as_str()), Some("5.0.3"));

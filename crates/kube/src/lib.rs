@@ -884,15 +884,7 @@ impl Driver {
             self.queue.trigger(id, now);
         }
         // Status moved (written by us, or by another shard's controller).
-        let (was, is) = if before.status == now_entry.status {
-            (None, None)
-        } else {
-            (
-                before.status.as_ref().and_then(|s| s.get()),
-                now_entry.status.as_ref().and_then(|s| s.get()),
-            )
-        };
-        let moved = match (&was, &is) {
+        let moved = match (&before.status, &now_entry.status) {
             (Some(Status::ImageRepository(a)), Some(Status::ImageRepository(c))) => {
                 a.last_scan_result.as_ref().map(|s| &s.revision)
                     != c.last_scan_result.as_ref().map(|s| &s.revision)
