@@ -86,6 +86,38 @@ pub enum DaemonError {
     Socket(#[from] SocketError),
 }
 
+/// How often freed heap pages go back to the system.
+pub const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The trimming task; it stops when this is dropped.
+pub struct Trim(tokio::task::JoinHandle<()>);
+
+impl Drop for Trim {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Hands freed heap pages back every [`TRIM_EVERY`] until the returned
+/// guard is dropped (see `tagwarden_trim`: glibc kept ~20 MB of holes
+/// resident at 10,000 objects). One call takes a few milliseconds.
+pub fn spawn_trim() -> Trim {
+    Trim(tokio::spawn(async {
+        let mut every = tokio::time::interval(TRIM_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let t0 = std::time::Instant::now();
+            let returned = tagwarden_trim::trim();
+            tracing::trace!(
+                returned,
+                took_ms = t0.elapsed().as_secs_f64() * 1e3,
+                "heap trimmed"
+            );
+        }
+    }))
+}
+
 /// Runs until `shutdown` resolves, with status and tags in `store`, one
 /// registry client pool and libgit2; see [`run_with`].
 pub async fn run(
@@ -114,6 +146,7 @@ pub async fn run_with(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> Result<(), DaemonError> {
     let metrics = Arc::new(Metrics::default());
+    let _trim = spawn_trim();
     let scheduler = Scheduler::new(config.clone(), store, base, metrics.clone());
     let state = AppState {
         metrics: metrics.clone(),

@@ -178,6 +178,9 @@ fn api(client: &kube::Client, kind: Kind, namespace: Option<&str>) -> Api<Dynami
     }
 }
 
+/// Watch events waiting for the driver, at most.
+const SEEN_QUEUE: usize = 256;
+
 /// What a watch delivered.
 enum Seen {
     Object(Box<serde_json::Value>),
@@ -201,9 +204,9 @@ struct Synced {
 impl Synced {
     /// The listing is complete (or the kind cannot be watched); false when
     /// the driver is gone.
-    fn done(&self, tx: &mpsc::UnboundedSender<Seen>) -> bool {
+    async fn done(&self, tx: &mpsc::Sender<Seen>) -> bool {
         self.listed.store(true, Ordering::SeqCst);
-        tx.send(Seen::Synced(self.delivered.clone())).is_ok()
+        tx.send(Seen::Synced(self.delivered.clone())).await.is_ok()
     }
 }
 
@@ -213,7 +216,7 @@ fn spawn_watch(
     kind: Kind,
     namespace: Option<&str>,
     labels: Option<&str>,
-    tx: mpsc::UnboundedSender<Seen>,
+    tx: mpsc::Sender<Seen>,
     synced: Synced,
 ) {
     let api = api(client, kind, namespace);
@@ -232,7 +235,7 @@ fn spawn_watch(
                     // must not hold every other kind back: count it as
                     // synced and keep retrying.
                     tracing::warn!(kind = kind.as_str(), error = %e, "watch failed; retrying");
-                    if !synced.done(&tx) {
+                    if !synced.done(&tx).await {
                         return;
                     }
                     continue;
@@ -244,7 +247,7 @@ fn spawn_watch(
                 Box::new(v)
             };
             let sent = match ev {
-                watcher::Event::Apply(o) => tx.send(Seen::Object(json(o))),
+                watcher::Event::Apply(o) => tx.send(Seen::Object(json(o))).await,
                 watcher::Event::InitApply(o) => {
                     let v = json(o);
                     listing.push(ObjectId::new(
@@ -252,16 +255,16 @@ fn spawn_watch(
                         v["metadata"]["namespace"].as_str().unwrap_or_default(),
                         v["metadata"]["name"].as_str().unwrap_or_default(),
                     ));
-                    tx.send(Seen::Object(v))
+                    tx.send(Seen::Object(v)).await
                 }
-                watcher::Event::Delete(o) => tx.send(Seen::Deleted(json(o))),
+                watcher::Event::Delete(o) => tx.send(Seen::Deleted(json(o))).await,
                 watcher::Event::Init => {
                     listing.clear();
                     Ok(())
                 }
                 watcher::Event::InitDone => {
                     let relisted = Seen::Relisted(kind, std::mem::take(&mut listing));
-                    if tx.send(relisted).is_err() || !synced.done(&tx) {
+                    if tx.send(relisted).await.is_err() || !synced.done(&tx).await {
                         return;
                     }
                     Ok(())
@@ -275,7 +278,7 @@ fn spawn_watch(
 }
 
 /// Namespace labels, for `accessFrom`.
-fn spawn_namespace_watch(client: &kube::Client, tx: mpsc::UnboundedSender<Seen>, synced: Synced) {
+fn spawn_namespace_watch(client: &kube::Client, tx: mpsc::Sender<Seen>, synced: Synced) {
     let api: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
     tokio::spawn(async move {
         let mut stream = watcher(api, watcher::Config::default())
@@ -286,7 +289,7 @@ fn spawn_namespace_watch(client: &kube::Client, tx: mpsc::UnboundedSender<Seen>,
                 Ok(watcher::Event::Apply(n) | watcher::Event::InitApply(n)) => (n, false),
                 Ok(watcher::Event::Delete(n)) => (n, true),
                 Ok(watcher::Event::InitDone) => {
-                    if !synced.done(&tx) {
+                    if !synced.done(&tx).await {
                         return;
                     }
                     continue;
@@ -296,7 +299,7 @@ fn spawn_namespace_watch(client: &kube::Client, tx: mpsc::UnboundedSender<Seen>,
                     // Without namespace access, accessFrom sees only
                     // `kubernetes.io/metadata.name`; the rest still works.
                     tracing::debug!(error = %e, "namespace watch failed");
-                    if !synced.done(&tx) {
+                    if !synced.done(&tx).await {
                         return;
                     }
                     continue;
@@ -319,7 +322,7 @@ fn spawn_namespace_watch(client: &kube::Client, tx: mpsc::UnboundedSender<Seen>,
                 Some(l) => Seen::Namespace(name, l),
                 None => Seen::Namespace(name, Default::default()),
             };
-            if tx.send(msg).is_err() {
+            if tx.send(msg).await.is_err() {
                 return;
             }
         }
@@ -521,7 +524,9 @@ pub async fn run(
         dry_run: false,
     };
     let metrics = Arc::new(Metrics::default());
-    let (seen_tx, mut seen_rx) = mpsc::unbounded_channel();
+    // Bounded: the watches wait for the driver rather than pile up events
+    // as JSON trees (a few KB each) while it is busy.
+    let (seen_tx, mut seen_rx) = mpsc::channel(SEEN_QUEUE);
     let ns = config.watch_namespace.as_deref();
     let labels = config.label_selector.as_deref();
     let mut synced = Vec::new();
@@ -602,6 +607,7 @@ pub async fn run(
         synced_all: false,
     };
     let mut tasks: JoinSet<(ObjectId, Result<Outcome, String>, Duration)> = JoinSet::new();
+    let _trim = tagwarden_daemon::spawn_trim();
     tokio::pin!(shutdown);
     loop {
         if !driver.synced_all && synced.iter().all(|f| f.delivered.load(Ordering::SeqCst)) {
