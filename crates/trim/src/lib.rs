@@ -12,8 +12,23 @@ pub fn trim() -> bool {
     imp::trim()
 }
 
+/// Caps glibc's malloc arenas at `n` (it makes up to 8 per core, one per
+/// thread that contends): each arena keeps its own free holes. Call before
+/// the threads start. False where the allocator is not glibc's.
+pub fn limit_arenas(n: usize) -> bool {
+    imp::limit_arenas(n)
+}
+
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 mod imp {
+    #[allow(unsafe_code)]
+    pub(super) fn limit_arenas(n: usize) -> bool {
+        let n = libc::c_int::try_from(n.max(1)).unwrap_or(libc::c_int::MAX);
+        // SAFETY: mallopt takes two integers and only sets a parameter of
+        // the allocator, under its lock.
+        unsafe { libc::mallopt(libc::M_ARENA_MAX, n) == 1 }
+    }
+
     #[allow(unsafe_code)]
     pub(super) fn trim() -> bool {
         // SAFETY: malloc_trim takes no pointers and only walks the
@@ -28,10 +43,24 @@ mod imp {
     pub(super) fn trim() -> bool {
         false
     }
+
+    pub(super) fn limit_arenas(_: usize) -> bool {
+        false
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    fn the_arena_limit_is_accepted() {
+        assert!(super::limit_arenas(2));
+        assert!(
+            super::limit_arenas(0),
+            "0 is taken as 1, not as glibc's default"
+        );
+    }
+
     /// After a large allocation pattern is freed, trimming hands pages
     /// back: the resident set shrinks.
     #[test]

@@ -188,6 +188,8 @@ pub fn run(args: ControllerArgs) -> Result<ExitCode> {
         receivers_addr: args.receivers_addr,
         ..tagwarden_kube::Config::default()
     };
+    // Long-running: fewer arenas, fewer places for freed memory to sit.
+    tagwarden_trim::limit_arenas(super::MALLOC_ARENAS);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

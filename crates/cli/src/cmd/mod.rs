@@ -17,6 +17,11 @@ use tagwarden_api::{Manifests, Object, ObjectId};
 use tagwarden_engine::{Catalog, Context, EngineError, Outcome};
 use tagwarden_store::Store;
 
+/// glibc malloc arenas for the daemon and the controller: one per worker
+/// thread. More let each keep its own free holes (MALLOC_ARENA_MAX=2 took
+/// ~2 MiB off the controller at 10,000 objects).
+pub(crate) const MALLOC_ARENAS: usize = 2;
+
 /// The wiring of one-shot runs (`run --once`, the demo): the manifests as
 /// objects, status and tags in `store`, a registry client pool, libgit2.
 pub fn once_context(manifests: Manifests, store: Arc<dyn Store>) -> Context {

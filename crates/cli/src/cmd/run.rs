@@ -200,6 +200,8 @@ fn daemon(args: RunArgs) -> Result<ExitCode> {
         strict: args.strict,
         ..tagwarden_daemon::Config::default()
     };
+    // Long-running: fewer arenas, fewer places for freed memory to sit.
+    tagwarden_trim::limit_arenas(super::MALLOC_ARENAS);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
