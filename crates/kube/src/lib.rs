@@ -1308,17 +1308,23 @@ impl tagwarden_cloud::ServiceAccountTokens for TokenRequests {
 mod tests {
     use super::*;
 
-    /// The recorders (and the Events each caches) stay bounded however many
-    /// objects emit; the most recently used keep theirs, so their repeats
-    /// still become series.
-    #[tokio::test]
-    async fn event_recorders_keep_only_the_most_recently_used_objects() {
+    /// A client that is never dialled (the discard port) and a reporter.
+    fn unreachable_client() -> (kube::Client, Reporter) {
         let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
         let client = kube::Client::try_from(config).expect("client");
         let reporter = Reporter {
             controller: "tagwarden".into(),
             instance: None,
         };
+        (client, reporter)
+    }
+
+    /// The recorders (and the Events each caches) stay bounded however many
+    /// objects emit; the most recently used keep theirs, so their repeats
+    /// still become series.
+    #[tokio::test]
+    async fn event_recorders_keep_only_the_most_recently_used_objects() {
+        let (client, reporter) = unreachable_client();
         let mut r = Recorders::new(client, reporter, 3);
         let id = |n: &str| ObjectId::new(Kind::ImageRepository, "flux-system", n);
         for n in ["a", "b", "c"] {
@@ -1340,12 +1346,7 @@ mod tests {
     /// and one object always goes to the same lane (its Events in order).
     #[tokio::test]
     async fn the_event_queue_is_bounded_and_counts_what_it_drops() {
-        let config = kube::Config::new("http://127.0.0.1:9".parse().expect("url"));
-        let client = kube::Client::try_from(config).expect("client");
-        let reporter = Reporter {
-            controller: "tagwarden".into(),
-            instance: None,
-        };
+        let (client, reporter) = unreachable_client();
         let (lanes, mut rxs) = EventLanes::new(10, 2);
         let job = |n: usize| EventJob {
             recorder: Recorder::new(client.clone(), reporter.clone()),
