@@ -92,12 +92,12 @@ impl Default for Metrics {
 /// Classic buckets of the reconcile durations: 5 ms doubling, and +Inf.
 const DURATION_BUCKETS: usize = 14;
 
-fn duration_bounds() -> [f64; DURATION_BUCKETS] {
-    let mut b = [0.005; DURATION_BUCKETS];
-    for i in 1..DURATION_BUCKETS {
-        b[i] = b[i - 1] * 2.0;
-    }
-    b
+/// The same bounds as the by-result histograms, computed once.
+fn duration_bounds() -> &'static [f64] {
+    static BOUNDS: std::sync::LazyLock<Vec<f64>> = std::sync::LazyLock::new(|| {
+        exponential_buckets(0.005, 2.0, DURATION_BUCKETS as u16).collect()
+    });
+    &BOUNDS
 }
 
 /// One object's series.
