@@ -278,6 +278,11 @@ impl Metrics {
         self.objects.lock().retain(|id, _| keep(id));
     }
 
+    /// Drops the series of one object that is gone.
+    pub fn forget(&self, id: &ObjectId) {
+        self.objects.lock().remove(id);
+    }
+
     pub fn pushed(&self, namespace: &str, name: &str) {
         let labels: Labels = vec![
             ("namespace".into(), namespace.into()),
@@ -377,10 +382,12 @@ mod tests {
             assert!(line(&want), "no line {want:?} in\n{text}");
         }
         assert!(text.ends_with("# EOF\n"), "{text}");
-        m.retain(|id| *id != a);
+        m.forget(&a);
         let text = m.render();
         assert!(!text.contains("name=\"a\""), "{text}");
         assert!(text.contains("name=\"b\""), "{text}");
+        m.retain(|id| *id != b);
+        assert!(!m.render().contains("name=\"b\""));
     }
 
     #[test]

@@ -831,19 +831,16 @@ impl Driver {
                 self.cache.remove(&id);
                 self.queue.retain(|k| *k != id);
                 self.forget(&id);
-                self.metrics.retain(|k| *k != id);
+                self.metrics.forget(&id);
                 for d in dependents(&id, &*self.cache) {
                     self.queue.trigger(&d, now);
                 }
             }
             Seen::Relisted(kind, ids) => {
-                let gone = self.cache.retain_kind(kind, &ids);
-                for id in &gone {
-                    self.queue.retain(|k| k != id);
-                    self.forget(id);
-                }
-                if !gone.is_empty() {
-                    self.metrics.retain(|k| !gone.contains(k));
+                for id in self.cache.retain_kind(kind, &ids) {
+                    self.queue.retain(|k| *k != id);
+                    self.forget(&id);
+                    self.metrics.forget(&id);
                 }
             }
         }
