@@ -191,7 +191,9 @@ impl StatusStore for Cache {
     /// by the writer task.
     fn write(&self, id: &ObjectId, status: &Status) -> Result<(), EngineError> {
         if let Some(e) = self.write_lock().objects.get_mut(id) {
-            // A copy only while a reconcile still holds the old one.
+            // Copied when shared: the reconcile writing this holds the old
+            // entry, so each write copies it once (as the start of a run
+            // copied its object before entries were shared).
             Arc::make_mut(e).status = Some(status.clone());
         }
         // The writer ends only with the controller.
