@@ -673,3 +673,57 @@ fn file_edits_reach_the_status_as_generation_and_reconcile_requests() {
     assert_eq!(edited["lastHandledReconcileAt"], "2026-12-02T02:00:00Z");
     drop(d);
 }
+
+/// A manifest removed from the files takes its per-object series with it:
+/// they used to stay in /metrics for as long as the daemon ran.
+#[test]
+fn a_removed_object_s_metrics_go_with_it() {
+    let reg = tagwarden_testkit::Registry::start(tagwarden_testkit::RegistryAuth::None);
+    reg.publish("team/app", &["1.0.0"], None);
+    let host = reg.host();
+    let repo = |name: &str| {
+        format!(
+            "apiVersion: image.toolkit.fluxcd.io/v1\nkind: ImageRepository\n\
+             metadata: {{name: {name}, namespace: flux-system}}\n\
+             spec: {{image: \"{host}/team/app\", interval: 1h}}\n"
+        )
+    };
+    let file = std::cell::RefCell::new(PathBuf::new());
+    let d = Daemon::start_with(|c, dir| {
+        c.reload_every = Duration::from_millis(50);
+        let f = dir.join("flux/repos.yaml");
+        std::fs::write(&f, format!("{}---\n{}", repo("kept"), repo("removed"))).expect("write");
+        *file.borrow_mut() = f;
+    });
+    let series = |name: &str| {
+        format!(
+            "tagwarden_ready{{kind=\"ImageRepository\",namespace=\"flux-system\",name=\"{name}\"}} 1"
+        )
+    };
+    let wait = |what: &str, ok: &dyn Fn(&str) -> bool| {
+        let started = Instant::now();
+        loop {
+            let (_, metrics) = get(d.port, "/metrics").expect("metrics");
+            if ok(&metrics) {
+                return metrics;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "{what}: {metrics}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    wait("both scanned", &|m| {
+        m.contains(&series("kept")) && m.contains(&series("removed"))
+    });
+    std::fs::write(&*file.borrow(), repo("kept")).expect("remove one");
+    let after = wait("the removed one's series gone", &|m| {
+        !m.contains("name=\"removed\"")
+    });
+    assert!(after.contains(&series("kept")), "{after}");
+    assert!(
+        after.contains("gotk_reconcile_duration_seconds_count{kind=\"ImageRepository\",namespace=\"flux-system\",name=\"kept\"}"),
+        "{after}"
+    );
+}
